@@ -1,0 +1,177 @@
+"""The fleet as a structure of numpy arrays, so that packing policies score every node at once.
+
+Node-level arrays have shape ``[N]``; GPU-level arrays have shape ``[N, G]`` where ``G`` is the
+largest GPU count of any node, and slots past a node's GPU count have ``gpu_exists == False`` and
+zero capacity. ``version[n]`` increases whenever node ``n`` changes, so callers can cache
+per-node results and recompute only stale nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from scheduler.core.model import MILLI_PER_GPU, Node, WorkerRequest
+
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+
+class Fleet:
+    """Mutable capacity arrays of a fixed set of nodes (nodes may be drained, never reindexed)."""
+
+    def __init__(self, nodes: Sequence[Node]) -> None:
+        names = [n.name for n in nodes]
+        if len(set(names)) != len(names):
+            dup = sorted({x for x in names if names.count(x) > 1})[0]
+            raise ValueError(f"duplicate node name {dup!r}")
+        self.nodes: tuple[Node, ...] = tuple(nodes)
+        self.names: tuple[str, ...] = tuple(names)
+        self.index: dict[str, int] = {n: i for i, n in enumerate(names)}
+        n = len(nodes)
+        g = max((len(x.gpus) for x in nodes), default=0)
+        g = max(g, 1)
+        self.num_nodes = n
+        self.max_gpus = g
+        models = sorted({gpu.model for x in nodes for gpu in x.gpus})
+        self.model_names: tuple[str, ...] = tuple(models)
+        self.model_id: dict[str, int] = {m: i for i, m in enumerate(models)}
+        racks = sorted({x.label("rack") for x in nodes})
+        self.rack_names: tuple[str, ...] = tuple(racks)
+        rack_id = {r: i for i, r in enumerate(racks)}
+
+        self.cpu_cap: IntArray = np.array([x.cpu_milli for x in nodes], dtype=np.int64)
+        self.mem_cap: IntArray = np.array([x.memory_mib for x in nodes], dtype=np.int64)
+        self.cpu_free: IntArray = self.cpu_cap.copy()
+        self.mem_free: IntArray = self.mem_cap.copy()
+        self.gpu_count: IntArray = np.array([len(x.gpus) for x in nodes], dtype=np.int64)
+        self.rack: IntArray = np.array([rack_id[x.label("rack")] for x in nodes], dtype=np.int64)
+        self.schedulable: BoolArray = np.ones(n, dtype=np.bool_)
+        self.version: IntArray = np.zeros(n, dtype=np.int64)
+
+        self.gpu_exists: BoolArray = np.zeros((n, g), dtype=np.bool_)
+        self.gpu_model: IntArray = np.full((n, g), -1, dtype=np.int64)
+        self.gpu_mem_mib: IntArray = np.zeros((n, g), dtype=np.int64)
+        self.gpu_domain: IntArray = np.zeros((n, g), dtype=np.int64)
+        self.gpu_healthy: BoolArray = np.zeros((n, g), dtype=np.bool_)
+        for i, node in enumerate(nodes):
+            for j, gpu in enumerate(node.gpus):
+                self.gpu_exists[i, j] = True
+                self.gpu_model[i, j] = self.model_id[gpu.model]
+                self.gpu_mem_mib[i, j] = gpu.memory_mib
+                self.gpu_domain[i, j] = gpu.nvlink_domain
+                self.gpu_healthy[i, j] = gpu.healthy
+        self.gpu_cap: IntArray = np.where(self.gpu_exists, MILLI_PER_GPU, 0).astype(np.int64)
+        self.gpu_free: IntArray = self.gpu_cap.copy()
+        # workers per node by GPU shape class: column 0 = GPU-sharing workers, column k = workers
+        # holding k whole GPUs (CPU-only workers are not counted); used by affinity-style policies
+        self.shape_count: IntArray = np.zeros((n, g + 1), dtype=np.int64)
+        self._eligible_cache: dict[tuple[tuple[str, ...], int], BoolArray] = {}
+        self.health_version = 0  # bumped on every GPU health change
+
+    # ----------------------------------------------------------------- totals
+    @property
+    def total_gpus(self) -> int:
+        return int(self.gpu_exists.sum())
+
+    @property
+    def total_gpu_milli(self) -> int:
+        return int(self.gpu_cap.sum())
+
+    @property
+    def allocated_gpu_milli(self) -> int:
+        return int((self.gpu_cap - self.gpu_free).sum())
+
+    # ------------------------------------------------------------- filtering
+    def eligible_gpus(self, req: WorkerRequest) -> BoolArray:
+        """``[N, G]`` mask of GPUs this request may use: exists, healthy, allowed model, memory.
+
+        Cached by (models, min memory) until health changes; callers must not mutate it.
+        """
+        key = (req.gpu_models, req.min_gpu_memory_mib)
+        hit = self._eligible_cache.get(key)
+        if hit is not None:
+            return hit
+        mask = self.gpu_exists & self.gpu_healthy
+        if req.gpu_models:
+            ids = [self.model_id[m] for m in req.gpu_models if m in self.model_id]
+            mask = mask & np.isin(self.gpu_model, np.array(ids, dtype=np.int64))
+        if req.min_gpu_memory_mib:
+            mask = mask & (self.gpu_mem_mib >= req.min_gpu_memory_mib)
+        self._eligible_cache[key] = mask
+        return mask
+
+    def fits(self, req: WorkerRequest, nodes: IntArray | None = None) -> BoolArray:
+        """Which nodes (all, or the given indices) can host one worker of ``req`` right now."""
+        sel = slice(None) if nodes is None else nodes
+        ok = (
+            self.schedulable[sel]
+            & (self.cpu_free[sel] >= req.cpu_milli)
+            & (self.mem_free[sel] >= req.memory_mib)
+        )
+        if req.gpus == 0:
+            return ok  # type: ignore[no-any-return]
+        elig = self.eligible_gpus(req)[sel]
+        free = self.gpu_free[sel]
+        if req.shares_gpu:
+            return ok & ((free >= req.gpu_milli) & elig).any(axis=1)  # type: ignore[no-any-return]
+        whole = ((free == MILLI_PER_GPU) & elig).sum(axis=1)
+        return ok & (whole >= req.gpus)  # type: ignore[no-any-return]
+
+    def ever_fits(self, req: WorkerRequest) -> BoolArray:
+        """Which nodes could host one worker of ``req`` if they were empty (capacity, not free)."""
+        ok = (self.cpu_cap >= req.cpu_milli) & (self.mem_cap >= req.memory_mib)
+        if req.gpus == 0:
+            return ok  # type: ignore[no-any-return]
+        elig = self.eligible_gpus(req)
+        return ok & (elig.sum(axis=1) >= req.gpus)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ mutations
+    def take(self, node: int, gpus: Sequence[int], gpu_milli: int, cpu_milli: int, memory_mib: int) -> None:
+        """Allocate; raises if it would over-allocate (the core never should)."""
+        if self.cpu_free[node] < cpu_milli or self.mem_free[node] < memory_mib:
+            raise ValueError(f"node {self.names[node]}: CPU or memory over-allocated")
+        for g in gpus:
+            if self.gpu_free[node, g] < gpu_milli:
+                raise ValueError(f"node {self.names[node]} GPU {g}: over-allocated")
+        self.cpu_free[node] -= cpu_milli
+        self.mem_free[node] -= memory_mib
+        for g in gpus:
+            self.gpu_free[node, g] -= gpu_milli
+        if gpus:
+            self.shape_count[node, _shape_class(len(gpus), gpu_milli)] += 1
+        self.version[node] += 1
+
+    def give(self, node: int, gpus: Sequence[int], gpu_milli: int, cpu_milli: int, memory_mib: int) -> None:
+        """Release what :meth:`take` allocated."""
+        self.cpu_free[node] += cpu_milli
+        self.mem_free[node] += memory_mib
+        for g in gpus:
+            self.gpu_free[node, g] += gpu_milli
+        if gpus:
+            self.shape_count[node, _shape_class(len(gpus), gpu_milli)] -= 1
+        if (
+            self.cpu_free[node] > self.cpu_cap[node]
+            or self.mem_free[node] > self.mem_cap[node]
+            or (self.gpu_free[node] > self.gpu_cap[node]).any()
+        ):
+            raise ValueError(f"node {self.names[node]}: released more than was allocated")
+        self.version[node] += 1
+
+    def set_gpu_health(self, node: int, gpu: int, healthy: bool) -> None:
+        if bool(self.gpu_healthy[node, gpu]) != healthy:
+            self.gpu_healthy[node, gpu] = healthy
+            self._eligible_cache.clear()
+            self.health_version += 1
+            self.version[node] += 1
+
+    def set_schedulable(self, node: int, schedulable: bool) -> None:
+        if bool(self.schedulable[node]) != schedulable:
+            self.schedulable[node] = schedulable
+            self.version[node] += 1
+
+
+def _shape_class(gpus: int, gpu_milli: int) -> int:
+    return 0 if gpu_milli < MILLI_PER_GPU else gpus

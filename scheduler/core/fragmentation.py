@@ -1,0 +1,171 @@
+"""GPU fragmentation as FGD defines it (Weng et al., USENIX ATC'23, section 3; the authors'
+simulator, ``pkg/utils/frag.go``), vectorized over nodes.
+
+A workload is summarised by its *typical shapes* ``t`` (CPU milli, GPU milli per GPU, GPU count,
+allowed models) with popularity ``p_t``. A node's fragmentation is
+
+    F(n) = sum_t p_t * frag_t(n)
+    frag_t(n) = idle(n)                                   if t asks for no GPU (FGD counts a
+                                                          CPU-only shape as unable to use any GPU)
+              = idle(n)                                   if t does not fit n (CPU or GPU count)
+              = idle(n) - sum_{g usable by t, free_g >= milli_t} free_g   otherwise
+
+where ``idle(n)`` is the free milli-GPU of the node's healthy GPUs and "fits" ignores memory,
+as in the paper. All quantities are milli-GPU.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from scheduler.core.fleet import Fleet, IntArray
+from scheduler.core.model import WorkerRequest
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    cpu_milli: int
+    gpu_milli: int  # per GPU; 0 for CPU-only
+    gpus: int
+    gpu_models: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TypicalShapes:
+    shapes: tuple[Shape, ...]
+    weights: tuple[float, ...]  # sum to 1
+
+    @staticmethod
+    def from_requests(requests: Iterable[WorkerRequest], coverage_pct: float = 95.0) -> TypicalShapes:
+        """The most popular shapes that together cover ``coverage_pct`` % of the requests,
+        reweighted to sum to 1 (ties in popularity: larger shape first, as FGD does)."""
+        counts: Counter[Shape] = Counter()
+        total = 0
+        for r in requests:
+            milli = r.gpu_milli if r.gpus else 0
+            counts[Shape(r.cpu_milli, milli, r.gpus, r.gpu_models)] += 1
+            total += 1
+        if total == 0:
+            raise ValueError("typical shapes need at least one request")
+        ordered = sorted(counts.items(), key=lambda kv: (kv[1], _shape_order(kv[0])), reverse=True)
+        target = coverage_pct * total / 100.0
+        chosen: list[tuple[Shape, int]] = []
+        covered = 0
+        for shape, n in ordered:
+            if covered >= target:
+                break
+            chosen.append((shape, n))
+            covered += n
+        return TypicalShapes(tuple(s for s, _ in chosen), tuple(n / covered for _, n in chosen))
+
+
+def _shape_order(s: Shape) -> tuple[int, int, int, str]:
+    return (s.cpu_milli, s.gpu_milli, s.gpus, "|".join(s.gpu_models))
+
+
+class FragModel:
+    """Typical shapes bound to one fleet, with per-(GPU, shape) usability precomputed."""
+
+    def __init__(self, fleet: Fleet, typical: TypicalShapes) -> None:
+        self.fleet = fleet
+        self.typical = typical
+        shapes = typical.shapes
+        self.p: FloatArray = np.array(typical.weights, dtype=np.float64)
+        self.cpu: IntArray = np.array([s.cpu_milli for s in shapes], dtype=np.int64)
+        self.milli: IntArray = np.array([s.gpu_milli for s in shapes], dtype=np.int64)
+        self.num: IntArray = np.array([s.gpus for s in shapes], dtype=np.int64)
+        self.gpu_shape = self.milli > 0
+        self._usable_health = -1
+        self._usable = np.zeros((fleet.num_nodes, fleet.max_gpus, len(shapes)), dtype=np.bool_)
+        self._refresh_usable()
+
+    def _refresh_usable(self) -> None:
+        fleet = self.fleet
+        base = fleet.gpu_exists & fleet.gpu_healthy
+        for t, s in enumerate(self.typical.shapes):
+            if s.gpu_models:
+                ids = np.array([fleet.model_id.get(m, -1) for m in s.gpu_models], dtype=np.int64)
+                self._usable[:, :, t] = base & np.isin(fleet.gpu_model, ids)
+            else:
+                self._usable[:, :, t] = base
+        self._usable_health = fleet.health_version
+
+    def usable(self, nodes: IntArray) -> NDArray[np.bool_]:
+        if self.fleet.health_version != self._usable_health:
+            self._refresh_usable()
+        return self._usable[nodes]
+
+    def frag(self, nodes: IntArray) -> FloatArray:
+        """F(n) for the given nodes, in milli-GPU."""
+        fleet = self.fleet
+        left = np.where(fleet.gpu_healthy[nodes], fleet.gpu_free[nodes], 0)  # [n,G]
+        return self._frag_from(left, fleet.cpu_free[nodes], self.usable(nodes))
+
+    def _frag_from(self, left: IntArray, cpu: IntArray, usable: NDArray[np.bool_]) -> FloatArray:
+        """F for arbitrary states: ``left`` [..., G], ``cpu`` [...], ``usable`` [..., G, T]."""
+        idle = left.sum(axis=-1).astype(np.float64)  # [...]
+        ok_gpu = usable & (left[..., None] >= self.milli)  # [..., G, T]
+        count = ok_gpu.sum(axis=-2)  # [..., T]
+        fit_sum = (ok_gpu * left[..., None]).sum(axis=-2)  # [..., T]
+        fits = (count >= self.num) & (cpu[..., None] >= self.cpu) & self.gpu_shape
+        per_t = idle[..., None] - np.where(fits, fit_sum, 0)
+        return per_t @ self.p  # type: ignore[no-any-return]
+
+    def frag_after_share(self, nodes: IntArray, cpu_milli: int, gpu_milli: int) -> FloatArray:
+        """``[n, G]``: F of each node after a sharing worker (``gpu_milli`` on GPU g, ``cpu_milli``)
+        lands on GPU g. Entries for GPUs it cannot take are +inf. The caller masks eligibility."""
+        fleet = self.fleet
+        left = np.where(fleet.gpu_healthy[nodes], fleet.gpu_free[nodes], 0)  # [n,G]
+        usable = self.usable(nodes)  # [n,G,T]
+        cpu_after = fleet.cpu_free[nodes] - cpu_milli  # [n]
+        m = self.milli  # [T]
+        ok = usable & (left[..., None] >= m)  # [n,G,T]
+        count = ok.sum(axis=1)  # [n,T]
+        fit_sum = (ok * left[..., None]).sum(axis=1)  # [n,T]
+        new = left - gpu_milli  # [n,G] value of GPU g after taking it
+        ok_new = usable & (new[..., None] >= m)  # [n,G,T]
+        count_g = count[:, None, :] - ok + ok_new  # [n,G,T]
+        fit_g = fit_sum[:, None, :] - ok * left[..., None] + ok_new * new[..., None]
+        idle_g = (left.sum(axis=1) - gpu_milli).astype(np.float64)  # [n]
+        fits = (count_g >= self.num) & (cpu_after[:, None, None] >= self.cpu) & self.gpu_shape
+        per_t = idle_g[:, None, None] - np.where(fits, fit_g, 0)
+        out: FloatArray = per_t @ self.p
+        out[new < 0] = np.inf
+        return out
+
+    def frag_after_whole(self, nodes: IntArray, cpu_milli: int, gpus: IntArray) -> FloatArray:
+        """``[n]``: F after a worker takes ``cpu_milli`` and the GPUs flagged in ``gpus`` [n,G]
+        (a 0/1 mask of whole GPUs; all zero for a CPU-only worker)."""
+        fleet = self.fleet
+        left = np.where(fleet.gpu_healthy[nodes], fleet.gpu_free[nodes], 0)
+        left = np.where(gpus.astype(np.bool_), 0, left)
+        return self._frag_from(left, fleet.cpu_free[nodes] - cpu_milli, self.usable(nodes))
+
+    def total(self, nodes: Sequence[int] | None = None) -> float:
+        idx = np.arange(self.fleet.num_nodes) if nodes is None else np.asarray(nodes, dtype=np.int64)
+        return float(self.frag(idx).sum())
+
+
+class FragTracker:
+    """Cluster fragmentation kept up to date by recomputing only nodes that changed."""
+
+    def __init__(self, model: FragModel) -> None:
+        self.model = model
+        n = model.fleet.num_nodes
+        self._stamp: IntArray = np.full(n, -1, dtype=np.int64)
+        self._frag: FloatArray = np.zeros(n, dtype=np.float64)
+
+    def amount_milli(self) -> float:
+        fleet = self.model.fleet
+        stale = np.flatnonzero(self._stamp != fleet.version)
+        if len(stale):
+            self._frag[stale] = self.model.frag(stale)
+            self._stamp[stale] = fleet.version[stale]
+        return float(self._frag.sum())

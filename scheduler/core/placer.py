@@ -1,0 +1,221 @@
+"""Gang placement: filter, score (with a per-shape score cache), select, pick GPUs, reserve.
+
+Steps for one job (numbered as the code below):
+ 1. Expand the gang into per-worker requests; same-node / same-NVLink gangs become one
+    merged request on one node.
+ 2. For each worker: candidate nodes = nodes that fit it now (inside the rack chosen for the
+    gang, if any); none -> discard the reservation, the job waits.
+ 3. Score candidates (cached per request shape when the policy allows), select one.
+ 4. Pick GPUs on that node and take them in the reservation.
+ 5. All workers placed -> commit; otherwise discard. Nothing half-placed ever survives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scheduler.core.fleet import BoolArray, Fleet, IntArray
+from scheduler.core.model import MILLI_PER_GPU, Job, Placement, Topology, WorkerRequest
+from scheduler.core.packing import FloatArray, PackingPolicy
+from scheduler.core.reservation import Reservation
+
+
+class _ScoreCache:
+    """Per request shape: feasibility and score of every node, stamped with the node version."""
+
+    __slots__ = ("feasible", "score", "stamp")
+
+    def __init__(self, n: int) -> None:
+        self.stamp: IntArray = np.full(n, -1, dtype=np.int64)
+        self.feasible: BoolArray = np.zeros(n, dtype=np.bool_)
+        self.score: FloatArray = np.full(n, -np.inf, dtype=np.float64)
+
+
+class Placer:
+    def __init__(self, fleet: Fleet, packing: PackingPolicy, rng: np.random.Generator) -> None:
+        self.fleet = fleet
+        self.packing = packing
+        self.rng = rng
+        self._cache: dict[tuple[object, ...], _ScoreCache] = {}
+        # tie-break: lowest rank wins; a seeded permutation, fixed for the run (FGD's simulator
+        # renames nodes with a random prefix and takes the smallest name among equal scores)
+        self.rank: IntArray = rng.permutation(fleet.num_nodes).astype(np.int64)
+
+    # ------------------------------------------------------------------ scoring
+    def _select(self, nodes: IntArray, scores: FloatArray) -> int:
+        best = nodes[scores == scores.max()]
+        return int(best[0]) if len(best) == 1 else int(best[np.argmin(self.rank[best])])
+
+    def _candidates(
+        self, req: WorkerRequest, within: BoolArray | None, remaining: int = 1
+    ) -> tuple[IntArray, FloatArray]:
+        """Feasible node indices and their scores (step 2 and 3)."""
+        fleet = self.fleet
+        if within is None and self.packing.cacheable and not self.packing.gang_aware:
+            key = req.key()
+            cache = self._cache.get(key)
+            if cache is None:
+                cache = self._cache[key] = _ScoreCache(fleet.num_nodes)
+            stale = np.flatnonzero(cache.stamp != fleet.version)
+            if len(stale):
+                ok = fleet.fits(req, stale)
+                cache.feasible[stale] = ok
+                fresh = stale[ok]
+                cache.score[stale] = -np.inf
+                if len(fresh):
+                    cache.score[fresh] = self.packing.score(fleet, req, fresh)
+                cache.stamp[stale] = fleet.version[stale]
+            nodes = np.flatnonzero(cache.feasible)
+            return nodes, cache.score[nodes]
+        mask = fleet.fits(req)
+        if within is not None:
+            mask = mask & within
+        nodes = np.flatnonzero(mask)
+        if len(nodes) == 0:
+            return nodes, np.zeros(0)
+        return nodes, np.asarray(self.packing.score_gang(fleet, req, nodes, remaining), dtype=np.float64)
+
+    def _place_worker(
+        self,
+        res: Reservation,
+        req: WorkerRequest,
+        within: BoolArray | None,
+        gpu_allowed: BoolArray | None,
+        remaining: int = 1,
+    ) -> int | None:
+        nodes, scores = self._candidates(req, within, remaining)
+        if len(nodes) == 0:
+            return None
+        node = self._select(nodes, scores)
+        allowed = self.fleet.eligible_gpus(req)[node]
+        if gpu_allowed is not None:
+            allowed = allowed & gpu_allowed
+        gpus = self.packing.pick_gpus(self.fleet, req, node, allowed, self.rng)  # step 4
+        res.take(node, gpus, req.gpu_milli if req.gpus else 0, req.cpu_milli, req.memory_mib)
+        return node
+
+    # ---------------------------------------------------------------- placing
+    def place(self, job: Job) -> Placement | None:
+        """Place the whole gang or nothing; the fleet is unchanged when this returns None."""
+        res = Reservation(self.fleet, job.job_id)
+        ok = self._place(job, res)
+        if not ok:
+            res.discard()
+            return None
+        return res.commit()
+
+    def _place(self, job: Job, res: Reservation) -> bool:
+        w = job.worker
+        if job.topology in (Topology.SAME_NODE, Topology.SAME_NVLINK) and job.num_workers > 1:
+            return self._place_one_node(job, res)
+        if job.topology is Topology.SAME_NVLINK and w.gpus > 1:
+            return self._place_one_node(job, res)
+        if job.topology is Topology.SAME_RACK and job.num_workers > 1:
+            return self._place_one_rack(job, res)
+        n = job.num_workers
+        return all(self._place_worker(res, w, None, None, n - i) is not None for i in range(n))
+
+    def _place_one_node(self, job: Job, res: Reservation) -> bool:
+        """Step 1 for same-node gangs: choose the node for the merged request, then place each
+        worker on it; for same-NVLink, all GPUs come from one NVLink domain of that node."""
+        w = job.worker
+        merged = w.scaled(job.num_workers) if job.num_workers > 1 else w
+        nodes, scores = self._candidates(merged, None)
+        if job.topology is Topology.SAME_NVLINK and merged.gpus > 0 and len(nodes):
+            dom = np.array([self._best_domain(merged, int(n)) is not None for n in nodes], dtype=np.bool_)
+            nodes, scores = nodes[dom], scores[dom]
+        if len(nodes) == 0:
+            return False
+        node = self._select(nodes, scores)
+        within = np.zeros(self.fleet.num_nodes, dtype=np.bool_)
+        within[node] = True
+        gpu_allowed: BoolArray | None = None
+        if job.topology is Topology.SAME_NVLINK and merged.gpus > 0:
+            domain = self._best_domain(merged, node)
+            gpu_allowed = self.fleet.gpu_domain[node] == domain
+        return all(self._place_worker(res, w, within, gpu_allowed) is not None for _ in range(job.num_workers))
+
+    def _best_domain(self, req: WorkerRequest, node: int) -> int | None:
+        """The NVLink domain on ``node`` with enough free eligible whole GPUs and the fewest
+        spare ones (best fit), or None."""
+        fleet = self.fleet
+        free_whole = fleet.eligible_gpus(req)[node] & (fleet.gpu_free[node] == MILLI_PER_GPU)
+        doms = fleet.gpu_domain[node][free_whole]
+        if len(doms) == 0:
+            return None
+        values, counts = np.unique(doms, return_counts=True)
+        ok = counts >= req.gpus
+        if not ok.any():
+            return None
+        values, counts = values[ok], counts[ok]
+        return int(values[np.argmin(counts)])
+
+    def _place_one_rack(self, job: Job, res: Reservation) -> bool:
+        """Same-rack gangs: the first worker goes where the policy likes best among racks that
+        could hold the whole gang; the rest must follow it into that rack. If they do not fit
+        after all, that rack is excluded and the next is tried."""
+        fleet = self.fleet
+        w = job.worker
+        excluded: set[int] = set()
+        while True:
+            per_node = self._workers_per_node(w)
+            rack_room = np.bincount(fleet.rack, weights=per_node, minlength=len(fleet.rack_names))
+            ok_racks = [r for r in np.flatnonzero(rack_room >= job.num_workers) if int(r) not in excluded]
+            if not ok_racks:
+                return False
+            within = np.isin(fleet.rack, np.array(ok_racks, dtype=np.int64))
+            first = self._place_worker(res, w, within, None, job.num_workers)
+            if first is None:
+                return False
+            rack = int(fleet.rack[first])
+            same = fleet.rack == rack
+            rest = job.num_workers - 1
+            if all(self._place_worker(res, w, same, None, rest - i) is not None for i in range(rest)):
+                return True
+            res.rollback()
+            excluded.add(rack)
+
+    def _workers_per_node(self, w: WorkerRequest) -> FloatArray:
+        """How many workers of ``w`` each node could still take (ignoring policy choices)."""
+        fleet = self.fleet
+        big = np.iinfo(np.int64).max // 4
+        cpu = fleet.cpu_free // w.cpu_milli if w.cpu_milli else np.full(fleet.num_nodes, big)
+        mem = fleet.mem_free // w.memory_mib if w.memory_mib else np.full(fleet.num_nodes, big)
+        room = np.minimum(cpu, mem)
+        if w.gpus:
+            elig = fleet.eligible_gpus(w)
+            if w.shares_gpu:
+                gpu = ((fleet.gpu_free // w.gpu_milli) * elig).sum(axis=1)
+            else:
+                gpu = ((fleet.gpu_free == MILLI_PER_GPU) & elig).sum(axis=1) // w.gpus
+            room = np.minimum(room, gpu)
+        return np.where(fleet.schedulable, room, 0).astype(np.float64)
+
+    def never_fits(self, job: Job) -> str | None:
+        """A reason if the gang cannot fit even the empty fleet, else None."""
+        fleet = self.fleet
+        w = job.worker
+        req = w.scaled(job.num_workers) if job.topology in (Topology.SAME_NODE, Topology.SAME_NVLINK) and job.num_workers > 1 else w
+        ever = fleet.ever_fits(req)
+        if not ever.any():
+            what = f"{req.gpus} GPU(s)" + (f" of {'|'.join(req.gpu_models)}" if req.gpu_models else "")
+            return f"no node has {req.cpu_milli} CPU milli, {req.memory_mib} MiB and {what}"
+        if job.topology in (Topology.ANY, Topology.SAME_RACK) and job.num_workers > 1:
+            cap = self._capacity_per_node(w)
+            total = cap.sum() if job.topology is Topology.ANY else np.bincount(fleet.rack, weights=cap).max()
+            if total < job.num_workers:
+                scope = "the fleet" if job.topology is Topology.ANY else "any rack"
+                return f"{job.num_workers} workers do not fit {scope} even when empty (room for {int(total)})"
+        return None
+
+    def _capacity_per_node(self, w: WorkerRequest) -> FloatArray:
+        fleet = self.fleet
+        big = np.iinfo(np.int64).max // 4
+        cpu = fleet.cpu_cap // w.cpu_milli if w.cpu_milli else np.full(fleet.num_nodes, big)
+        mem = fleet.mem_cap // w.memory_mib if w.memory_mib else np.full(fleet.num_nodes, big)
+        room = np.minimum(cpu, mem)
+        if w.gpus:
+            elig = fleet.eligible_gpus(w).sum(axis=1)
+            per = elig * (MILLI_PER_GPU // w.gpu_milli) if w.shares_gpu else elig // w.gpus
+            room = np.minimum(room, per)
+        return room.astype(np.float64)
