@@ -1,1 +1,118 @@
-def main() -> None: ...
+"""``gpuyard``: one command line for the scheduler, the planner and the simulations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scheduler.policies.registry import UnknownPolicy
+from simulations.traces.errors import TraceError
+
+def _packing_table(results: list, title: str) -> Table:  # type: ignore[type-arg]
+    from simulations.packing_experiment import medians
+
+    table = Table(title=title)
+    for col in ("policy", "runs", "unallocated % @100 (median)", "@130 (median)", "wall s (median)"):
+        table.add_column(col, justify="right" if col != "policy" else "left")
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.curve.policy] = counts.get(r.curve.policy, 0) + 1
+    for policy, (u100, u130, wall) in medians(results).items():
+        table.add_row(policy, str(counts[policy]), f"{u100:.2f}", f"{u130:.2f}", f"{wall:.2f}")
+    return table
+
+
+def cmd_simulate_packing(args: argparse.Namespace, console: Console) -> int:
+    from simulations.packing_experiment import parse_policies, parse_seeds, run_grid, write_outputs
+
+    policies = parse_policies(args.policy)
+    seeds = parse_seeds(args.seeds)
+    if args.inflate <= 0:
+        raise ValueError(f"--inflate must be > 0, got {args.inflate}")
+    total = len(policies) * len(seeds)
+    with Progress(
+        TextColumn("[bold]packing replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=args.quiet,
+    ) as progress:
+        task = progress.add_task("", total=total)
+
+        def tick(r) -> None:  # type: ignore[no-untyped-def]
+            progress.update(task, advance=1, description=f"{r.curve.policy} seed {r.curve.seed}: {r.curve.unallocated_at(100):.2f}% unallocated @100%")
+
+        results = run_grid(args.nodes, args.trace, policies, seeds, args.inflate, args.jobs, tick)
+    out = Path(args.out)
+    write_outputs(results, out)
+    console.print(_packing_table(results, f"{Path(args.trace).name} on {Path(args.nodes).name}"))
+    console.print(f"wrote {out / 'curves.csv'}, {out / 'summary.csv'}, {out / 'curves.png'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    """Until the live service exists: a short packing replay on the embedded trace slice."""
+    from simulations.packing_experiment import run_grid, write_outputs
+    from simulations.sample import write_sample
+
+    out = Path(args.out)
+    nodes_csv, pods_csv = write_sample(out)
+    console.print(
+        f"[bold]gpuyard demo[/]: packing replay of a synthetic pod list ({pods_csv}) on a synthetic "
+        f"fleet ({nodes_csv}); simulated, arrivals only, inflated to 130 % of the fleet's GPUs"
+    )
+    results = run_grid(nodes_csv, pods_csv, ["random", "best_fit", "fgd"], [42, 43, 44], 1.3, 1)
+    write_outputs(results, out)
+    console.print(_packing_table(results, "demo: median over 3 seeds"))
+    console.print(f"wrote {out}/curves.csv, summary.csv, curves.png")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gpuyard", description="GPU cluster scheduler, capacity planner and simulations")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="trace-driven simulations of the scheduling core")
+    simsub = sim.add_subparsers(dest="what", required=True)
+    pk = simsub.add_parser("packing", help="replay a pod list (FGD protocol) and measure GPU allocation and fragmentation")
+    pk.add_argument("--trace", required=True, help="pod list CSV (Alibaba openb_pod_list_*.csv format)")
+    pk.add_argument("--nodes", required=True, help="node list CSV (openb_node_list_gpu_node.csv format)")
+    pk.add_argument("--policy", default="all", help="NAME[,NAME...] or 'all'")
+    pk.add_argument("--seeds", default="42-51", help="e.g. 42-51 or 42,43")
+    pk.add_argument("--inflate", type=float, default=1.3, help="inflate or deflate the workload to this x fleet GPUs")
+    pk.add_argument("--out", required=True, help="output directory")
+    pk.add_argument("--jobs", type=int, default=1, help="worker processes")
+    pk.add_argument("--quiet", action="store_true", help="no progress bar")
+    pk.set_defaults(func=cmd_simulate_packing)
+
+    demo = sub.add_parser("demo", help="a short demonstration run")
+    demo.add_argument("--out", default="out/demo")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    err = Console(stderr=True)
+    try:
+        return int(args.func(args, console))
+    except (UnknownPolicy, TraceError, ValueError, FileNotFoundError) as e:
+        err.print(f"[red]error:[/] {e}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run() -> None:
+    sys.exit(main())
