@@ -63,6 +63,7 @@ class Fleet:
                 self.gpu_mem_mib[i, j] = gpu.memory_mib
                 self.gpu_domain[i, j] = gpu.nvlink_domain
                 self.gpu_healthy[i, j] = gpu.healthy
+        self.domains: tuple[int, ...] = tuple(int(d) for d in np.unique(self.gpu_domain[self.gpu_exists]))
         self.gpu_cap: IntArray = np.where(self.gpu_exists, MILLI_PER_GPU, 0).astype(np.int64)
         self.gpu_free: IntArray = self.gpu_cap.copy()
         # workers per node by GPU shape class: column 0 = GPU-sharing workers, column k = workers
@@ -127,6 +128,35 @@ class Fleet:
             return ok  # type: ignore[no-any-return]
         elig = self.eligible_gpus(req)
         return ok & (elig.sum(axis=1) >= req.gpus)  # type: ignore[no-any-return]
+
+    def room(self, req: WorkerRequest, nodes: IntArray | None = None) -> IntArray:
+        """How many more workers of ``req`` each node (all, or the given ones) could take now."""
+        sel = slice(None) if nodes is None else nodes
+        big = np.iinfo(np.int64).max // 4
+        cpu_free, mem_free = self.cpu_free[sel], self.mem_free[sel]
+        room = np.minimum(
+            cpu_free // req.cpu_milli if req.cpu_milli else np.full(len(cpu_free), big),
+            mem_free // req.memory_mib if req.memory_mib else np.full(len(mem_free), big),
+        )
+        if req.gpus:
+            elig, free = self.eligible_gpus(req)[sel], self.gpu_free[sel]
+            if req.shares_gpu:
+                gpu = ((free // req.gpu_milli) * elig).sum(axis=1)
+            else:
+                gpu = ((free == MILLI_PER_GPU) & elig).sum(axis=1) // req.gpus
+            room = np.minimum(room, gpu)
+        return np.where(self.schedulable[sel], room, 0)  # type: ignore[no-any-return]
+
+    def max_free_in_domain(self, req: WorkerRequest, nodes: IntArray) -> IntArray:
+        """Per node: the most free eligible whole GPUs found inside one NVLink domain."""
+        free = self.eligible_gpus(req)[nodes] & (self.gpu_free[nodes] == MILLI_PER_GPU)
+        dom = self.gpu_domain[nodes]
+        best = np.zeros(len(nodes), dtype=np.int64)
+        if len(self.domains) == 1:
+            return free.sum(axis=1)  # type: ignore[no-any-return]
+        for d in self.domains:
+            best = np.maximum(best, (free & (dom == d)).sum(axis=1))
+        return best
 
     # ------------------------------------------------------------ mutations
     def take(self, node: int, gpus: Sequence[int], gpu_milli: int, cpu_milli: int, memory_mib: int) -> None:

@@ -11,7 +11,8 @@ allowed models) with popularity ``p_t``. A node's fragmentation is
               = idle(n) - sum_{g usable by t, free_g >= milli_t} free_g   otherwise
 
 where ``idle(n)`` is the free milli-GPU of the node's healthy GPUs and "fits" ignores memory,
-as in the paper. All quantities are milli-GPU.
+as in the paper (a shape may carry memory too; see ``TypicalShapes.from_requests``). All
+quantities are milli-GPU.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Shape:
     gpu_milli: int  # per GPU; 0 for CPU-only
     gpus: int
     gpu_models: tuple[str, ...]
+    memory_mib: int = 0  # 0: memory is not considered (FGD's definition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +45,18 @@ class TypicalShapes:
     weights: tuple[float, ...]  # sum to 1
 
     @staticmethod
-    def from_requests(requests: Iterable[WorkerRequest], coverage_pct: float = 95.0) -> TypicalShapes:
+    def from_requests(
+        requests: Iterable[WorkerRequest], coverage_pct: float = 95.0, with_memory: bool = False
+    ) -> TypicalShapes:
         """The most popular shapes that together cover ``coverage_pct`` % of the requests,
-        reweighted to sum to 1 (ties in popularity: larger shape first, as FGD does)."""
+        reweighted to sum to 1 (ties in popularity: larger shape first, as FGD does).
+        ``with_memory`` makes memory part of a shape (FGD ignores memory)."""
         counts: Counter[Shape] = Counter()
         total = 0
         for r in requests:
             milli = r.gpu_milli if r.gpus else 0
-            counts[Shape(r.cpu_milli, milli, r.gpus, r.gpu_models)] += 1
+            mem = r.memory_mib if with_memory else 0
+            counts[Shape(r.cpu_milli, milli, r.gpus, r.gpu_models, mem)] += 1
             total += 1
         if total == 0:
             raise ValueError("typical shapes need at least one request")
@@ -66,8 +72,8 @@ class TypicalShapes:
         return TypicalShapes(tuple(s for s, _ in chosen), tuple(n / covered for _, n in chosen))
 
 
-def _shape_order(s: Shape) -> tuple[int, int, int, str]:
-    return (s.cpu_milli, s.gpu_milli, s.gpus, "|".join(s.gpu_models))
+def _shape_order(s: Shape) -> tuple[int, int, int, str, int]:
+    return (s.cpu_milli, s.gpu_milli, s.gpus, "|".join(s.gpu_models), s.memory_mib)
 
 
 class FragModel:
@@ -81,10 +87,13 @@ class FragModel:
         self.cpu: IntArray = np.array([s.cpu_milli for s in shapes], dtype=np.int64)
         self.milli: IntArray = np.array([s.gpu_milli for s in shapes], dtype=np.int64)
         self.num: IntArray = np.array([s.gpus for s in shapes], dtype=np.int64)
+        self.mem: IntArray = np.array([s.memory_mib for s in shapes], dtype=np.int64)
         self.gpu_shape = self.milli > 0
         self._usable_health = -1
         self._usable = np.zeros((fleet.num_nodes, fleet.max_gpus, len(shapes)), dtype=np.bool_)
         self._refresh_usable()
+        self._stamp: IntArray = np.full(fleet.num_nodes, -1, dtype=np.int64)
+        self._frag: FloatArray = np.zeros(fleet.num_nodes, dtype=np.float64)
 
     def _refresh_usable(self) -> None:
         fleet = self.fleet
@@ -102,29 +111,39 @@ class FragModel:
             self._refresh_usable()
         return self._usable[nodes]
 
-    def frag(self, nodes: IntArray) -> FloatArray:
-        """F(n) for the given nodes, in milli-GPU."""
+    def frag(self, nodes: IntArray | None = None) -> FloatArray:
+        """F(n) for the given nodes (default: all), in milli-GPU (cached per node version)."""
         fleet = self.fleet
-        left = np.where(fleet.gpu_healthy[nodes], fleet.gpu_free[nodes], 0)  # [n,G]
-        return self._frag_from(left, fleet.cpu_free[nodes], self.usable(nodes))
+        if fleet.health_version != self._usable_health:
+            self._stamp[:] = -1
+        if nodes is None:
+            stale = np.flatnonzero(self._stamp != fleet.version)
+        else:
+            stale = nodes[self._stamp[nodes] != fleet.version[nodes]]
+        if len(stale):
+            left = np.where(fleet.gpu_healthy[stale], fleet.gpu_free[stale], 0)  # [n,G]
+            self._frag[stale] = self._frag_from(left, fleet.cpu_free[stale], fleet.mem_free[stale], self.usable(stale))
+            self._stamp[stale] = fleet.version[stale]
+        return self._frag if nodes is None else self._frag[nodes]
 
-    def _frag_from(self, left: IntArray, cpu: IntArray, usable: NDArray[np.bool_]) -> FloatArray:
-        """F for arbitrary states: ``left`` [..., G], ``cpu`` [...], ``usable`` [..., G, T]."""
+    def _frag_from(self, left: IntArray, cpu: IntArray, mem: IntArray, usable: NDArray[np.bool_]) -> FloatArray:
+        """F for arbitrary states: ``left`` [..., G], ``cpu`` and ``mem`` [...], ``usable`` [..., G, T]."""
         idle = left.sum(axis=-1).astype(np.float64)  # [...]
         ok_gpu = usable & (left[..., None] >= self.milli)  # [..., G, T]
         count = ok_gpu.sum(axis=-2)  # [..., T]
         fit_sum = (ok_gpu * left[..., None]).sum(axis=-2)  # [..., T]
-        fits = (count >= self.num) & (cpu[..., None] >= self.cpu) & self.gpu_shape
+        fits = (count >= self.num) & (cpu[..., None] >= self.cpu) & (mem[..., None] >= self.mem) & self.gpu_shape
         per_t = idle[..., None] - np.where(fits, fit_sum, 0)
         return per_t @ self.p  # type: ignore[no-any-return]
 
-    def frag_after_share(self, nodes: IntArray, cpu_milli: int, gpu_milli: int) -> FloatArray:
+    def frag_after_share(self, nodes: IntArray, cpu_milli: int, memory_mib: int, gpu_milli: int) -> FloatArray:
         """``[n, G]``: F of each node after a sharing worker (``gpu_milli`` on GPU g, ``cpu_milli``)
         lands on GPU g. Entries for GPUs it cannot take are +inf. The caller masks eligibility."""
         fleet = self.fleet
         left = np.where(fleet.gpu_healthy[nodes], fleet.gpu_free[nodes], 0)  # [n,G]
         usable = self.usable(nodes)  # [n,G,T]
         cpu_after = fleet.cpu_free[nodes] - cpu_milli  # [n]
+        mem_after = fleet.mem_free[nodes] - memory_mib  # [n]
         m = self.milli  # [T]
         ok = usable & (left[..., None] >= m)  # [n,G,T]
         count = ok.sum(axis=1)  # [n,T]
@@ -134,38 +153,35 @@ class FragModel:
         count_g = count[:, None, :] - ok + ok_new  # [n,G,T]
         fit_g = fit_sum[:, None, :] - ok * left[..., None] + ok_new * new[..., None]
         idle_g = (left.sum(axis=1) - gpu_milli).astype(np.float64)  # [n]
-        fits = (count_g >= self.num) & (cpu_after[:, None, None] >= self.cpu) & self.gpu_shape
+        fits = (
+            (count_g >= self.num)
+            & (cpu_after[:, None, None] >= self.cpu)
+            & (mem_after[:, None, None] >= self.mem)
+            & self.gpu_shape
+        )
         per_t = idle_g[:, None, None] - np.where(fits, fit_g, 0)
         out: FloatArray = per_t @ self.p
         out[new < 0] = np.inf
         return out
 
-    def frag_after_whole(self, nodes: IntArray, cpu_milli: int, gpus: IntArray) -> FloatArray:
+    def frag_after_whole(self, nodes: IntArray, cpu_milli: int, memory_mib: int, gpus: IntArray) -> FloatArray:
         """``[n]``: F after a worker takes ``cpu_milli`` and the GPUs flagged in ``gpus`` [n,G]
         (a 0/1 mask of whole GPUs; all zero for a CPU-only worker)."""
         fleet = self.fleet
         left = np.where(fleet.gpu_healthy[nodes], fleet.gpu_free[nodes], 0)
         left = np.where(gpus.astype(np.bool_), 0, left)
-        return self._frag_from(left, fleet.cpu_free[nodes] - cpu_milli, self.usable(nodes))
+        cpu, mem = fleet.cpu_free[nodes] - cpu_milli, fleet.mem_free[nodes] - memory_mib
+        return self._frag_from(left, cpu, mem, self.usable(nodes))
 
     def total(self, nodes: Sequence[int] | None = None) -> float:
-        idx = np.arange(self.fleet.num_nodes) if nodes is None else np.asarray(nodes, dtype=np.int64)
-        return float(self.frag(idx).sum())
+        return float(self.frag(None if nodes is None else np.asarray(nodes, dtype=np.int64)).sum())
 
 
 class FragTracker:
-    """Cluster fragmentation kept up to date by recomputing only nodes that changed."""
+    """Cluster fragmentation, kept up to date by recomputing only nodes that changed."""
 
     def __init__(self, model: FragModel) -> None:
         self.model = model
-        n = model.fleet.num_nodes
-        self._stamp: IntArray = np.full(n, -1, dtype=np.int64)
-        self._frag: FloatArray = np.zeros(n, dtype=np.float64)
 
     def amount_milli(self) -> float:
-        fleet = self.model.fleet
-        stale = np.flatnonzero(self._stamp != fleet.version)
-        if len(stale):
-            self._frag[stale] = self.model.frag(stale)
-            self._stamp[stale] = fleet.version[stale]
-        return float(self._frag.sum())
+        return float(self.model.frag().sum())

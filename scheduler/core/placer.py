@@ -37,6 +37,7 @@ class Placer:
         self.packing = packing
         self.rng = rng
         self._cache: dict[tuple[object, ...], _ScoreCache] = {}
+        self._never: dict[tuple[object, ...], str | None] = {}
         # tie-break: lowest rank wins; a seeded permutation, fixed for the run (FGD's simulator
         # renames nodes with a random prefix and takes the smallest name among equal scores)
         self.rank: IntArray = rng.permutation(fleet.num_nodes).astype(np.int64)
@@ -122,7 +123,7 @@ class Placer:
         merged = w.scaled(job.num_workers) if job.num_workers > 1 else w
         nodes, scores = self._candidates(merged, None)
         if job.topology is Topology.SAME_NVLINK and merged.gpus > 0 and len(nodes):
-            dom = np.array([self._best_domain(merged, int(n)) is not None for n in nodes], dtype=np.bool_)
+            dom = self.fleet.max_free_in_domain(merged, nodes) >= merged.gpus
             nodes, scores = nodes[dom], scores[dom]
         if len(nodes) == 0:
             return False
@@ -158,7 +159,7 @@ class Placer:
         w = job.worker
         excluded: set[int] = set()
         while True:
-            per_node = self._workers_per_node(w)
+            per_node = fleet.room(w).astype(np.float64)
             rack_room = np.bincount(fleet.rack, weights=per_node, minlength=len(fleet.rack_names))
             ok_racks = [r for r in np.flatnonzero(rack_room >= job.num_workers) if int(r) not in excluded]
             if not ok_racks:
@@ -175,24 +176,15 @@ class Placer:
             res.rollback()
             excluded.add(rack)
 
-    def _workers_per_node(self, w: WorkerRequest) -> FloatArray:
-        """How many workers of ``w`` each node could still take (ignoring policy choices)."""
-        fleet = self.fleet
-        big = np.iinfo(np.int64).max // 4
-        cpu = fleet.cpu_free // w.cpu_milli if w.cpu_milli else np.full(fleet.num_nodes, big)
-        mem = fleet.mem_free // w.memory_mib if w.memory_mib else np.full(fleet.num_nodes, big)
-        room = np.minimum(cpu, mem)
-        if w.gpus:
-            elig = fleet.eligible_gpus(w)
-            if w.shares_gpu:
-                gpu = ((fleet.gpu_free // w.gpu_milli) * elig).sum(axis=1)
-            else:
-                gpu = ((fleet.gpu_free == MILLI_PER_GPU) & elig).sum(axis=1) // w.gpus
-            room = np.minimum(room, gpu)
-        return np.where(fleet.schedulable, room, 0).astype(np.float64)
-
     def never_fits(self, job: Job) -> str | None:
-        """A reason if the gang cannot fit even the empty fleet, else None."""
+        """A reason if the gang cannot fit even the empty fleet, else None (memoised per shape
+        until GPU health changes)."""
+        key = (job.worker.key(), job.num_workers, job.topology, self.fleet.health_version)
+        if key not in self._never:
+            self._never[key] = self._never_fits(job)
+        return self._never[key]
+
+    def _never_fits(self, job: Job) -> str | None:
         fleet = self.fleet
         w = job.worker
         req = w.scaled(job.num_workers) if job.topology in (Topology.SAME_NODE, Topology.SAME_NVLINK) and job.num_workers > 1 else w

@@ -29,6 +29,9 @@ class FgdPacking(PackingPolicy):
             raise ValueError(f"policy {self.name!r} needs the workload's typical shapes")
         self.typical: TypicalShapes = ctx.typical
         self._model: FragModel | None = None
+        # per sharing-request shape: the GPU each node's score was computed for, and the node
+        # version it was computed at, so pick_gpus need not recompute it
+        self._pick: dict[tuple[object, ...], tuple[IntArray, IntArray]] = {}
 
     def model(self, fleet: Fleet) -> FragModel:
         if self._model is None or self._model.fleet is not fleet:
@@ -39,7 +42,7 @@ class FgdPacking(PackingPolicy):
         """``[n, G]`` score of putting a sharing worker on each GPU (-inf where it cannot go)."""
         model = self.model(fleet)
         before = model.frag(nodes)
-        after = model.frag_after_share(nodes, req.cpu_milli, req.gpu_milli)
+        after = model.frag_after_share(nodes, req.cpu_milli, req.memory_mib, req.gpu_milli)
         elig = fleet.eligible_gpus(req)[nodes] & (fleet.gpu_free[nodes] >= req.gpu_milli)
         s = self.gain_score(before[:, None] - after)
         return np.where(elig, s, -np.inf)
@@ -50,11 +53,19 @@ class FgdPacking(PackingPolicy):
 
     def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         if req.shares_gpu:
-            return self.node_gpu_scores(fleet, req, nodes).max(axis=1)  # type: ignore[no-any-return]
+            s = self.node_gpu_scores(fleet, req, nodes)
+            key = req.key()
+            if key not in self._pick:
+                n = fleet.num_nodes
+                self._pick[key] = (np.zeros(n, dtype=np.int64), np.full(n, -1, dtype=np.int64))
+            gpu, stamp = self._pick[key]
+            gpu[nodes] = np.argmax(s, axis=1)
+            stamp[nodes] = fleet.version[nodes]
+            return s.max(axis=1)  # type: ignore[no-any-return]
         model = self.model(fleet)
         before = model.frag(nodes)
         taken = self._whole_gpus(fleet, req, nodes)
-        after = model.frag_after_whole(nodes, req.cpu_milli, taken)
+        after = model.frag_after_whole(nodes, req.cpu_milli, req.memory_mib, taken)
         return self.gain_score(before - after)
 
     @staticmethod
@@ -67,6 +78,13 @@ class FgdPacking(PackingPolicy):
         self, fleet: Fleet, req: WorkerRequest, node: int, allowed: BoolArray, rng: np.random.Generator
     ) -> tuple[int, ...]:
         if req.shares_gpu:
+            hit = self._pick.get(req.key())
+            if (
+                hit is not None
+                and hit[1][node] == fleet.version[node]
+                and np.array_equal(allowed, fleet.eligible_gpus(req)[node])
+            ):
+                return (int(hit[0][node]),)
             s = self.node_gpu_scores(fleet, req, np.array([node]))[0]
             s = np.where(allowed, s, -np.inf)
             return (int(np.argmax(s)),)

@@ -9,9 +9,11 @@ from scheduler.policies.base import PolicyContext
 from scheduler.policies.best_fit import BestFitPacking
 from scheduler.policies.dot_product import DotProductPacking
 from scheduler.policies.fgd import FgdPacking
+from scheduler.policies.frag_pack import FragPackPacking
 from scheduler.policies.gpu_clustering import GpuClusteringPacking
 from scheduler.policies.gpu_packing import GpuPackingPacking
 from scheduler.policies.random_ import RandomPacking
+from scheduler.policies.topology import TopologyPacking
 
 Factory = Callable[[PolicyContext], PackingPolicy]
 
@@ -22,9 +24,11 @@ PACKING: dict[str, Factory] = {
     "gpu_packing": GpuPackingPacking,
     "best_fit": BestFitPacking,
     "fgd": FgdPacking,
+    "topology": TopologyPacking,
+    "frag_pack": FragPackPacking,
 }
 
-NEEDS_TYPICAL = frozenset({"fgd"})
+NEEDS_TYPICAL = frozenset({"fgd", "frag_pack"})
 
 
 class UnknownPolicy(ValueError):
