@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         return int(args.func(args, console))
     except (UnknownPolicy, TraceError, ValueError, FileNotFoundError) as e:

@@ -1,0 +1,69 @@
+"""Short builders for hand-made fleets and jobs."""
+
+from __future__ import annotations
+
+from scheduler.core.fragmentation import TypicalShapes
+from scheduler.core.model import Gpu, Job, Node, Topology, WorkerRequest
+from scheduler.core.packing import PackingPolicy
+from scheduler.core.state import ClusterState, CoreConfig
+from scheduler.policies.base import PolicyContext
+from scheduler.policies.registry import make_packing
+
+
+def make_node(
+    name: str,
+    gpus: int = 8,
+    model: str = "H100",
+    cpu_milli: int = 64_000,
+    memory_mib: int = 262_144,
+    domains: int = 1,
+    rack: str = "r0",
+) -> Node:
+    per = max(1, gpus // domains)
+    return Node(
+        name,
+        cpu_milli,
+        memory_mib,
+        tuple(Gpu(model, 81_920, nvlink_domain=g // per) for g in range(gpus)),
+        (("rack", rack), ("zone", "z0")),
+    )
+
+
+def make_job(
+    job_id: str,
+    gpus: int = 1,
+    gpu_milli: int = 1000,
+    workers: int = 1,
+    cpu_milli: int = 1000,
+    memory_mib: int = 1024,
+    models: tuple[str, ...] = (),
+    topology: Topology = Topology.ANY,
+    priority: int = 0,
+) -> Job:
+    return Job(
+        job_id,
+        WorkerRequest(cpu_milli, memory_mib, gpus, gpu_milli if gpus else 1000, models),
+        num_workers=workers,
+        topology=topology,
+        priority=priority,
+    )
+
+
+def make_state(
+    nodes: list[Node],
+    policy: str | PackingPolicy = "best_fit",
+    seed: int = 0,
+    fail_fast: bool = False,
+    typical: TypicalShapes | None = None,
+) -> ClusterState:
+    packing = make_packing(policy, PolicyContext(seed=seed, typical=typical)) if isinstance(policy, str) else policy
+    return ClusterState(nodes, packing, CoreConfig(seed=seed, fail_fast=fail_fast))
+
+
+def occupy(state: ClusterState, node: str, gpu_free: dict[int, int], cpu_used: int = 0) -> None:
+    """Set GPU free milli on a node directly (test setup), keeping invariants out of the way."""
+    i = state.fleet.index[node]
+    for g, free in gpu_free.items():
+        state.fleet.gpu_free[i, g] = free
+    state.fleet.cpu_free[i] -= cpu_used
+    state.fleet.version[i] += 1
