@@ -13,11 +13,18 @@ from rich.table import Table
 from scheduler.policies.registry import UnknownPolicy
 from simulations.traces.errors import TraceError
 
+
 def _packing_table(results: list, title: str) -> Table:  # type: ignore[type-arg]
     from simulations.packing_experiment import medians
 
     table = Table(title=title)
-    for col in ("policy", "runs", "unallocated % @100 (median)", "@130 (median)", "wall s (median)"):
+    for col in (
+        "policy",
+        "runs",
+        "unallocated % @100 (median)",
+        "@130 (median)",
+        "wall s (median)",
+    ):
         table.add_column(col, justify="right" if col != "policy" else "left")
     counts: dict[str, int] = {}
     for r in results:
@@ -48,7 +55,11 @@ def cmd_simulate_packing(args: argparse.Namespace, console: Console) -> int:
         task = progress.add_task("", total=total)
 
         def tick(r) -> None:  # type: ignore[no-untyped-def]
-            progress.update(task, advance=1, description=f"{r.curve.policy} seed {r.curve.seed}: {r.curve.unallocated_at(100):.2f}% unallocated @100%")
+            progress.update(
+                task,
+                advance=1,
+                description=f"{r.curve.policy} seed {r.curve.seed}: {r.curve.unallocated_at(100):.2f}% unallocated @100%",
+            )
 
         results = run_grid(args.nodes, args.trace, policies, seeds, args.inflate, args.jobs, tick)
     out = Path(args.out)
@@ -77,17 +88,31 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpuyard", description="GPU cluster scheduler, capacity planner and simulations")
+    p = argparse.ArgumentParser(
+        prog="gpuyard", description="GPU cluster scheduler, capacity planner and simulations"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="trace-driven simulations of the scheduling core")
     simsub = sim.add_subparsers(dest="what", required=True)
-    pk = simsub.add_parser("packing", help="replay a pod list (FGD protocol) and measure GPU allocation and fragmentation")
-    pk.add_argument("--trace", required=True, help="pod list CSV (Alibaba openb_pod_list_*.csv format)")
-    pk.add_argument("--nodes", required=True, help="node list CSV (openb_node_list_gpu_node.csv format)")
+    pk = simsub.add_parser(
+        "packing",
+        help="replay a pod list (FGD protocol) and measure GPU allocation and fragmentation",
+    )
+    pk.add_argument(
+        "--trace", required=True, help="pod list CSV (Alibaba openb_pod_list_*.csv format)"
+    )
+    pk.add_argument(
+        "--nodes", required=True, help="node list CSV (openb_node_list_gpu_node.csv format)"
+    )
     pk.add_argument("--policy", default="all", help="NAME[,NAME...] or 'all'")
     pk.add_argument("--seeds", default="42-51", help="e.g. 42-51 or 42,43")
-    pk.add_argument("--inflate", type=float, default=1.3, help="inflate or deflate the workload to this x fleet GPUs")
+    pk.add_argument(
+        "--inflate",
+        type=float,
+        default=1.3,
+        help="inflate or deflate the workload to this x fleet GPUs",
+    )
     pk.add_argument("--out", required=True, help="output directory")
     pk.add_argument("--jobs", type=int, default=1, help="worker processes")
     pk.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -61,7 +61,9 @@ class Curve:
 
 def typical_shapes(pods: Sequence[TracePod]) -> TypicalShapes:
     """FGD's typical shapes: from the original trace rows, before shuffle or inflation."""
-    return TypicalShapes.from_requests(p.to_job().worker for p in sorted(pods, key=lambda p: p.name))
+    return TypicalShapes.from_requests(
+        p.to_job().worker for p in sorted(pods, key=lambda p: p.name)
+    )
 
 
 def replay(

@@ -19,7 +19,15 @@ from scheduler.policies.registry import PACKING, UnknownPolicy
 from simulations.packing import Curve, bin_curve, replay, typical_shapes
 from simulations.traces.alibaba import TracePod, load_nodes, load_pods
 
-CURVE_COLUMNS = ("policy", "seed", "arrived_pct", "allocated_pct", "unallocated_pct", "frag_amount_pct", "frag_ratio_pct")
+CURVE_COLUMNS = (
+    "policy",
+    "seed",
+    "arrived_pct",
+    "allocated_pct",
+    "unallocated_pct",
+    "frag_amount_pct",
+    "frag_ratio_pct",
+)
 SUMMARY_COLUMNS = ("policy", "seed", "unallocated_pct_at_100", "unallocated_pct_at_130", "wall_s")
 
 
@@ -56,7 +64,9 @@ def parse_seeds(spec: str) -> list[int]:
             else:
                 out.append(int(part))
         except ValueError:
-            raise ValueError(f"--seeds: {spec!r} is not a seed list (allowed: '42-51', '42,43', '42')") from None
+            raise ValueError(
+                f"--seeds: {spec!r} is not a seed list (allowed: '42-51', '42,43', '42')"
+            ) from None
     if not out:
         raise ValueError(f"--seeds: {spec!r} names no seed")
     return out
@@ -65,7 +75,9 @@ def parse_seeds(spec: str) -> list[int]:
 _WORKER: dict[str, object] = {}
 
 
-def _init(nodes: Sequence[Node], pods: Sequence[TracePod], typical: TypicalShapes, inflate: float) -> None:
+def _init(
+    nodes: Sequence[Node], pods: Sequence[TracePod], typical: TypicalShapes, inflate: float
+) -> None:
     _WORKER.update(nodes=nodes, pods=pods, typical=typical, inflate=inflate)
 
 
@@ -105,7 +117,9 @@ def run_grid(
             if progress:
                 progress(r)
         return results
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(nodes, pods, typical, inflate)) as ex:
+    with ProcessPoolExecutor(
+        max_workers=jobs, initializer=_init, initargs=(nodes, pods, typical, inflate)
+    ) as ex:
         for r in ex.map(_run, tasks):
             results.append(r)
             if progress:
@@ -127,13 +141,29 @@ def write_outputs(results: Sequence[RunResult], out: Path) -> None:
             un = c.unallocated_pct
             for k in c.arrived_pct:
                 w.writerow(
-                    [c.policy, c.seed, int(k), _fmt(c.allocated_pct[k]), _fmt(un[k]), _fmt(c.frag_amount_pct[k]), _fmt(c.frag_ratio_pct[k])]
+                    [
+                        c.policy,
+                        c.seed,
+                        int(k),
+                        _fmt(c.allocated_pct[k]),
+                        _fmt(un[k]),
+                        _fmt(c.frag_amount_pct[k]),
+                        _fmt(c.frag_ratio_pct[k]),
+                    ]
                 )
     with (out / "summary.csv").open("w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(SUMMARY_COLUMNS)
         for r in results:
-            w.writerow([r.curve.policy, r.curve.seed, _fmt(r.curve.unallocated_at(100)), _fmt(r.curve.unallocated_at(130)), f"{r.wall_s:.3f}"])
+            w.writerow(
+                [
+                    r.curve.policy,
+                    r.curve.seed,
+                    _fmt(r.curve.unallocated_at(100)),
+                    _fmt(r.curve.unallocated_at(130)),
+                    f"{r.wall_s:.3f}",
+                ]
+            )
     plot_curves(results, out / "curves.png")
 
 

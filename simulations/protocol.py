@@ -15,7 +15,9 @@ import numpy as np
 from simulations.traces.alibaba import TracePod
 
 
-def arrivals(pods: Sequence[TracePod], total_gpu_milli: int, seed: int, inflate: float = 1.3) -> list[TracePod]:
+def arrivals(
+    pods: Sequence[TracePod], total_gpu_milli: int, seed: int, inflate: float = 1.3
+) -> list[TracePod]:
     if not pods:
         raise ValueError("the pod list is empty")
     if inflate <= 0:

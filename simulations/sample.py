@@ -32,7 +32,9 @@ def write_sample(out: Path, nodes: int = 60, pods: int = 700, seed: int = 7) -> 
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["sn", "cpu_milli", "memory_mib", "gpu", "model"])
         for i in range(nodes):
-            gpus, model, cpu, mem, _ = NODE_KINDS[rng.choice(len(NODE_KINDS), p=weights / weights.sum())]
+            gpus, model, cpu, mem, _ = NODE_KINDS[
+                rng.choice(len(NODE_KINDS), p=weights / weights.sum())
+            ]
             w.writerow([f"sample-node-{i:04d}", cpu, mem, gpus, model])
     with pods_csv.open("w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
@@ -42,7 +44,11 @@ def write_sample(out: Path, nodes: int = 60, pods: int = 700, seed: int = 7) -> 
             if u < 0.13:
                 num, milli, cpu = 0, 0, int(rng.choice([1000, 2000, 4000, 8000]))
             elif u < 0.51:
-                num, milli, cpu = 1, int(rng.choice(SHARE_MILLI)), int(rng.choice([2000, 4000, 6000]))
+                num, milli, cpu = (
+                    1,
+                    int(rng.choice(SHARE_MILLI)),
+                    int(rng.choice([2000, 4000, 6000])),
+                )
             elif u < 0.99:
                 num, milli, cpu = 1, 1000, int(rng.choice([4000, 8000, 12000]))
             else:

@@ -47,12 +47,22 @@ class ScaleResult:
         return self.placed_jobs / self.total_s if self.total_s else 0.0
 
 
-def synthetic_fleet(nodes: int = 12_500, gpus_per_node: int = 8, nodes_per_rack: int = 32) -> list[Node]:
+def synthetic_fleet(
+    nodes: int = 12_500, gpus_per_node: int = 8, nodes_per_rack: int = 32
+) -> list[Node]:
     """H100-class 8-GPU nodes in two NVLink domains of four; racks of ``nodes_per_rack``."""
     half = gpus_per_node // 2
-    gpus = tuple(Gpu("H100", 81559, nvlink_domain=0 if g < half else 1) for g in range(gpus_per_node))
+    gpus = tuple(
+        Gpu("H100", 81559, nvlink_domain=0 if g < half else 1) for g in range(gpus_per_node)
+    )
     return [
-        Node(f"node-{i:05d}", 192_000, 2_097_152, gpus, (("rack", f"rack-{i // nodes_per_rack:04d}"), ("zone", "z1")))
+        Node(
+            f"node-{i:05d}",
+            192_000,
+            2_097_152,
+            gpus,
+            (("rack", f"rack-{i // nodes_per_rack:04d}"), ("zone", "z1")),
+        )
         for i in range(nodes)
     ]
 
@@ -65,15 +75,30 @@ def synthetic_jobs(count: int = 10_000, seed: int = 0) -> list[Job]:
     for i, k in enumerate(picks):
         workers, gpus, topo, _ = GANG_SHAPES[int(k)]
         req = WorkerRequest(cpu_milli=8000 * gpus, memory_mib=65536 * gpus, gpus=gpus)
-        jobs.append(Job(f"job-{i:05d}", req, num_workers=workers, priority=int(rng.integers(3)), submitted_at_s=float(i // 100), topology=topo))
+        jobs.append(
+            Job(
+                f"job-{i:05d}",
+                req,
+                num_workers=workers,
+                priority=int(rng.integers(3)),
+                submitted_at_s=float(i // 100),
+                topology=topo,
+            )
+        )
     return jobs
 
 
-def run_scale(policy: str, nodes: int = 12_500, jobs: int = 10_000, batch: int = 100, seed: int = 0) -> ScaleResult:
+def run_scale(
+    policy: str, nodes: int = 12_500, jobs: int = 10_000, batch: int = 100, seed: int = 0
+) -> ScaleResult:
     fleet_nodes = synthetic_fleet(nodes)
     work = synthetic_jobs(jobs, seed)
     typical = TypicalShapes.from_requests(j.worker for j in work)
-    state = ClusterState(fleet_nodes, make_packing(policy, PolicyContext(seed=seed, typical=typical)), CoreConfig(seed=seed))
+    state = ClusterState(
+        fleet_nodes,
+        make_packing(policy, PolicyContext(seed=seed, typical=typical)),
+        CoreConfig(seed=seed),
+    )
     times: list[float] = []
     placed_jobs = placed_workers = 0
     for start in range(0, len(work), batch):
@@ -91,6 +116,15 @@ def run_scale(policy: str, nodes: int = 12_500, jobs: int = 10_000, batch: int =
         raise AssertionError(f"invariants broken after the scale run: {errors[:3]}")
     ms = np.array(times) * 1000.0
     return ScaleResult(
-        policy, nodes, state.fleet.total_gpus, len(work), placed_jobs, placed_workers, len(times),
-        float(sum(times)), float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(ms.max()),
+        policy,
+        nodes,
+        state.fleet.total_gpus,
+        len(work),
+        placed_jobs,
+        placed_workers,
+        len(times),
+        float(sum(times)),
+        float(np.percentile(ms, 50)),
+        float(np.percentile(ms, 99)),
+        float(ms.max()),
     )

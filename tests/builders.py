@@ -56,7 +56,11 @@ def make_state(
     fail_fast: bool = False,
     typical: TypicalShapes | None = None,
 ) -> ClusterState:
-    packing = make_packing(policy, PolicyContext(seed=seed, typical=typical)) if isinstance(policy, str) else policy
+    packing = (
+        make_packing(policy, PolicyContext(seed=seed, typical=typical))
+        if isinstance(policy, str)
+        else policy
+    )
     return ClusterState(nodes, packing, CoreConfig(seed=seed, fail_fast=fail_fast))
 
 

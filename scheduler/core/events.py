@@ -63,4 +63,12 @@ class Tick:
     cause: str = "tick"
 
 
-Event = JobSubmitted | JobFinished | JobCancelled | NodeCordoned | NodeUncordoned | GpuHealthChanged | Tick
+Event = (
+    JobSubmitted
+    | JobFinished
+    | JobCancelled
+    | NodeCordoned
+    | NodeUncordoned
+    | GpuHealthChanged
+    | Tick
+)

@@ -63,7 +63,9 @@ class Fleet:
                 self.gpu_mem_mib[i, j] = gpu.memory_mib
                 self.gpu_domain[i, j] = gpu.nvlink_domain
                 self.gpu_healthy[i, j] = gpu.healthy
-        self.domains: tuple[int, ...] = tuple(int(d) for d in np.unique(self.gpu_domain[self.gpu_exists]))
+        self.domains: tuple[int, ...] = tuple(
+            int(d) for d in np.unique(self.gpu_domain[self.gpu_exists])
+        )
         self.gpu_cap: IntArray = np.where(self.gpu_exists, MILLI_PER_GPU, 0).astype(np.int64)
         self.gpu_free: IntArray = self.gpu_cap.copy()
         # workers per node by GPU shape class: column 0 = GPU-sharing workers, column k = workers
@@ -113,11 +115,11 @@ class Fleet:
             & (self.mem_free[sel] >= req.memory_mib)
         )
         if req.gpus == 0:
-            return ok  # type: ignore[no-any-return]
+            return ok
         elig = self.eligible_gpus(req)[sel]
         free = self.gpu_free[sel]
         if req.shares_gpu:
-            return ok & ((free >= req.gpu_milli) & elig).any(axis=1)  # type: ignore[no-any-return]
+            return ok & ((free >= req.gpu_milli) & elig).any(axis=1)
         whole = ((free == MILLI_PER_GPU) & elig).sum(axis=1)
         return ok & (whole >= req.gpus)  # type: ignore[no-any-return]
 
@@ -125,7 +127,7 @@ class Fleet:
         """Which nodes could host one worker of ``req`` if they were empty (capacity, not free)."""
         ok = (self.cpu_cap >= req.cpu_milli) & (self.mem_cap >= req.memory_mib)
         if req.gpus == 0:
-            return ok  # type: ignore[no-any-return]
+            return ok
         elig = self.eligible_gpus(req)
         return ok & (elig.sum(axis=1) >= req.gpus)  # type: ignore[no-any-return]
 
@@ -145,7 +147,7 @@ class Fleet:
             else:
                 gpu = ((free == MILLI_PER_GPU) & elig).sum(axis=1) // req.gpus
             room = np.minimum(room, gpu)
-        return np.where(self.schedulable[sel], room, 0)  # type: ignore[no-any-return]
+        return np.where(self.schedulable[sel], room, 0)
 
     def max_free_in_domain(self, req: WorkerRequest, nodes: IntArray) -> IntArray:
         """Per node: the most free eligible whole GPUs found inside one NVLink domain."""
@@ -159,7 +161,9 @@ class Fleet:
         return best
 
     # ------------------------------------------------------------ mutations
-    def take(self, node: int, gpus: Sequence[int], gpu_milli: int, cpu_milli: int, memory_mib: int) -> None:
+    def take(
+        self, node: int, gpus: Sequence[int], gpu_milli: int, cpu_milli: int, memory_mib: int
+    ) -> None:
         """Allocate; raises if it would over-allocate (the core never should)."""
         if self.cpu_free[node] < cpu_milli or self.mem_free[node] < memory_mib:
             raise ValueError(f"node {self.names[node]}: CPU or memory over-allocated")
@@ -174,7 +178,9 @@ class Fleet:
             self.shape_count[node, _shape_class(len(gpus), gpu_milli)] += 1
         self.version[node] += 1
 
-    def give(self, node: int, gpus: Sequence[int], gpu_milli: int, cpu_milli: int, memory_mib: int) -> None:
+    def give(
+        self, node: int, gpus: Sequence[int], gpu_milli: int, cpu_milli: int, memory_mib: int
+    ) -> None:
         """Release what :meth:`take` allocated."""
         self.cpu_free[node] += cpu_milli
         self.mem_free[node] += memory_mib

@@ -122,21 +122,32 @@ class FragModel:
             stale = nodes[self._stamp[nodes] != fleet.version[nodes]]
         if len(stale):
             left = np.where(fleet.gpu_healthy[stale], fleet.gpu_free[stale], 0)  # [n,G]
-            self._frag[stale] = self._frag_from(left, fleet.cpu_free[stale], fleet.mem_free[stale], self.usable(stale))
+            self._frag[stale] = self._frag_from(
+                left, fleet.cpu_free[stale], fleet.mem_free[stale], self.usable(stale)
+            )
             self._stamp[stale] = fleet.version[stale]
         return self._frag if nodes is None else self._frag[nodes]
 
-    def _frag_from(self, left: IntArray, cpu: IntArray, mem: IntArray, usable: NDArray[np.bool_]) -> FloatArray:
+    def _frag_from(
+        self, left: IntArray, cpu: IntArray, mem: IntArray, usable: NDArray[np.bool_]
+    ) -> FloatArray:
         """F for arbitrary states: ``left`` [..., G], ``cpu`` and ``mem`` [...], ``usable`` [..., G, T]."""
         idle = left.sum(axis=-1).astype(np.float64)  # [...]
         ok_gpu = usable & (left[..., None] >= self.milli)  # [..., G, T]
         count = ok_gpu.sum(axis=-2)  # [..., T]
         fit_sum = (ok_gpu * left[..., None]).sum(axis=-2)  # [..., T]
-        fits = (count >= self.num) & (cpu[..., None] >= self.cpu) & (mem[..., None] >= self.mem) & self.gpu_shape
+        fits = (
+            (count >= self.num)
+            & (cpu[..., None] >= self.cpu)
+            & (mem[..., None] >= self.mem)
+            & self.gpu_shape
+        )
         per_t = idle[..., None] - np.where(fits, fit_sum, 0)
         return per_t @ self.p  # type: ignore[no-any-return]
 
-    def frag_after_share(self, nodes: IntArray, cpu_milli: int, memory_mib: int, gpu_milli: int) -> FloatArray:
+    def frag_after_share(
+        self, nodes: IntArray, cpu_milli: int, memory_mib: int, gpu_milli: int
+    ) -> FloatArray:
         """``[n, G]``: F of each node after a sharing worker (``gpu_milli`` on GPU g, ``cpu_milli``)
         lands on GPU g. Entries for GPUs it cannot take are +inf. The caller masks eligibility."""
         fleet = self.fleet
@@ -164,7 +175,9 @@ class FragModel:
         out[new < 0] = np.inf
         return out
 
-    def frag_after_whole(self, nodes: IntArray, cpu_milli: int, memory_mib: int, gpus: IntArray) -> FloatArray:
+    def frag_after_whole(
+        self, nodes: IntArray, cpu_milli: int, memory_mib: int, gpus: IntArray
+    ) -> FloatArray:
         """``[n]``: F after a worker takes ``cpu_milli`` and the GPUs flagged in ``gpus`` [n,G]
         (a 0/1 mask of whole GPUs; all zero for a CPU-only worker)."""
         fleet = self.fleet

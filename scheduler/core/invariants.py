@@ -25,12 +25,18 @@ def check(fleet: Fleet, placements: Mapping[str, Placement], jobs: Mapping[str, 
             errors.append(f"placement for unknown job {job_id}")
             continue
         if len(p.workers) != job.num_workers:
-            errors.append(f"job {job_id}: {len(p.workers)} of {job.num_workers} workers placed (gang broken)")
+            errors.append(
+                f"job {job_id}: {len(p.workers)} of {job.num_workers} workers placed (gang broken)"
+            )
         for w in p.workers:
             cpu[w.node_index] -= w.cpu_milli
             mem[w.node_index] -= w.memory_mib
-            if len(w.gpu_indices) != job.worker.gpus or len(set(w.gpu_indices)) != len(w.gpu_indices):
-                errors.append(f"job {job_id}: worker on {w.node} has GPUs {w.gpu_indices}, wants {job.worker.gpus}")
+            if len(w.gpu_indices) != job.worker.gpus or len(set(w.gpu_indices)) != len(
+                w.gpu_indices
+            ):
+                errors.append(
+                    f"job {job_id}: worker on {w.node} has GPUs {w.gpu_indices}, wants {job.worker.gpus}"
+                )
             for g in w.gpu_indices:
                 if not fleet.gpu_exists[w.node_index, g]:
                     errors.append(f"job {job_id}: GPU {g} does not exist on {w.node}")
@@ -39,10 +45,19 @@ def check(fleet: Fleet, placements: Mapping[str, Placement], jobs: Mapping[str, 
                 allowed = {fleet.model_id.get(m, -1) for m in job.worker.gpu_models}
                 for g in w.gpu_indices:
                     if int(fleet.gpu_model[w.node_index, g]) not in allowed:
-                        errors.append(f"job {job_id}: GPU {g} on {w.node} is not one of {job.worker.gpu_models}")
-        if len({w.node for w in p.workers}) > 1 and job.topology.value in ("same_node", "same_nvlink"):
+                        errors.append(
+                            f"job {job_id}: GPU {g} on {w.node} is not one of {job.worker.gpu_models}"
+                        )
+        if len({w.node for w in p.workers}) > 1 and job.topology.value in (
+            "same_node",
+            "same_nvlink",
+        ):
             errors.append(f"job {job_id}: {job.topology.value} gang spread over several nodes")
-    for name, mine, theirs in (("cpu", cpu, fleet.cpu_free), ("memory", mem, fleet.mem_free), ("gpu", gpu, fleet.gpu_free)):
+    for name, mine, theirs in (
+        ("cpu", cpu, fleet.cpu_free),
+        ("memory", mem, fleet.mem_free),
+        ("gpu", gpu, fleet.gpu_free),
+    ):
         if (mine < 0).any():
             bad = int(np.flatnonzero((mine < 0).reshape(len(mine), -1).any(axis=1))[0])
             errors.append(f"{name} over-allocated on node {fleet.names[bad]}")

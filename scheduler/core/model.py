@@ -8,12 +8,12 @@ GPU with others (``gpus == 1``), several sharers fitting on one GPU up to 1000 m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 MILLI_PER_GPU = 1000
 
 
-class Topology(str, Enum):
+class Topology(StrEnum):
     """Where the workers of one gang must land relative to each other."""
 
     ANY = "any"
@@ -62,13 +62,17 @@ class WorkerRequest:
 
     def __post_init__(self) -> None:
         if self.cpu_milli < 0 or self.memory_mib < 0:
-            raise ValueError(f"cpu_milli and memory_mib must be >= 0, got {self.cpu_milli}, {self.memory_mib}")
+            raise ValueError(
+                f"cpu_milli and memory_mib must be >= 0, got {self.cpu_milli}, {self.memory_mib}"
+            )
         if self.gpus < 0:
             raise ValueError(f"gpus must be >= 0, got {self.gpus}")
         if not 0 < self.gpu_milli <= MILLI_PER_GPU:
             raise ValueError(f"gpu_milli must be in 1..1000, got {self.gpu_milli}")
         if self.gpu_milli < MILLI_PER_GPU and self.gpus != 1:
-            raise ValueError(f"a shared GPU (gpu_milli={self.gpu_milli} < 1000) needs gpus == 1, got {self.gpus}")
+            raise ValueError(
+                f"a shared GPU (gpu_milli={self.gpu_milli} < 1000) needs gpus == 1, got {self.gpus}"
+            )
 
     @property
     def shares_gpu(self) -> bool:
@@ -118,8 +122,14 @@ class Job:
     def __post_init__(self) -> None:
         if self.num_workers < 1:
             raise ValueError(f"job {self.job_id}: num_workers must be >= 1, got {self.num_workers}")
-        if self.worker.shares_gpu and self.topology in (Topology.SAME_NODE, Topology.SAME_NVLINK) and self.num_workers > 1:
-            raise ValueError(f"job {self.job_id}: shared-GPU workers cannot ask for {self.topology.value}")
+        if (
+            self.worker.shares_gpu
+            and self.topology in (Topology.SAME_NODE, Topology.SAME_NVLINK)
+            and self.num_workers > 1
+        ):
+            raise ValueError(
+                f"job {self.job_id}: shared-GPU workers cannot ask for {self.topology.value}"
+            )
 
     @property
     def total_gpu_milli(self) -> int:

@@ -31,14 +31,21 @@ class PackingPolicy:
     cacheable: ClassVar[bool] = True
     gang_aware: ClassVar[bool] = False  # score_gang() wants the count of workers still to place
 
-    def score_gang(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray, remaining: int) -> FloatArray:
+    def score_gang(
+        self, fleet: Fleet, req: WorkerRequest, nodes: IntArray, remaining: int
+    ) -> FloatArray:
         return self.score(fleet, req, nodes)
 
     def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         raise NotImplementedError
 
     def pick_gpus(
-        self, fleet: Fleet, req: WorkerRequest, node: int, allowed: BoolArray, rng: np.random.Generator
+        self,
+        fleet: Fleet,
+        req: WorkerRequest,
+        node: int,
+        allowed: BoolArray,
+        rng: np.random.Generator,
     ) -> tuple[int, ...]:
         """GPUs on ``node`` for one worker. ``allowed`` is the ``[G]`` mask of usable GPUs.
 
@@ -48,7 +55,9 @@ class PackingPolicy:
         return best_fit_gpus(fleet, req, node, allowed)
 
 
-def best_fit_gpus(fleet: Fleet, req: WorkerRequest, node: int, allowed: BoolArray) -> tuple[int, ...]:
+def best_fit_gpus(
+    fleet: Fleet, req: WorkerRequest, node: int, allowed: BoolArray
+) -> tuple[int, ...]:
     free = fleet.gpu_free[node]
     if req.gpus == 0:
         return ()

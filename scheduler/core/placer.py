@@ -74,7 +74,9 @@ class Placer:
         nodes = np.flatnonzero(mask)
         if len(nodes) == 0:
             return nodes, np.zeros(0)
-        return nodes, np.asarray(self.packing.score_gang(fleet, req, nodes, remaining), dtype=np.float64)
+        return nodes, np.asarray(
+            self.packing.score_gang(fleet, req, nodes, remaining), dtype=np.float64
+        )
 
     def _place_worker(
         self,
@@ -134,7 +136,10 @@ class Placer:
         if job.topology is Topology.SAME_NVLINK and merged.gpus > 0:
             domain = self._best_domain(merged, node)
             gpu_allowed = self.fleet.gpu_domain[node] == domain
-        return all(self._place_worker(res, w, within, gpu_allowed) is not None for _ in range(job.num_workers))
+        return all(
+            self._place_worker(res, w, within, gpu_allowed) is not None
+            for _ in range(job.num_workers)
+        )
 
     def _best_domain(self, req: WorkerRequest, node: int) -> int | None:
         """The NVLink domain on ``node`` with enough free eligible whole GPUs and the fewest
@@ -161,7 +166,9 @@ class Placer:
         while True:
             per_node = fleet.room(w).astype(np.float64)
             rack_room = np.bincount(fleet.rack, weights=per_node, minlength=len(fleet.rack_names))
-            ok_racks = [r for r in np.flatnonzero(rack_room >= job.num_workers) if int(r) not in excluded]
+            ok_racks = [
+                r for r in np.flatnonzero(rack_room >= job.num_workers) if int(r) not in excluded
+            ]
             if not ok_racks:
                 return False
             within = np.isin(fleet.rack, np.array(ok_racks, dtype=np.int64))
@@ -171,7 +178,9 @@ class Placer:
             rack = int(fleet.rack[first])
             same = fleet.rack == rack
             rest = job.num_workers - 1
-            if all(self._place_worker(res, w, same, None, rest - i) is not None for i in range(rest)):
+            if all(
+                self._place_worker(res, w, same, None, rest - i) is not None for i in range(rest)
+            ):
                 return True
             res.rollback()
             excluded.add(rack)
@@ -187,14 +196,24 @@ class Placer:
     def _never_fits(self, job: Job) -> str | None:
         fleet = self.fleet
         w = job.worker
-        req = w.scaled(job.num_workers) if job.topology in (Topology.SAME_NODE, Topology.SAME_NVLINK) and job.num_workers > 1 else w
+        req = (
+            w.scaled(job.num_workers)
+            if job.topology in (Topology.SAME_NODE, Topology.SAME_NVLINK) and job.num_workers > 1
+            else w
+        )
         ever = fleet.ever_fits(req)
         if not ever.any():
-            what = f"{req.gpus} GPU(s)" + (f" of {'|'.join(req.gpu_models)}" if req.gpu_models else "")
+            what = f"{req.gpus} GPU(s)" + (
+                f" of {'|'.join(req.gpu_models)}" if req.gpu_models else ""
+            )
             return f"no node has {req.cpu_milli} CPU milli, {req.memory_mib} MiB and {what}"
         if job.topology in (Topology.ANY, Topology.SAME_RACK) and job.num_workers > 1:
             cap = self._capacity_per_node(w)
-            total = cap.sum() if job.topology is Topology.ANY else np.bincount(fleet.rack, weights=cap).max()
+            total = (
+                cap.sum()
+                if job.topology is Topology.ANY
+                else np.bincount(fleet.rack, weights=cap).max()
+            )
             if total < job.num_workers:
                 scope = "the fleet" if job.topology is Topology.ANY else "any rack"
                 return f"{job.num_workers} workers do not fit {scope} even when empty (room for {int(total)})"

@@ -22,7 +22,9 @@ class Reservation:
     def workers(self) -> tuple[WorkerPlacement, ...]:
         return tuple(self._log)
 
-    def take(self, node: int, gpus: tuple[int, ...], gpu_milli: int, cpu_milli: int, memory_mib: int) -> None:
+    def take(
+        self, node: int, gpus: tuple[int, ...], gpu_milli: int, cpu_milli: int, memory_mib: int
+    ) -> None:
         if not self._open:
             raise RuntimeError("reservation already closed")
         self._fleet.take(node, gpus, gpu_milli, cpu_milli, memory_mib)

@@ -44,7 +44,12 @@ class CoreConfig:
 
 
 class ClusterState:
-    def __init__(self, nodes: list[Node] | tuple[Node, ...], packing: PackingPolicy, config: CoreConfig | None = None) -> None:
+    def __init__(
+        self,
+        nodes: list[Node] | tuple[Node, ...],
+        packing: PackingPolicy,
+        config: CoreConfig | None = None,
+    ) -> None:
         self.config = config or CoreConfig()
         self.fleet = Fleet(nodes)
         self.rng = np.random.default_rng(self.config.seed)
@@ -72,7 +77,9 @@ class ClusterState:
         actions: list[Action] = []
         for ev in events:
             if ev.now_s < self.now_s:
-                raise ValueError(f"event {type(ev).__name__} at {ev.now_s}s is before the core's clock {self.now_s}s")
+                raise ValueError(
+                    f"event {type(ev).__name__} at {ev.now_s}s is before the core's clock {self.now_s}s"
+                )
             self.now_s = ev.now_s
             actions.extend(self._apply(ev))
         actions.extend(self._cycle())
@@ -83,7 +90,15 @@ class ClusterState:
         if isinstance(ev, JobSubmitted):
             job = ev.job
             if job.job_id in self.jobs:
-                return [Reject(job.job_id, Code.NEVER, f"job id {job.job_id!r} already used", ev.now_s, ev.cause)]
+                return [
+                    Reject(
+                        job.job_id,
+                        Code.NEVER,
+                        f"job id {job.job_id!r} already used",
+                        ev.now_s,
+                        ev.cause,
+                    )
+                ]
             self.jobs[job.job_id] = job
             reason = self.placer.never_fits(job)
             if reason is not None:
@@ -135,7 +150,9 @@ class ClusterState:
                 reason = "no node (set) has the free resources for the whole gang now"
                 self.verdicts[job.job_id] = Verdict(Code.WAIT_CAPACITY, reason)
                 if self.config.fail_fast:
-                    actions.append(Reject(job.job_id, Code.WAIT_CAPACITY, reason, self.now_s, "no-fit"))
+                    actions.append(
+                        Reject(job.job_id, Code.WAIT_CAPACITY, reason, self.now_s, "no-fit")
+                    )
                 else:
                     keep.append(entry)
                 continue

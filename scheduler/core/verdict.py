@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Code(str, Enum):
+class Code(StrEnum):
     FIT = "FIT"
     WAIT_CAPACITY = "WAIT_CAPACITY"  # fits the fleet, not its free capacity now
     WAIT_QUOTA = "WAIT_QUOTA"

@@ -8,6 +8,7 @@ import numpy as np
 
 from scheduler.core.fleet import Fleet, IntArray
 from scheduler.core.fragmentation import TypicalShapes
+from scheduler.core.packing import FloatArray
 
 # FGD's simulator normalises by the largest node spec it supports (pkg/type/open-gpu-share/utils/
 # const.go: MaxSpecCpu = 128000 milli, MaxSpecGpu = 8000 milli); we keep them as defaults.
@@ -31,6 +32,7 @@ def gpu_left(fleet: Fleet, nodes: IntArray) -> IntArray:
     return fleet.gpu_free[nodes].sum(axis=1)  # type: ignore[no-any-return]
 
 
-def floor_int(x: np.ndarray) -> np.ndarray:
+def floor_int(x: FloatArray) -> FloatArray:
     """Go's ``int64(x)``: truncation toward zero."""
-    return np.trunc(x)
+    out: FloatArray = np.trunc(x)
+    return out

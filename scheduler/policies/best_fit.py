@@ -28,7 +28,8 @@ class BestFitPacking(PackingPolicy):
         self.gmax = float(ctx.gpu_norm_milli)
 
     def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
-        slack = 0.5 * (fleet.cpu_free[nodes] - req.cpu_milli) / self.cmax + 0.5 * (
-            gpu_left(fleet, nodes) - req.total_gpu_milli
-        ) / self.gmax
+        slack = (
+            0.5 * (fleet.cpu_free[nodes] - req.cpu_milli) / self.cmax
+            + 0.5 * (gpu_left(fleet, nodes) - req.total_gpu_milli) / self.gmax
+        )
         return floor_int(100.0 * (1.0 - slack)).astype(np.float64)

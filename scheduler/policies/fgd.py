@@ -72,10 +72,16 @@ class FgdPacking(PackingPolicy):
     def _whole_gpus(fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> IntArray:
         """``[n, G]`` 0/1: the lowest-indexed free eligible GPUs a whole-GPU worker takes."""
         free = fleet.eligible_gpus(req)[nodes] & (fleet.gpu_free[nodes] == MILLI_PER_GPU)
-        return (free & (np.cumsum(free, axis=1) <= req.gpus)).astype(np.int64)
+        taken: IntArray = (free & (np.cumsum(free, axis=1) <= req.gpus)).astype(np.int64)
+        return taken
 
     def pick_gpus(
-        self, fleet: Fleet, req: WorkerRequest, node: int, allowed: BoolArray, rng: np.random.Generator
+        self,
+        fleet: Fleet,
+        req: WorkerRequest,
+        node: int,
+        allowed: BoolArray,
+        rng: np.random.Generator,
     ) -> tuple[int, ...]:
         if req.shares_gpu:
             hit = self._pick.get(req.key())

@@ -35,12 +35,20 @@ class FragPackPacking(FgdPacking):
         return np.trunc(100.0 / (1.0 + np.exp(-gain_milli / self.bucket_milli)))
 
     def pick_gpus(
-        self, fleet: Fleet, req: WorkerRequest, node: int, allowed: BoolArray, rng: np.random.Generator
+        self,
+        fleet: Fleet,
+        req: WorkerRequest,
+        node: int,
+        allowed: BoolArray,
+        rng: np.random.Generator,
     ) -> tuple[int, ...]:
         if not req.shares_gpu:
             return super().pick_gpus(fleet, req, node, allowed, rng)
         model = self.model(fleet)
         one = np.array([node])
-        gain = model.frag(one)[0] - model.frag_after_share(one, req.cpu_milli, req.memory_mib, req.gpu_milli)[0]
+        gain = (
+            model.frag(one)[0]
+            - model.frag_after_share(one, req.cpu_milli, req.memory_mib, req.gpu_milli)[0]
+        )
         gain = np.where(allowed & (fleet.gpu_free[node] >= req.gpu_milli), gain, -np.inf)
         return (int(np.argmax(gain)),)

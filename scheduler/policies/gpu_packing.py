@@ -46,4 +46,7 @@ class GpuPackingPacking(PackingPolicy):
         used_gpus = np.maximum(100 - s // 10, 50)
         used_node = np.maximum(50 - opened, 33)
         idle_node = np.maximum(33 - full, full)
-        return np.where(all_idle, idle_node, np.where(opened > 0, used_node, used_gpus)).astype(np.float64)
+        out: FloatArray = np.where(
+            all_idle, idle_node, np.where(opened > 0, used_node, used_gpus)
+        ).astype(np.float64)
+        return out

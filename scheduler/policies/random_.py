@@ -26,7 +26,12 @@ class RandomPacking(PackingPolicy):
         return self.rng.random(len(nodes))
 
     def pick_gpus(
-        self, fleet: Fleet, req: WorkerRequest, node: int, allowed: BoolArray, rng: np.random.Generator
+        self,
+        fleet: Fleet,
+        req: WorkerRequest,
+        node: int,
+        allowed: BoolArray,
+        rng: np.random.Generator,
     ) -> tuple[int, ...]:
         if req.shares_gpu:
             cand = np.flatnonzero(allowed & (fleet.gpu_free[node] >= req.gpu_milli))

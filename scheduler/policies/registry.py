@@ -39,5 +39,7 @@ def make_packing(name: str, ctx: PolicyContext) -> PackingPolicy:
     try:
         factory = PACKING[name]
     except KeyError:
-        raise UnknownPolicy(f"unknown packing policy {name!r}; known: {', '.join(PACKING)}") from None
+        raise UnknownPolicy(
+            f"unknown packing policy {name!r}; known: {', '.join(PACKING)}"
+        ) from None
     return factory(ctx)

@@ -29,7 +29,9 @@ class TopologyPacking(PackingPolicy):
     def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         return self.score_gang(fleet, req, nodes, 1)
 
-    def score_gang(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray, remaining: int) -> FloatArray:
+    def score_gang(
+        self, fleet: Fleet, req: WorkerRequest, nodes: IntArray, remaining: int
+    ) -> FloatArray:
         hosts = np.minimum(fleet.room(req, nodes), remaining)
         leftover = gpu_left(fleet, nodes) - hosts * req.total_gpu_milli  # milli left idle after
         score = hosts * 1e6 - leftover.astype(np.float64)
@@ -38,7 +40,12 @@ class TopologyPacking(PackingPolicy):
         return score  # type: ignore[no-any-return]
 
     def pick_gpus(
-        self, fleet: Fleet, req: WorkerRequest, node: int, allowed: BoolArray, rng: np.random.Generator
+        self,
+        fleet: Fleet,
+        req: WorkerRequest,
+        node: int,
+        allowed: BoolArray,
+        rng: np.random.Generator,
     ) -> tuple[int, ...]:
         if req.gpus <= 1 or req.shares_gpu:
             return best_fit_gpus(fleet, req, node, allowed)

@@ -70,7 +70,9 @@ def load_nodes(path: str | Path) -> list[Node]:
         model = row["model"].strip()
         if count and not model:
             raise TraceError(str(p), line, "model", model, "a GPU model name when gpu > 0")
-        gpus = tuple(Gpu(model=model, memory_mib=GPU_MEMORY_MIB.get(model, 0)) for _ in range(count))
+        gpus = tuple(
+            Gpu(model=model, memory_mib=GPU_MEMORY_MIB.get(model, 0)) for _ in range(count)
+        )
         nodes.append(Node(name=name, cpu_milli=cpu, memory_mib=mem, gpus=gpus))
     return nodes
 
@@ -92,7 +94,9 @@ def load_pods(path: str | Path) -> list[TracePod]:
         if num_gpu == 0 and gpu_milli != 0:
             raise TraceError(str(p), line, "gpu_milli", row["gpu_milli"], "0 when num_gpu is 0")
         if num_gpu >= 1 and gpu_milli == 0:
-            raise TraceError(str(p), line, "gpu_milli", row["gpu_milli"], "1..1000 when num_gpu >= 1")
+            raise TraceError(
+                str(p), line, "gpu_milli", row["gpu_milli"], "1..1000 when num_gpu >= 1"
+            )
         if num_gpu > 1 and gpu_milli != MILLI_PER_GPU:
             raise TraceError(str(p), line, "gpu_milli", row["gpu_milli"], "1000 when num_gpu > 1")
         spec_raw = (row.get("gpu_spec") or "").strip()

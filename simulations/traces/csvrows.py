@@ -16,14 +16,28 @@ def read_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[s
         header = reader.fieldnames or []
         missing = [c for c in required if c not in header]
         if missing:
-            raise TraceError(str(path), 1, missing[0], ",".join(header), f"header must contain {', '.join(required)}")
+            raise TraceError(
+                str(path),
+                1,
+                missing[0],
+                ",".join(header),
+                f"header must contain {', '.join(required)}",
+            )
         for row in reader:
             if None in row or any(v is None for v in row.values()):
-                raise TraceError(str(path), reader.line_num, "*", str(row), f"exactly {len(header)} comma-separated cells")
+                raise TraceError(
+                    str(path),
+                    reader.line_num,
+                    "*",
+                    str(row),
+                    f"exactly {len(header)} comma-separated cells",
+                )
             yield reader.line_num, row
 
 
-def cell_int(path: Path, line: int, row: dict[str, str], column: str, lo: int, hi: int | None = None) -> int:
+def cell_int(
+    path: Path, line: int, row: dict[str, str], column: str, lo: int, hi: int | None = None
+) -> int:
     raw = row[column].strip()
     allowed = f"an integer >= {lo}" if hi is None else f"an integer in {lo}..{hi}"
     try:

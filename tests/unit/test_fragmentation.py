@@ -48,7 +48,11 @@ def test_frag_after_share_agrees_with_recomputing() -> None:
 
 
 def test_typical_shapes_cover_95_percent_and_sum_to_one() -> None:
-    reqs = [WorkerRequest(1000, 0, 1, 500)] * 90 + [WorkerRequest(0, 0, 0)] * 6 + [WorkerRequest(0, 0, 8)] * 4
+    reqs = (
+        [WorkerRequest(1000, 0, 1, 500)] * 90
+        + [WorkerRequest(0, 0, 0)] * 6
+        + [WorkerRequest(0, 0, 8)] * 4
+    )
     typ = TypicalShapes.from_requests(reqs)
     assert typ.shapes == (Shape(1000, 500, 1, ()), Shape(0, 0, 0, ()))
     assert typ.weights == (90 / 96, 6 / 96)

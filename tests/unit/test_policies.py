@@ -22,9 +22,18 @@ def launch(state, job):  # type: ignore[no-untyped-def]
 
 def test_registry_lists_every_policy_and_rejects_unknown_names() -> None:
     assert list(PACKING) == [
-        "random", "dot_product", "gpu_clustering", "gpu_packing", "best_fit", "fgd", "topology", "frag_pack",
+        "random",
+        "dot_product",
+        "gpu_clustering",
+        "gpu_packing",
+        "best_fit",
+        "fgd",
+        "topology",
+        "frag_pack",
     ]
-    with pytest.raises(UnknownPolicy, match="unknown packing policy 'nope'; known: random, dot_product"):
+    with pytest.raises(
+        UnknownPolicy, match="unknown packing policy 'nope'; known: random, dot_product"
+    ):
         make_packing("nope", PolicyContext())
 
 
@@ -82,7 +91,9 @@ def test_random_is_seeded_and_only_uses_feasible_nodes() -> None:
 
 
 def typical(*shapes: tuple[int, int, int]) -> TypicalShapes:
-    return TypicalShapes(tuple(Shape(0, m, n, ()) for m, n, _ in shapes), tuple(p / 100 for _, _, p in shapes))
+    return TypicalShapes(
+        tuple(Shape(0, m, n, ()) for m, n, _ in shapes), tuple(p / 100 for _, _, p in shapes)
+    )
 
 
 def test_fgd_fills_the_gap_that_no_typical_pod_could_use() -> None:

@@ -8,7 +8,16 @@ from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[2] / "scheduler" / "core"
 FORBIDDEN_CALLS = {"time", "perf_counter", "monotonic", "now", "utcnow", "today", "time_ns"}
-FORBIDDEN_MODULES = {"time", "datetime", "random", "logging", "socket", "os", "subprocess", "threading"}
+FORBIDDEN_MODULES = {
+    "time",
+    "datetime",
+    "random",
+    "logging",
+    "socket",
+    "os",
+    "subprocess",
+    "threading",
+}
 
 
 def imports(path: Path) -> list[str]:
@@ -28,11 +37,19 @@ def test_core_imports_only_stdlib_numpy_and_itself() -> None:
     for f in files:
         for mod in imports(f):
             top = mod.split(".")[0]
-            assert top not in {"ray", "pynvml", "kubernetes", "yaml", "torch", "pulp"}, f"{f.name} imports {mod}"
-            assert top in sys.stdlib_module_names or top in {"numpy", "scheduler"}, f"{f.name} imports {mod}"
+            assert top not in {"ray", "pynvml", "kubernetes", "yaml", "torch", "pulp"}, (
+                f"{f.name} imports {mod}"
+            )
+            assert top in sys.stdlib_module_names or top in {"numpy", "scheduler"}, (
+                f"{f.name} imports {mod}"
+            )
             if top == "scheduler":
-                assert mod.startswith("scheduler.core"), f"{f.name} imports {mod} (core must not import outward)"
-            assert top not in FORBIDDEN_MODULES, f"{f.name} imports {mod} (clock, randomness or I/O)"
+                assert mod.startswith("scheduler.core"), (
+                    f"{f.name} imports {mod} (core must not import outward)"
+                )
+            assert top not in FORBIDDEN_MODULES, (
+                f"{f.name} imports {mod} (clock, randomness or I/O)"
+            )
 
 
 def test_core_calls_no_clock() -> None:

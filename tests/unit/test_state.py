@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from scheduler.core.actions import Launch, Reject, Release
-from scheduler.core.events import GpuHealthChanged, JobCancelled, JobFinished, JobSubmitted, NodeCordoned, Tick
+from scheduler.core.events import (
+    GpuHealthChanged,
+    JobCancelled,
+    JobFinished,
+    JobSubmitted,
+    NodeCordoned,
+    Tick,
+)
 from scheduler.core.model import Job, Topology, WorkerRequest
 from scheduler.core.verdict import Code
 from tests.builders import make_job, make_node, make_state
@@ -31,7 +38,10 @@ def test_a_gang_larger_than_the_fleet_is_rejected_as_never_with_the_reason() -> 
     assert len(acts) == 1 and isinstance(acts[0], Reject) and acts[0].code is Code.NEVER
     assert acts[0].reason == "no node has 1000 CPU milli, 1024 MiB and 8 GPU(s)"
     acts = state.handle(JobSubmitted(1, make_job("many", gpus=2, workers=3)))
-    assert isinstance(acts[0], Reject) and acts[0].reason == "3 workers do not fit the fleet even when empty (room for 2)"
+    assert (
+        isinstance(acts[0], Reject)
+        and acts[0].reason == "3 workers do not fit the fleet even when empty (room for 2)"
+    )
 
 
 def test_finish_releases_and_the_waiting_gang_then_starts() -> None:
@@ -97,11 +107,19 @@ def test_unhealthy_gpus_and_cordoned_nodes_get_no_new_work() -> None:
 
 
 def test_same_node_and_same_rack_gangs() -> None:
-    nodes = [make_node("a", gpus=4, rack="r1"), make_node("b", gpus=4, rack="r1"), make_node("c", gpus=8, rack="r2")]
+    nodes = [
+        make_node("a", gpus=4, rack="r1"),
+        make_node("b", gpus=4, rack="r1"),
+        make_node("c", gpus=8, rack="r2"),
+    ]
     state = make_state(nodes)
-    acts = state.handle(JobSubmitted(0, make_job("sn", gpus=2, workers=3, topology=Topology.SAME_NODE)))
+    acts = state.handle(
+        JobSubmitted(0, make_job("sn", gpus=2, workers=3, topology=Topology.SAME_NODE))
+    )
     assert isinstance(acts[0], Launch) and acts[0].placement.nodes == ("c",)
-    acts = state.handle(JobSubmitted(1, make_job("sr", gpus=4, workers=2, topology=Topology.SAME_RACK)))
+    acts = state.handle(
+        JobSubmitted(1, make_job("sr", gpus=4, workers=2, topology=Topology.SAME_RACK))
+    )
     assert isinstance(acts[0], Launch) and sorted(acts[0].placement.nodes) == ["a", "b"]
     assert state.check_invariants() == []
 
@@ -117,7 +135,7 @@ def test_events_from_the_past_and_duplicate_ids_are_refused() -> None:
 
 
 def test_bad_requests_are_refused_at_construction() -> None:
-    with pytest.raises(ValueError, match="gpu_milli must be in 1..1000, got 0"):
+    with pytest.raises(ValueError, match=r"gpu_milli must be in 1\.\.1000, got 0"):
         WorkerRequest(1000, 1024, 1, 0)
     with pytest.raises(ValueError, match="needs gpus == 1, got 2"):
         WorkerRequest(1000, 1024, 2, 500)
