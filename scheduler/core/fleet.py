@@ -160,6 +160,22 @@ class Fleet:
             best = np.maximum(best, (free & (dom == d)).sum(axis=1))
         return best
 
+    def signature(self, nodes: IntArray) -> IntArray:
+        """One row per node holding everything a cacheable policy may score on; nodes with equal
+        rows are interchangeable for scoring."""
+        cols = [
+            self.cpu_free[nodes, None],
+            self.mem_free[nodes, None],
+            self.schedulable[nodes, None],
+            self.gpu_free[nodes],
+            self.gpu_model[nodes],
+            self.gpu_healthy[nodes],
+            self.gpu_domain[nodes],
+            self.gpu_mem_mib[nodes],
+            self.shape_count[nodes],
+        ]
+        return np.concatenate([c.astype(np.int64) for c in cols], axis=1)
+
     # ------------------------------------------------------------ mutations
     def take(
         self, node: int, gpus: Sequence[int], gpu_milli: int, cpu_milli: int, memory_mib: int

@@ -20,6 +20,9 @@ from scheduler.core.packing import FloatArray, PackingPolicy
 from scheduler.core.reservation import Reservation
 
 
+DEDUPE_MIN_NODES = 64
+
+
 class _ScoreCache:
     """Per request shape: feasibility and score of every node, stamped with the node version."""
 
@@ -38,6 +41,7 @@ class Placer:
         self.rng = rng
         self._cache: dict[tuple[object, ...], _ScoreCache] = {}
         self._never: dict[tuple[object, ...], str | None] = {}
+        self._weights: IntArray | None = None
         # tie-break: lowest rank wins; a seeded permutation, fixed for the run (FGD's simulator
         # renames nodes with a random prefix and takes the smallest name among equal scores)
         self.rank: IntArray = rng.permutation(fleet.num_nodes).astype(np.int64)
@@ -64,7 +68,7 @@ class Placer:
                 fresh = stale[ok]
                 cache.score[stale] = -np.inf
                 if len(fresh):
-                    cache.score[fresh] = self.packing.score(fleet, req, fresh)
+                    cache.score[fresh] = self._score_distinct(req, fresh)
                 cache.stamp[stale] = fleet.version[stale]
             nodes = np.flatnonzero(cache.feasible)
             return nodes, cache.score[nodes]
@@ -77,6 +81,23 @@ class Placer:
         return nodes, np.asarray(
             self.packing.score_gang(fleet, req, nodes, remaining), dtype=np.float64
         )
+
+    def _score_distinct(self, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+        """Score many nodes by scoring one node per distinct state (a fresh fleet is mostly
+        identical empty nodes); valid because cacheable scores depend on node state only."""
+        if len(nodes) < DEDUPE_MIN_NODES:
+            return np.asarray(self.packing.score(self.fleet, req, nodes), dtype=np.float64)
+        rows = self.fleet.signature(nodes)
+        if self._weights is None or len(self._weights) != rows.shape[1]:
+            self._weights = np.random.default_rng(0x5EED).integers(1, 2**62, size=rows.shape[1]) | 1
+        with np.errstate(over="ignore"):
+            hashes = rows @ self._weights  # wraps modulo 2**64: a hash, checked below
+        _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if len(first) > len(nodes) // 2 or not np.array_equal(rows, rows[first][inverse]):
+            return np.asarray(self.packing.score(self.fleet, req, nodes), dtype=np.float64)
+        reps = np.asarray(self.packing.score(self.fleet, req, nodes[first]), dtype=np.float64)
+        return reps[inverse]
 
     def _place_worker(
         self,
