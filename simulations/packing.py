@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from scheduler.core.actions import Launch
 from scheduler.core.events import JobSubmitted
-from scheduler.core.fragmentation import FragModel, FragTracker, TypicalShapes
+from scheduler.core.fragmentation import FragTracker, TypicalShapes, frag_model
 from scheduler.core.model import Node
 from scheduler.core.state import ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
@@ -80,7 +80,7 @@ def replay(
     t0 = time.perf_counter()
     state = ClusterState(nodes, packing, CoreConfig(seed=seed, fail_fast=True))
     fleet = state.fleet
-    tracker = FragTracker(FragModel(fleet, typical))
+    tracker = FragTracker(frag_model(fleet, typical))
     seq = arrivals(pods, fleet.total_gpu_milli, seed, inflate)
     n = len(seq)
     arrived = np.zeros(n, dtype=np.int64)

@@ -71,6 +71,8 @@ class Fleet:
         # workers per node by GPU shape class: column 0 = GPU-sharing workers, column k = workers
         # holding k whole GPUs (CPU-only workers are not counted); used by affinity-style policies
         self.shape_count: IntArray = np.zeros((n, g + 1), dtype=np.int64)
+        # derived per-fleet models (e.g. fragmentation) shared by policies and metrics
+        self.derived: dict[object, object] = {}
         self._eligible_cache: dict[tuple[tuple[str, ...], int], BoolArray] = {}
         self.health_version = 0  # bumped on every GPU health change
 

@@ -190,6 +190,16 @@ class FragModel:
         return float(self.frag(None if nodes is None else np.asarray(nodes, dtype=np.int64)).sum())
 
 
+def frag_model(fleet: Fleet, typical: TypicalShapes) -> FragModel:
+    """The fleet's fragmentation model for these shapes, shared by everyone who asks (so the
+    per-node cache is computed once per node change)."""
+    key = ("frag", typical)
+    model = fleet.derived.get(key)
+    if not isinstance(model, FragModel):
+        model = fleet.derived[key] = FragModel(fleet, typical)
+    return model
+
+
 class FragTracker:
     """Cluster fragmentation, kept up to date by recomputing only nodes that changed."""
 

@@ -24,7 +24,8 @@ class PackingPolicy:
     lowest random rank (a seeded permutation drawn once per run), as FGD's simulator does.
 
     ``cacheable`` promises that a node's score depends only on that node's state and the
-    request, so the core may cache scores per request shape and recompute only changed nodes.
+    request (and, for ``gang_aware`` policies, the count of workers still to place), so the
+    core may cache scores per request shape and recompute only changed nodes.
     """
 
     name: ClassVar[str] = "base"

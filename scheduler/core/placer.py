@@ -42,51 +42,60 @@ class Placer:
         self._cache: dict[tuple[object, ...], _ScoreCache] = {}
         self._never: dict[tuple[object, ...], str | None] = {}
         self._weights: IntArray | None = None
+        self._all: IntArray = np.arange(fleet.num_nodes, dtype=np.int64)
         # tie-break: lowest rank wins; a seeded permutation, fixed for the run (FGD's simulator
         # renames nodes with a random prefix and takes the smallest name among equal scores)
         self.rank: IntArray = rng.permutation(fleet.num_nodes).astype(np.int64)
 
     # ------------------------------------------------------------------ scoring
-    def _select(self, nodes: IntArray, scores: FloatArray) -> int:
-        best = nodes[scores == scores.max()]
+    def _best(self, nodes: IntArray, scores: FloatArray) -> int | None:
+        """Step 3: the best-scored node; among equals, the lowest rank. None if no candidate."""
+        if len(scores) == 0:
+            return None
+        top = scores.max()
+        if top == -np.inf:
+            return None
+        best = nodes[scores == top]
         return int(best[0]) if len(best) == 1 else int(best[np.argmin(self.rank[best])])
 
-    def _candidates(
-        self, req: WorkerRequest, within: BoolArray | None, remaining: int = 1
-    ) -> tuple[IntArray, FloatArray]:
-        """Feasible node indices and their scores (step 2 and 3)."""
+    def _feasible(self, req: WorkerRequest, nodes: IntArray, one_domain: bool) -> BoolArray:
+        ok = self.fleet.fits(req, nodes)
+        if one_domain and req.gpus > 0 and ok.any():
+            ok[ok] = self.fleet.max_free_in_domain(req, nodes[ok]) >= req.gpus
+        return ok
+
+    def _choose(
+        self, req: WorkerRequest, within: IntArray | None, remaining: int = 1, one_domain: bool = False
+    ) -> int | None:
+        """Steps 2 and 3: filter, score and select a node for one worker (or a merged
+        same-node request). ``within`` restricts the candidates to these node indices."""
         fleet = self.fleet
-        if within is None and self.packing.cacheable and not self.packing.gang_aware:
-            key = req.key()
+        if within is None and self.packing.cacheable:
+            key = (req.key(), one_domain, remaining if self.packing.gang_aware else 0)
             cache = self._cache.get(key)
             if cache is None:
                 cache = self._cache[key] = _ScoreCache(fleet.num_nodes)
             stale = np.flatnonzero(cache.stamp != fleet.version)
             if len(stale):
-                ok = fleet.fits(req, stale)
+                ok = self._feasible(req, stale, one_domain)
                 cache.feasible[stale] = ok
                 fresh = stale[ok]
                 cache.score[stale] = -np.inf
                 if len(fresh):
-                    cache.score[fresh] = self._score_distinct(req, fresh)
+                    cache.score[fresh] = self._score_distinct(req, fresh, remaining)
                 cache.stamp[stale] = fleet.version[stale]
-            nodes = np.flatnonzero(cache.feasible)
-            return nodes, cache.score[nodes]
-        mask = fleet.fits(req)
-        if within is not None:
-            mask = mask & within
-        nodes = np.flatnonzero(mask)
+            return self._best(self._all, cache.score)
+        cand = self._all if within is None else within
+        nodes = cand[self._feasible(req, cand, one_domain)]
         if len(nodes) == 0:
-            return nodes, np.zeros(0)
-        return nodes, np.asarray(
-            self.packing.score_gang(fleet, req, nodes, remaining), dtype=np.float64
-        )
+            return None
+        return self._best(nodes, self._score(req, nodes, remaining))
 
-    def _score_distinct(self, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+    def _score_distinct(self, req: WorkerRequest, nodes: IntArray, remaining: int) -> FloatArray:
         """Score many nodes by scoring one node per distinct state (a fresh fleet is mostly
         identical empty nodes); valid because cacheable scores depend on node state only."""
         if len(nodes) < DEDUPE_MIN_NODES:
-            return np.asarray(self.packing.score(self.fleet, req, nodes), dtype=np.float64)
+            return self._score(req, nodes, remaining)
         rows = self.fleet.signature(nodes)
         if self._weights is None or len(self._weights) != rows.shape[1]:
             self._weights = np.random.default_rng(0x5EED).integers(1, 2**62, size=rows.shape[1]) | 1
@@ -95,22 +104,25 @@ class Placer:
         _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         if len(first) > len(nodes) // 2 or not np.array_equal(rows, rows[first][inverse]):
-            return np.asarray(self.packing.score(self.fleet, req, nodes), dtype=np.float64)
-        reps = np.asarray(self.packing.score(self.fleet, req, nodes[first]), dtype=np.float64)
-        return reps[inverse]
+            return self._score(req, nodes, remaining)
+        return self._score(req, nodes[first], remaining)[inverse]
+
+    def _score(self, req: WorkerRequest, nodes: IntArray, remaining: int) -> FloatArray:
+        if self.packing.gang_aware:
+            return np.asarray(self.packing.score_gang(self.fleet, req, nodes, remaining), dtype=np.float64)
+        return np.asarray(self.packing.score(self.fleet, req, nodes), dtype=np.float64)
 
     def _place_worker(
         self,
         res: Reservation,
         req: WorkerRequest,
-        within: BoolArray | None,
+        within: IntArray | None,
         gpu_allowed: BoolArray | None,
         remaining: int = 1,
     ) -> int | None:
-        nodes, scores = self._candidates(req, within, remaining)
-        if len(nodes) == 0:
+        node = self._choose(req, within, remaining)
+        if node is None:
             return None
-        node = self._select(nodes, scores)
         allowed = self.fleet.eligible_gpus(req)[node]
         if gpu_allowed is not None:
             allowed = allowed & gpu_allowed
@@ -144,15 +156,10 @@ class Placer:
         worker on it; for same-NVLink, all GPUs come from one NVLink domain of that node."""
         w = job.worker
         merged = w.scaled(job.num_workers) if job.num_workers > 1 else w
-        nodes, scores = self._candidates(merged, None)
-        if job.topology is Topology.SAME_NVLINK and merged.gpus > 0 and len(nodes):
-            dom = self.fleet.max_free_in_domain(merged, nodes) >= merged.gpus
-            nodes, scores = nodes[dom], scores[dom]
-        if len(nodes) == 0:
+        node = self._choose(merged, None, 1, one_domain=job.topology is Topology.SAME_NVLINK)
+        if node is None:
             return False
-        node = self._select(nodes, scores)
-        within = np.zeros(self.fleet.num_nodes, dtype=np.bool_)
-        within[node] = True
+        within = np.array([node], dtype=np.int64)
         gpu_allowed: BoolArray | None = None
         if job.topology is Topology.SAME_NVLINK and merged.gpus > 0:
             domain = self._best_domain(merged, node)
@@ -192,12 +199,12 @@ class Placer:
             ]
             if not ok_racks:
                 return False
-            within = np.isin(fleet.rack, np.array(ok_racks, dtype=np.int64))
+            within = np.flatnonzero(np.isin(fleet.rack, np.array(ok_racks, dtype=np.int64)))
             first = self._place_worker(res, w, within, None, job.num_workers)
             if first is None:
                 return False
             rack = int(fleet.rack[first])
-            same = fleet.rack == rack
+            same = np.flatnonzero(fleet.rack == rack)
             rest = job.num_workers - 1
             if all(
                 self._place_worker(res, w, same, None, rest - i) is not None for i in range(rest)

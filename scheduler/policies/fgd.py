@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from scheduler.core.fleet import BoolArray, Fleet, IntArray
-from scheduler.core.fragmentation import FragModel, TypicalShapes
+from scheduler.core.fragmentation import FragModel, TypicalShapes, frag_model
 from scheduler.core.model import MILLI_PER_GPU, WorkerRequest
 from scheduler.core.packing import FloatArray, PackingPolicy
 from scheduler.policies.base import PolicyContext
@@ -35,7 +35,7 @@ class FgdPacking(PackingPolicy):
 
     def model(self, fleet: Fleet) -> FragModel:
         if self._model is None or self._model.fleet is not fleet:
-            self._model = FragModel(fleet, self.typical)
+            self._model = frag_model(fleet, self.typical)
         return self._model
 
     def node_gpu_scores(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
