@@ -21,7 +21,9 @@ import numpy as np
 
 from scheduler.policies.registry import PACKING
 from simulations.packing_experiment import RunResult, run_grid
+from simulations.bound import offline_gap_pct
 from simulations.scale import run_scale
+from simulations.traces.alibaba import load_pods
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "traces"
 PUBLISHED_NAMES = {

@@ -65,7 +65,11 @@ class Placer:
         return ok
 
     def _choose(
-        self, req: WorkerRequest, within: IntArray | None, remaining: int = 1, one_domain: bool = False
+        self,
+        req: WorkerRequest,
+        within: IntArray | None,
+        remaining: int = 1,
+        one_domain: bool = False,
     ) -> int | None:
         """Steps 2 and 3: filter, score and select a node for one worker (or a merged
         same-node request). ``within`` restricts the candidates to these node indices."""
@@ -109,7 +113,9 @@ class Placer:
 
     def _score(self, req: WorkerRequest, nodes: IntArray, remaining: int) -> FloatArray:
         if self.packing.gang_aware:
-            return np.asarray(self.packing.score_gang(self.fleet, req, nodes, remaining), dtype=np.float64)
+            return np.asarray(
+                self.packing.score_gang(self.fleet, req, nodes, remaining), dtype=np.float64
+            )
         return np.asarray(self.packing.score(self.fleet, req, nodes), dtype=np.float64)
 
     def _place_worker(

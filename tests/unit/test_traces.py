@@ -126,3 +126,11 @@ def test_binning_averages_every_arrival_in_the_rounded_bin() -> None:
     assert c.allocated_pct[26] == 25.0  # empty bin: falls back to arrivals within +-1
     assert np.isnan(c.allocated_pct[70])
     assert c.unallocated_at(100) == 50.0
+
+
+def test_offline_gap_packs_best_fit_decreasing() -> None:
+    from simulations.bound import offline_gap_pct
+
+    # 600, 500, 400, 300 on 10 GPUs (10,000 milli): BFD opens 600+400 (0 gap) and 500+300 (200 gap)
+    pods = [TracePod(f"p{i}", 0, 0, 1, m) for i, m in enumerate((600, 500, 400, 300))]
+    assert offline_gap_pct(pods, 10_000, seed=1, upto_pct=100.0) == 2.0
