@@ -19,7 +19,6 @@ from scheduler.core.model import MILLI_PER_GPU, Job, Placement, Topology, Worker
 from scheduler.core.packing import FloatArray, PackingPolicy
 from scheduler.core.reservation import Reservation
 
-
 DEDUPE_MIN_NODES = 64
 
 
