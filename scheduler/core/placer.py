@@ -100,10 +100,12 @@ class Placer:
         if len(nodes) < DEDUPE_MIN_NODES:
             return self._score(req, nodes, remaining)
         rows = self.fleet.signature(nodes)
-        if self._weights is None or len(self._weights) != rows.shape[1]:
-            self._weights = np.random.default_rng(0x5EED).integers(1, 2**62, size=rows.shape[1]) | 1
+        weights = self._weights
+        if weights is None or len(weights) != rows.shape[1]:
+            weights = np.random.default_rng(0x5EED).integers(1, 2**62, size=rows.shape[1]) | 1
+            self._weights = weights
         with np.errstate(over="ignore"):
-            hashes = rows @ self._weights  # wraps modulo 2**64: a hash, checked below
+            hashes = rows @ weights  # wraps modulo 2**64: a hash, checked below
         _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         if len(first) > len(nodes) // 2 or not np.array_equal(rows, rows[first][inverse]):
