@@ -102,7 +102,10 @@ class Placer:
         rows = self.fleet.signature(nodes)
         weights = self._weights
         if weights is None or len(weights) != rows.shape[1]:
-            weights = np.random.default_rng(0x5EED).integers(1, 2**62, size=rows.shape[1]) | 1
+            drawn = np.random.default_rng(0x5EED).integers(
+                1, 2**62, size=rows.shape[1], dtype=np.int64
+            )
+            weights = np.bitwise_or(drawn, np.int64(1))
             self._weights = weights
         with np.errstate(over="ignore"):
             hashes = rows @ weights  # wraps modulo 2**64: a hash, checked below
