@@ -14,6 +14,10 @@ from simulations.sample import write_sample
 TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces" / "alibaba-gpu-v2023"
 
 
+def simulate(pods: Path, nodes: Path, *args: str) -> int:
+    return main(["simulate", "packing", "--trace", str(pods), "--nodes", str(nodes), *args])
+
+
 def slice_csv(src: Path, dst: Path, rows: int, every: int = 1) -> Path:
     lines = src.read_text().splitlines()
     dst.write_text("\n".join([lines[0], *lines[1::every][:rows]]) + "\n")
@@ -26,22 +30,8 @@ def test_simulate_packing_on_a_slice_of_the_alibaba_trace(tmp_path: Path) -> Non
     nodes = slice_csv(TRACES / "openb_node_list_gpu_node.csv", tmp_path / "nodes.csv", 60, every=20)
     pods = slice_csv(TRACES / "openb_pod_list_default.csv", tmp_path / "pods.csv", 400, every=20)
     out = tmp_path / "out"
-    rc = main(
-        [
-            "simulate",
-            "packing",
-            "--trace",
-            str(pods),
-            "--nodes",
-            str(nodes),
-            "--policy",
-            "best_fit,fgd",
-            "--seeds",
-            "42-43",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
+    rc = simulate(
+        pods, nodes, "--policy", "best_fit,fgd", "--seeds", "42-43", "--out", str(out), "--quiet"
     )
     assert rc == 0
     with (out / "curves.csv").open() as fh:
@@ -84,23 +74,7 @@ def test_same_seed_gives_byte_identical_curves(tmp_path: Path) -> None:
     for run in ("a", "b"):
         out = tmp_path / run
         assert (
-            main(
-                [
-                    "simulate",
-                    "packing",
-                    "--trace",
-                    str(pods),
-                    "--nodes",
-                    str(nodes),
-                    "--policy",
-                    "all",
-                    "--seeds",
-                    "5",
-                    "--out",
-                    str(out),
-                    "--quiet",
-                ]
-            )
+            simulate(pods, nodes, "--policy", "all", "--seeds", "5", "--out", str(out), "--quiet")
             == 0
         )
         outs.append((out / "curves.csv").read_bytes())
@@ -112,21 +86,7 @@ def test_unknown_policy_is_an_error_listing_the_known_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     nodes, pods = write_sample(tmp_path, nodes=5, pods=20)
-    rc = main(
-        [
-            "simulate",
-            "packing",
-            "--trace",
-            str(pods),
-            "--nodes",
-            str(nodes),
-            "--policy",
-            "fgd,bogus",
-            "--out",
-            str(tmp_path / "o"),
-            "--quiet",
-        ]
-    )
+    rc = simulate(pods, nodes, "--policy", "fgd,bogus", "--out", str(tmp_path / "o"), "--quiet")
     assert rc == 2
     err = capsys.readouterr().err
     assert (
@@ -142,21 +102,7 @@ def test_a_malformed_trace_row_is_reported_with_file_and_line(
     text = pods.read_text().splitlines()
     text[4] = "sample-pod-x,1000,2000,1,abc,"
     pods.write_text("\n".join(text) + "\n")
-    rc = main(
-        [
-            "simulate",
-            "packing",
-            "--trace",
-            str(pods),
-            "--nodes",
-            str(nodes),
-            "--policy",
-            "fgd",
-            "--out",
-            str(tmp_path / "o"),
-            "--quiet",
-        ]
-    )
+    rc = simulate(pods, nodes, "--policy", "fgd", "--out", str(tmp_path / "o"), "--quiet")
     assert rc == 2
     assert f"{pods}:5: column 'gpu_milli': 'abc' is not allowed" in capsys.readouterr().err.replace(
         "\n", ""
