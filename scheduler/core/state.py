@@ -82,7 +82,7 @@ class ClusterState:
                 )
             self.now_s = ev.now_s
             actions.extend(self._apply(ev))
-        actions.extend(self._cycle())
+        actions.extend(self._cycle(_describe(events)))
         return actions
 
     def _apply(self, ev: Event) -> list[Action]:
@@ -137,7 +137,9 @@ class ClusterState:
                 return [Release(job_id, now_s, cause)]
         return []
 
-    def _cycle(self) -> list[Action]:
+    def _cycle(self, trigger: str) -> list[Action]:
+        """One scheduling cycle; ``trigger`` names the events that started it (the actions'
+        cause)."""
         actions: list[Action] = []
         failed: set[tuple[object, ...]] = set()
         keep: list[tuple[tuple[int, float, str], str]] = []
@@ -151,13 +153,26 @@ class ClusterState:
                 self.verdicts[job.job_id] = Verdict(Code.WAIT_CAPACITY, reason)
                 if self.config.fail_fast:
                     actions.append(
-                        Reject(job.job_id, Code.WAIT_CAPACITY, reason, self.now_s, "no-fit")
+                        Reject(job.job_id, Code.WAIT_CAPACITY, reason, self.now_s, trigger)
                     )
                 else:
                     keep.append(entry)
                 continue
             self.running[job.job_id] = placement
             self.verdicts[job.job_id] = Verdict(Code.FIT, "placed")
-            actions.append(Launch(job.job_id, placement, self.now_s, f"cycle@{self.now_s:g}s"))
+            actions.append(Launch(job.job_id, placement, self.now_s, trigger))
         self._pending = keep
         return actions
+
+
+def _describe(events: tuple[Event, ...], most: int = 3) -> str:
+    """``JobSubmitted(j1), JobFinished(j0)``: what a cycle's actions trace back to."""
+    parts = []
+    for ev in events[:most]:
+        subject = getattr(ev, "job_id", None) or getattr(ev, "node", None)
+        if isinstance(ev, JobSubmitted):
+            subject = ev.job.job_id
+        parts.append(f"{type(ev).__name__}({subject})" if subject else type(ev).__name__)
+    if len(events) > most:
+        parts.append(f"+{len(events) - most} more")
+    return ", ".join(parts) or "cycle"

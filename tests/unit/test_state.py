@@ -50,6 +50,7 @@ def test_finish_releases_and_the_waiting_gang_then_starts() -> None:
     assert kinds(state.handle(JobSubmitted(1, make_job("second", gpus=2)))) == []
     acts = state.handle(JobFinished(2, "first"))
     assert kinds(acts) == [("Release", "first"), ("Launch", "second")]
+    assert acts[1].cause == "JobFinished(first)"  # the launch traces back to the finish
     assert state.check_invariants() == []
 
 
