@@ -5,9 +5,9 @@ from __future__ import annotations
 from scheduler.core.fragmentation import TypicalShapes
 from scheduler.core.model import Gpu, Job, Node, Topology, WorkerRequest
 from scheduler.core.packing import PackingPolicy
-from scheduler.core.state import ClusterState, CoreConfig
+from scheduler.core.state import Backfill, ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
-from scheduler.policies.registry import make_packing
+from scheduler.policies.registry import make_packing, make_queue
 
 
 def make_node(
@@ -39,6 +39,9 @@ def make_job(
     models: tuple[str, ...] = (),
     topology: Topology = Topology.ANY,
     priority: int = 0,
+    team: str = "default",
+    submitted_at_s: float = 0.0,
+    est_s: float | None = None,
 ) -> Job:
     return Job(
         job_id,
@@ -46,6 +49,9 @@ def make_job(
         num_workers=workers,
         topology=topology,
         priority=priority,
+        team=team,
+        submitted_at_s=submitted_at_s,
+        estimated_duration_s=est_s,
     )
 
 
@@ -55,13 +61,16 @@ def make_state(
     seed: int = 0,
     fail_fast: bool = False,
     typical: TypicalShapes | None = None,
+    queue: str = "priority",
+    backfill: Backfill = "greedy",
 ) -> ClusterState:
     packing = (
         make_packing(policy, PolicyContext(seed=seed, typical=typical))
         if isinstance(policy, str)
         else policy
     )
-    return ClusterState(nodes, packing, CoreConfig(seed=seed, fail_fast=fail_fast))
+    config = CoreConfig(seed=seed, fail_fast=fail_fast, backfill=backfill)
+    return ClusterState(nodes, packing, config, make_queue(queue))
 
 
 def occupy(state: ClusterState, node: str, gpu_free: dict[int, int], cpu_used: int = 0) -> None:

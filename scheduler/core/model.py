@@ -118,6 +118,7 @@ class Job:
     priority: int = 0
     submitted_at_s: float = 0.0
     topology: Topology = Topology.ANY
+    estimated_duration_s: float | None = None  # known in simulation; estimated or None live
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
@@ -134,6 +135,10 @@ class Job:
     @property
     def total_gpu_milli(self) -> int:
         return self.num_workers * self.worker.total_gpu_milli
+
+    def shape_key(self) -> tuple[object, ...]:
+        """Jobs with equal shape keys fit or fail to fit identically."""
+        return (self.worker.key(), self.num_workers, self.topology)
 
     def order_key(self) -> tuple[int, float, str]:
         """The tie-break order of DESIGN.md: higher priority, then earlier, then job id."""

@@ -10,6 +10,7 @@ class Code(StrEnum):
     FIT = "FIT"
     WAIT_CAPACITY = "WAIT_CAPACITY"  # fits the fleet, not its free capacity now
     WAIT_QUOTA = "WAIT_QUOTA"
+    WAIT_ORDER = "WAIT_ORDER"  # fits the fleet, but the queue order or a reservation holds it
     NEVER = "NEVER"  # cannot fit even an empty fleet
 
 

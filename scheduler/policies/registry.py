@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from scheduler.core.packing import PackingPolicy
+from scheduler.core.queueing import QueueOrder
 from scheduler.policies.base import PolicyContext
 from scheduler.policies.best_fit import BestFitPacking
 from scheduler.policies.dot_product import DotProductPacking
@@ -12,6 +13,11 @@ from scheduler.policies.fgd import FgdPacking
 from scheduler.policies.frag_pack import FragPackPacking
 from scheduler.policies.gpu_clustering import GpuClusteringPacking
 from scheduler.policies.gpu_packing import GpuPackingPacking
+from scheduler.policies.queue_drf import DrfOrder
+from scheduler.policies.queue_fifo import FifoOrder
+from scheduler.policies.queue_las import LasOrder
+from scheduler.policies.queue_priority import PriorityOrder
+from scheduler.policies.queue_sjf import SjfOrder
 from scheduler.policies.random_ import RandomPacking
 from scheduler.policies.topology import TopologyPacking
 
@@ -43,3 +49,20 @@ def make_packing(name: str, ctx: PolicyContext) -> PackingPolicy:
             f"unknown packing policy {name!r}; known: {', '.join(PACKING)}"
         ) from None
     return factory(ctx)
+
+
+QUEUE: dict[str, Callable[[], QueueOrder]] = {
+    "fifo": FifoOrder,
+    "priority": PriorityOrder,
+    "sjf": SjfOrder,
+    "las": LasOrder,
+    "drf": DrfOrder,
+}
+
+
+def make_queue(name: str) -> QueueOrder:
+    try:
+        factory = QUEUE[name]
+    except KeyError:
+        raise UnknownPolicy(f"unknown queue policy {name!r}; known: {', '.join(QUEUE)}") from None
+    return factory()

@@ -1,0 +1,115 @@
+"""Queue order: which pending job is considered next.
+
+A :class:`QueueOrder` gives every job a key that stays fixed while the job is pending
+(``job_key``) and every team a key that may change as the team's jobs start and stop
+(``team_key``, e.g. its dominant share). Pending jobs live in one sorted list per team; a cycle
+merges the teams' heads by (team key, job key), recomputing a team's key after one of its jobs
+starts. Orders that ignore teams give every team the same key, which makes the merge a plain
+global sort by job key. Every key ends with the job id, so no order depends on dict or set
+iteration.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from scheduler.core.model import Job
+
+JobKey = tuple[object, ...]
+
+
+@dataclass(slots=True)
+class TeamUsage:
+    """What a team holds now: GPUs (milli), CPU (milli), memory (MiB), as share inputs."""
+
+    gpu_milli: int = 0
+    cpu_milli: int = 0
+    memory_mib: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTotals:
+    gpu_milli: int
+    cpu_milli: int
+    memory_mib: int
+
+
+class QueueOrder:
+    """Base class of queue policies (``scheduler/policies/queue_*.py``)."""
+
+    name: ClassVar[str] = "base"
+
+    def job_key(self, job: Job, attained_gpu_s: float) -> JobKey:
+        """Key of a pending job (lower first); must end with the job id."""
+        raise NotImplementedError
+
+    def team_key(self, team: str, usage: TeamUsage, totals: FleetTotals) -> float:
+        """Key of a team (lower first). Default: every team equal."""
+        return 0.0
+
+
+@dataclass(slots=True)
+class TeamQueues:
+    """Pending jobs per team, each list sorted by job key."""
+
+    queues: dict[str, list[tuple[JobKey, str]]] = field(default_factory=dict)
+    where: dict[str, tuple[str, JobKey]] = field(default_factory=dict)
+    shapes: dict[tuple[object, ...], int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def __contains__(self, job_id: str) -> bool:
+        return job_id in self.where
+
+    def add(self, job: Job, key: JobKey) -> None:
+        bisect.insort(self.queues.setdefault(job.team, []), (key, job.job_id))
+        self.where[job.job_id] = (job.team, key)
+        shape = job.shape_key()
+        self.shapes[shape] = self.shapes.get(shape, 0) + 1
+
+    def remove(self, job: Job) -> bool:
+        hit = self.where.pop(job.job_id, None)
+        if hit is None:
+            return False
+        team, key = hit
+        q = self.queues[team]
+        i = bisect.bisect_left(q, (key, job.job_id))
+        del q[i]
+        if not q:
+            del self.queues[team]
+        shape = job.shape_key()
+        self.shapes[shape] -= 1
+        if not self.shapes[shape]:
+            del self.shapes[shape]
+        return True
+
+    def merged(self, team_key: Callable[[str], float]) -> Iterator[str]:
+        """Job ids in merged order. ``team_key`` is re-read for a team each time its next
+        job is pushed, so a consumer that starts jobs changes the order it sees next. The
+        queues must not change while the iterator is in use."""
+        heap: list[tuple[float, JobKey, str, int]] = []
+        for team in sorted(self.queues):
+            q = self.queues[team]
+            heap.append((team_key(team), q[0][0], team, 0))
+        heapq.heapify(heap)
+        while heap:
+            _, _, team, i = heapq.heappop(heap)
+            q = self.queues[team]
+            yield q[i][1]
+            if i + 1 < len(q):
+                heapq.heappush(heap, (team_key(team), q[i + 1][0], team, i + 1))
+
+
+class CanonicalOrder(QueueOrder):
+    """The core's default and DESIGN.md's tie-break: higher priority first, then earlier
+    submission, then job id (registered as the ``priority`` queue policy)."""
+
+    name: ClassVar[str] = "priority"
+
+    def job_key(self, job: Job, attained_gpu_s: float) -> JobKey:
+        return (-job.priority, job.submitted_at_s, job.job_id)

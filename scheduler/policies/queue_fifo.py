@@ -1,0 +1,15 @@
+"""``fifo``: first submitted, first considered (job id breaks ties)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from scheduler.core.model import Job
+from scheduler.core.queueing import JobKey, QueueOrder
+
+
+class FifoOrder(QueueOrder):
+    name: ClassVar[str] = "fifo"
+
+    def job_key(self, job: Job, attained_gpu_s: float) -> JobKey:
+        return (job.submitted_at_s, job.job_id)

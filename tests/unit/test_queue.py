@@ -1,0 +1,118 @@
+"""Queue policies and backfill on small hand-made job lists, with exact outcomes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from scheduler.core.actions import Launch
+from scheduler.core.backfill import estimate_starts, shadow
+from scheduler.core.events import JobFinished, JobSubmitted
+from scheduler.core.verdict import Code
+from scheduler.policies.queue_las import LasOrder
+from scheduler.policies.registry import QUEUE, UnknownPolicy, make_queue
+from tests.builders import make_job, make_node, make_state
+
+
+def launched(actions: list) -> list[str]:  # type: ignore[type-arg]
+    return [a.job_id for a in actions if isinstance(a, Launch)]
+
+
+def test_queue_registry() -> None:
+    assert list(QUEUE) == ["fifo", "priority", "sjf", "las", "drf"]
+    with pytest.raises(UnknownPolicy, match="unknown queue policy 'lifo'; known: fifo, priority"):
+        make_queue("lifo")
+
+
+def test_strict_fifo_blocks_behind_the_head_and_greedy_does_not() -> None:
+    for mode, expect in (("none", []), ("greedy", ["c"])):
+        state = make_state([make_node("n", gpus=4)], queue="fifo", backfill=mode)
+        state.handle(JobSubmitted(0, make_job("a", gpus=3, submitted_at_s=0)))
+        state.handle(JobSubmitted(1, make_job("b", gpus=4, submitted_at_s=1)))
+        assert (
+            launched(state.handle(JobSubmitted(2, make_job("c", gpus=1, submitted_at_s=2))))
+            == expect
+        )
+    strict = make_state([make_node("n", gpus=4)], queue="fifo", backfill="none")
+    strict.handle(
+        JobSubmitted(0, make_job("a", gpus=3)),
+        JobSubmitted(0, make_job("b", gpus=4, submitted_at_s=1)),
+    )
+    strict.handle(JobSubmitted(2, make_job("c", gpus=1, submitted_at_s=2)))
+    assert strict.verdict_of("b").code is Code.WAIT_CAPACITY
+    assert (
+        strict.verdict_of("c").code is Code.WAIT_ORDER
+        and strict.verdict_of("c").reason == "behind b (strict queue order)"
+    )
+    assert launched(strict.handle(JobFinished(10, "a"))) == ["b"]
+
+
+def test_easy_backfill_starts_only_jobs_that_end_before_the_reservation() -> None:
+    state = make_state([make_node("n", gpus=4)], queue="fifo", backfill="easy")
+    state.handle(JobSubmitted(0, make_job("a", gpus=3, est_s=100)))
+    state.handle(JobSubmitted(1, make_job("b", gpus=4, submitted_at_s=1, est_s=50)))
+    # b's shadow time is 100 (a ends), with no extra GPUs; c (ends at 52) may backfill, d may not
+    acts = state.handle(
+        JobSubmitted(2, make_job("c", gpus=1, submitted_at_s=2, est_s=50)),
+        JobSubmitted(2, make_job("d", gpus=1, submitted_at_s=2.5, est_s=500)),
+    )
+    assert launched(acts) == ["c"]
+    assert (
+        state.verdicts["d"].code is Code.WAIT_ORDER
+        and state.verdicts["d"].reason == "held for the reservation of b"
+    )
+    info = {p.job_id: p for p in state.pending_info()}
+    assert (info["b"].position, info["d"].position) == (1, 2)
+    assert info["b"].estimated_start_s == 100.0  # a ends at 100; c ends at 52
+    assert info["d"].estimated_start_s == 150.0  # after b (100 + 50)
+
+
+def test_easy_backfill_may_use_the_extra_gpus_for_long_jobs() -> None:
+    state = make_state([make_node("n", gpus=8)], queue="fifo", backfill="easy")
+    state.handle(JobSubmitted(0, make_job("a", gpus=6, est_s=100)))
+    state.handle(JobSubmitted(1, make_job("b", gpus=4, submitted_at_s=1, est_s=50)))
+    # shadow: at 100 a frees 6 -> 8 free, b needs 4 -> 4 extra; 2 free now: a long 2-GPU job fits
+    acts = state.handle(JobSubmitted(2, make_job("long", gpus=2, submitted_at_s=2, est_s=1000)))
+    assert launched(acts) == ["long"]
+
+
+def test_sjf_orders_by_estimated_gpu_time_and_puts_unknown_last() -> None:
+    state = make_state([make_node("n", gpus=1)], queue="sjf")
+    state.handle(JobSubmitted(0, make_job("run", est_s=1)))
+    state.handle(
+        JobSubmitted(1, make_job("long", est_s=100, submitted_at_s=1)),
+        JobSubmitted(1, make_job("unknown", submitted_at_s=1)),
+        JobSubmitted(1, make_job("short", est_s=10, submitted_at_s=2)),
+    )
+    assert state.pending == ("short", "long", "unknown")
+
+
+def test_drf_lets_the_team_with_the_lower_dominant_share_go_first() -> None:
+    state = make_state([make_node("n", gpus=4)], queue="drf")
+    state.handle(JobSubmitted(0, make_job("x1", gpus=3, team="x")))
+    state.handle(
+        JobSubmitted(1, make_job("x2", gpus=1, team="x", submitted_at_s=1)),
+        JobSubmitted(1, make_job("y1", gpus=1, team="y", submitted_at_s=2)),
+    )
+    # only one GPU is free: y (share 0) goes before x (share 0.75) though x2 came first
+    assert state.running.keys() == {"x1", "y1"}
+    assert state.pending == ("x2",)
+
+
+def test_las_levels_follow_attained_service() -> None:
+    las = LasOrder((100.0, 1000.0))
+    assert [las.level(s) for s in (0, 99.9, 100, 999, 1000, 5000)] == [0, 0, 1, 1, 2, 2]
+    assert las.job_key(make_job("a", submitted_at_s=5), 0.0) < las.job_key(make_job("b"), 150.0)
+    with pytest.raises(ValueError, match="positive and increasing"):
+        LasOrder((10.0, 5.0))
+
+
+def test_shadow_and_estimates_on_an_aggregate_profile() -> None:
+    assert shadow(0, 4000, 1000, [(100, 3000)]).time_s == 100
+    assert shadow(0, 4000, 1000, [(100, 1000), (math.inf, 2000)]).time_s == math.inf
+    assert shadow(0, 2000, 1000, [(50, 2000)]).extra_milli == 1000
+    starts = estimate_starts(
+        0.0, 4000, [(100.0, 3000)], [(4000, 50.0), (1000, 10.0), (2000, None), (8000, 1.0)]
+    )
+    assert starts == [100.0, 0.0, 150.0, math.inf]
