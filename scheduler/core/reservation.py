@@ -55,3 +55,9 @@ def release(fleet: Fleet, placement: Placement) -> None:
     """Return every worker's resources of a committed placement to the fleet."""
     for w in reversed(placement.workers):
         fleet.give(w.node_index, w.gpu_indices, w.gpu_milli, w.cpu_milli, w.memory_mib)
+
+
+def reacquire(fleet: Fleet, placement: Placement) -> None:
+    """Take back what :func:`release` returned (to undo a what-if release)."""
+    for w in placement.workers:
+        fleet.take(w.node_index, w.gpu_indices, w.gpu_milli, w.cpu_milli, w.memory_mib)

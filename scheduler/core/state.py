@@ -25,7 +25,8 @@ import numpy as np
 
 from scheduler.core import invariants
 from scheduler.core.actions import Action, Launch, Reject, Release
-from scheduler.core.backfill import Shadow, estimate_starts, shadow
+from scheduler.core.backfill import estimate_starts
+from scheduler.core.easy import EasyWindow
 from scheduler.core.events import (
     Event,
     GpuHealthChanged,
@@ -204,14 +205,14 @@ class ClusterState:
         failed: set[tuple[object, ...]] = set()
         done: list[Job] = []
         mode = self.config.backfill
-        reserved: Job | None = None
-        window: Shadow | None = None
+        window: EasyWindow | None = None
         for job_id in self._queues.merged(self._team_key):
             job = self.jobs[job_id]
             shape = job.shape_key()
-            if reserved is not None and window is not None and not self._may_backfill(job, window):
+            short = window is None or window.ends_in_time(job, self.now_s)
+            if window is not None and not short and shape in window.failed_shapes:
                 self._verdict(
-                    job_id, Code.WAIT_ORDER, f"held for the reservation of {reserved.job_id}"
+                    job_id, Code.WAIT_ORDER, f"held for the reservation of {window.head.job_id}"
                 )
                 continue
             placement = None if shape in failed else self.placer.place(job)
@@ -232,13 +233,22 @@ class ClusterState:
                 elif mode == "none":
                     self._blocked_by = job_id
                     break
-                elif mode == "easy" and reserved is None:
-                    reserved, window = job, self._shadow(job)
+                elif mode == "easy" and window is None:
+                    window = EasyWindow(job, self.fleet, self.placer, self.running, self._ends)
                 if len(failed) == len(self._queues.shapes):
                     break  # every pending shape failed: nothing else can start this cycle
                 continue
-            if window is not None and reserved is not None:
-                window = self._charge(job, placement, reserved, window)
+            if window is not None and not short:
+                self.running[job_id] = placement  # tentatively, for the what-if
+                ok = window.head_fits_at_shadow()
+                del self.running[job_id]
+                if not ok:
+                    release(self.fleet, placement)
+                    window.failed_shapes.add(shape)
+                    self._verdict(
+                        job_id, Code.WAIT_ORDER, f"held for the reservation of {window.head.job_id}"
+                    )
+                    continue
             self._start(job, placement)
             done.append(job)
             self._verdict(job_id, Code.FIT, "placed")
@@ -269,44 +279,15 @@ class ClusterState:
         )
 
     # ------------------------------------------------------------- backfill
-    def _head_free_milli(self, head: Job) -> tuple[int, list[tuple[float, int]]]:
-        """Free milli-GPU the head job could use now, and what running jobs will release."""
-        elig = self.fleet.eligible_gpus(head.worker)
-        free = int(self.fleet.gpu_free[elig].sum())
-        releases: list[tuple[float, int]] = []
-        for job_id in sorted(self.running):
-            other = self.jobs[job_id]
-            est = other.estimated_duration_s
-            end = math.inf if est is None else self.started_at_s[job_id] + est
-            milli = sum(
-                w.gpu_milli
-                for w in self.running[job_id].workers
-                for g in w.gpu_indices
-                if elig[w.node_index, g]
-            )
-            releases.append((end, milli))
-        return free, releases
-
-    def _shadow(self, head: Job) -> Shadow:
-        free, releases = self._head_free_milli(head)
-        return shadow(self.now_s, head.total_gpu_milli, free, releases)
-
-    def _may_backfill(self, job: Job, window: Shadow) -> bool:
-        est = job.estimated_duration_s
-        if est is not None and self.now_s + est <= window.time_s:
-            return True
-        return job.total_gpu_milli <= window.extra_milli
-
-    def _charge(self, job: Job, placement: Placement, head: Job, window: Shadow) -> Shadow:
-        """A backfilled job that outlives the shadow time uses up extra GPUs."""
-        est = job.estimated_duration_s
-        if est is not None and self.now_s + est <= window.time_s:
-            return window
-        elig = self.fleet.eligible_gpus(head.worker)
-        used = sum(
-            w.gpu_milli for w in placement.workers for g in w.gpu_indices if elig[w.node_index, g]
-        )
-        return Shadow(window.time_s, window.extra_milli - used)
+    def _ends(self) -> list[tuple[float, str]]:
+        """Running jobs' estimated ends, earliest first (no estimate: never)."""
+        out = []
+        for job_id, started in self.started_at_s.items():
+            est = self.jobs[job_id].estimated_duration_s
+            if est is not None:
+                out.append((started + est, job_id))
+        out.sort()
+        return out
 
     def _capacity_reason(self, job: Job) -> str:
         elig = self.fleet.eligible_gpus(job.worker)

@@ -9,7 +9,7 @@ import pytest
 from scheduler.core.actions import Launch
 from scheduler.core.backfill import estimate_starts, shadow
 from scheduler.core.events import JobFinished, JobSubmitted
-from scheduler.core.verdict import Code
+from scheduler.core.verdict import Code, Verdict
 from scheduler.policies.queue_las import LasOrder
 from scheduler.policies.registry import QUEUE, UnknownPolicy, make_queue
 from tests.builders import make_job, make_node, make_state
@@ -48,24 +48,25 @@ def test_strict_fifo_blocks_behind_the_head_and_greedy_does_not() -> None:
     assert launched(strict.handle(JobFinished(10, "a"))) == ["b"]
 
 
-def test_easy_backfill_starts_only_jobs_that_end_before_the_reservation() -> None:
+def test_easy_backfill_starts_only_jobs_that_do_not_delay_the_reservation() -> None:
     state = make_state([make_node("n", gpus=4)], queue="fifo", backfill="easy")
-    state.handle(JobSubmitted(0, make_job("a", gpus=3, est_s=100)))
+    state.handle(JobSubmitted(0, make_job("a", gpus=2, est_s=100)))
     state.handle(JobSubmitted(1, make_job("b", gpus=4, submitted_at_s=1, est_s=50)))
-    # b's shadow time is 100 (a ends), with no extra GPUs; c (ends at 52) may backfill, d may not
+    # b's shadow time is 100 (a ends). c ends at 52: backfills. d (500 s) fits now but would
+    # still hold a GPU at 100, when b needs all four: held.
     acts = state.handle(
         JobSubmitted(2, make_job("c", gpus=1, submitted_at_s=2, est_s=50)),
         JobSubmitted(2, make_job("d", gpus=1, submitted_at_s=2.5, est_s=500)),
     )
     assert launched(acts) == ["c"]
-    assert (
-        state.verdicts["d"].code is Code.WAIT_ORDER
-        and state.verdicts["d"].reason == "held for the reservation of b"
-    )
+    assert state.verdict_of("d") == Verdict(Code.WAIT_ORDER, "held for the reservation of b")
+    assert state.check_invariants() == []
     info = {p.job_id: p for p in state.pending_info()}
     assert (info["b"].position, info["d"].position) == (1, 2)
-    assert info["b"].estimated_start_s == 100.0  # a ends at 100; c ends at 52
+    assert info["b"].estimated_start_s == 100.0  # a ends at 100; c at 52
     assert info["d"].estimated_start_s == 150.0  # after b (100 + 50)
+    assert launched(state.handle(JobFinished(52, "c"))) == []  # d still held: b is reserved
+    assert launched(state.handle(JobFinished(100, "a"))) == ["b"]
 
 
 def test_easy_backfill_may_use_the_extra_gpus_for_long_jobs() -> None:
