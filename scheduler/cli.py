@@ -69,6 +69,45 @@ def cmd_simulate_packing(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_simulate_queue(args: argparse.Namespace, console: Console) -> int:
+    from simulations.queue_experiment import (
+        parse_queue_policies,
+        run_queue_grid,
+        write_queue_outputs,
+    )
+    from simulations.traces.jobs import load_jobs
+
+    policies = parse_queue_policies(args.policy)
+    jobs = load_jobs(args.trace)
+    with Progress(
+        TextColumn("[bold]queue replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.quiet,
+    ) as progress:
+        task = progress.add_task(f"{len(jobs)} jobs", total=len(policies))
+
+        def tick(run) -> None:  # type: ignore[no-untyped-def]
+            progress.update(task, advance=1, description=f"{run.policy} done in {run.wall_s:.1f}s")
+
+        runs = run_queue_grid(jobs, args.gpus, args.gpus_per_node, policies, args.backfill, tick)
+    summaries = write_queue_outputs(runs, Path(args.out))
+    table = Table(
+        title=f"{Path(args.trace).name}: {len(jobs)} jobs on {args.gpus} GPUs ({args.gpus_per_node} per node)"
+    )
+    for col in ("policy", "avg JCT h", "p95 JCT h", "avg wait h", "GPU util %", "Jain", "wall s"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for s in summaries:
+        table.add_row(s.policy, f"{s.avg_jct_s / 3600:.2f}", f"{s.p95_jct_s / 3600:.2f}", f"{s.avg_wait_s / 3600:.2f}",
+                      f"{s.gpu_util_pct:.1f}", f"{s.jain_fairness:.3f}", f"{s.wall_s:.1f}")  # fmt: skip
+    console.print(table)
+    console.print(f"wrote {args.out}/jobs.csv, summary.csv, jct_cdf.png")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     """Until the live service exists: a short packing replay on the embedded trace slice."""
     from simulations.packing_experiment import run_grid, write_outputs
@@ -117,6 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--jobs", type=int, default=1, help="worker processes")
     pk.add_argument("--quiet", action="store_true", help="no progress bar")
     pk.set_defaults(func=cmd_simulate_packing)
+
+    qu = simsub.add_parser(
+        "queue", help="replay a job trace (Philly or Tiresias format) through the queue policies"
+    )
+    qu.add_argument("--trace", required=True, help="philly.csv or a Tiresias job CSV")
+    qu.add_argument("--gpus", type=int, required=True, help="fleet size in GPUs")
+    qu.add_argument("--gpus-per-node", type=int, default=8)
+    qu.add_argument(
+        "--policy", default="all", help="NAME[,NAME...] or 'all' (fifo, priority, sjf, las, drf)"
+    )
+    qu.add_argument("--backfill", choices=["none", "easy", "greedy"], default="none")
+    qu.add_argument("--out", required=True)
+    qu.add_argument("--quiet", action="store_true")
+    qu.set_defaults(func=cmd_simulate_queue)
 
     demo = sub.add_parser("demo", help="a short demonstration run")
     demo.add_argument("--out", default="out/demo")

@@ -46,7 +46,9 @@ class QueueRun:
 
 def uniform_fleet(gpus: int, gpus_per_node: int) -> list[Node]:
     if gpus <= 0 or gpus_per_node <= 0 or gpus % gpus_per_node:
-        raise ValueError(f"--gpus ({gpus}) must be a positive multiple of --gpus-per-node ({gpus_per_node})")
+        raise ValueError(
+            f"--gpus ({gpus}) must be a positive multiple of --gpus-per-node ({gpus_per_node})"
+        )
     gpu = tuple(Gpu(GPU_MODEL, 32_768) for _ in range(gpus_per_node))
     return [Node(f"node-{i:04d}", 1_000_000, 10_000_000, gpu) for i in range(gpus // gpus_per_node)]
 
@@ -78,11 +80,18 @@ def replay_queue(
 ) -> QueueRun:
     nodes = uniform_fleet(gpus, gpus_per_node)
     t0 = time.perf_counter()
-    state = ClusterState(nodes, make_packing(packing, PolicyContext()), CoreConfig(backfill=backfill), make_queue(queue))
+    state = ClusterState(
+        nodes,
+        make_packing(packing, PolicyContext()),
+        CoreConfig(backfill=backfill),
+        make_queue(queue),
+    )
     by_id = {j.job_id: j for j in jobs}
     # event heap: (time, kind, seq, job id); kind 0 = finish, 1 = arrival, so finishes at the
     # same instant free their GPUs before arrivals are considered
-    heap: list[tuple[float, int, int, str]] = [(j.submit_s, 1, i, j.job_id) for i, j in enumerate(jobs)]
+    heap: list[tuple[float, int, int, str]] = [
+        (j.submit_s, 1, i, j.job_id) for i, j in enumerate(jobs)
+    ]
     heapq.heapify(heap)
     start: dict[str, float] = {}
     end: dict[str, float] = {}
@@ -108,7 +117,15 @@ def replay_queue(
                 rejected += 1
     wall = time.perf_counter() - t0
     records = tuple(
-        JobRecord(j.job_id, j.team, j.num_gpus, j.submit_s, start.get(j.job_id, math.nan), end.get(j.job_id, math.nan), 0)
+        JobRecord(
+            j.job_id,
+            j.team,
+            j.num_gpus,
+            j.submit_s,
+            start.get(j.job_id, math.nan),
+            end.get(j.job_id, math.nan),
+            0,
+        )
         for j in jobs
     )
     name = label or (queue if backfill == "none" else f"{queue}+{backfill}")

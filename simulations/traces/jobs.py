@@ -39,7 +39,9 @@ def load_philly(path: str | Path) -> list[TraceJob]:
         try:
             when = datetime.strptime(ts, "%Y-%m-%d %H:%M:%S")
         except ValueError:
-            raise TraceError(str(p), line, "timestamp", ts, "a time as YYYY-MM-DD HH:MM:SS") from None
+            raise TraceError(
+                str(p), line, "timestamp", ts, "a time as YYYY-MM-DD HH:MM:SS"
+            ) from None
         duration = cell_float(p, line, row, "duration", 0.0)
         gpus = cell_int(p, line, row, "num_gpus", 1, MAX_GPUS)
         team = row["cluster"].strip()
@@ -93,5 +95,9 @@ def load_jobs(path: str | Path) -> list[TraceJob]:
     if all(c in header for c in TIRESIAS_COLUMNS):
         return load_tiresias(p)
     raise TraceError(
-        str(p), 1, "*", ",".join(header), f"a Philly header ({', '.join(PHILLY_COLUMNS)}) or a Tiresias header ({', '.join(TIRESIAS_COLUMNS)})"
+        str(p),
+        1,
+        "*",
+        ",".join(header),
+        f"a Philly header ({', '.join(PHILLY_COLUMNS)}) or a Tiresias header ({', '.join(TIRESIAS_COLUMNS)})",
     )

@@ -9,7 +9,7 @@ from scheduler.core.actions import Launch
 from scheduler.core.events import GpuHealthChanged, JobFinished, JobSubmitted
 from scheduler.core.fragmentation import TypicalShapes
 from scheduler.core.model import Job, Topology, WorkerRequest
-from scheduler.policies.registry import PACKING
+from scheduler.policies.registry import PACKING, QUEUE
 from tests.builders import make_node, make_state
 
 MODELS = ("H100", "T4")
@@ -42,7 +42,14 @@ def job_st(draw: st.DrawFn, i: int) -> Job:
         models if gpus else (),
     )
     return Job(
-        f"j{i:03d}", req, num_workers=workers, topology=topo, priority=draw(st.integers(0, 2))
+        f"j{i:03d}",
+        req,
+        num_workers=workers,
+        topology=topo,
+        priority=draw(st.integers(0, 2)),
+        team=draw(st.sampled_from(["a", "b"])),
+        submitted_at_s=float(i),
+        estimated_duration_s=draw(st.one_of(st.none(), st.floats(1, 100))),
     )
 
 
@@ -54,9 +61,16 @@ ops_st = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(nodes=nodes_st, ops=ops_st, policy=st.sampled_from(list(PACKING)), data=st.data())
+@given(
+    nodes=nodes_st,
+    ops=ops_st,
+    policy=st.sampled_from(list(PACKING)),
+    queue=st.sampled_from(list(QUEUE)),
+    backfill=st.sampled_from(["none", "greedy", "easy"]),
+    data=st.data(),
+)
 def test_nothing_over_allocated_gangs_whole_and_gpu_spec_respected(
-    nodes, ops, policy, data
+    nodes, ops, policy, queue, backfill, data
 ) -> None:  # type: ignore[no-untyped-def]
     fleet = [
         make_node(f"n{i}", gpus=g, model=m, domains=d if g >= d else 1, rack=r)
@@ -65,7 +79,7 @@ def test_nothing_over_allocated_gangs_whole_and_gpu_spec_respected(
     typical = TypicalShapes.from_requests(
         [WorkerRequest(1000, 0, 1, 500), WorkerRequest(1000, 0, 1)]
     )
-    state = make_state(fleet, policy, seed=7, typical=typical)
+    state = make_state(fleet, policy, seed=7, typical=typical, queue=queue, backfill=backfill)
     t = 0.0
     for i, (op, k) in enumerate(ops):
         t += 1
