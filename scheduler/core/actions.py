@@ -38,4 +38,16 @@ class Release:
     cause: str
 
 
-Action = Launch | Reject | Release
+@dataclass(frozen=True, slots=True)
+class Preempt:
+    """Stop the job (checkpoint first if it can) and requeue it; it resumes from
+    ``resume_from_s`` seconds of progress (its last checkpoint)."""
+
+    job_id: str
+    now_s: float
+    cause: str
+    resume_from_s: float
+    lost_gpu_s: float
+
+
+Action = Launch | Reject | Release | Preempt

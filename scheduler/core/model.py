@@ -119,6 +119,7 @@ class Job:
     submitted_at_s: float = 0.0
     topology: Topology = Topology.ANY
     estimated_duration_s: float | None = None  # known in simulation; estimated or None live
+    checkpoint_interval_s: float | None = None  # None: a preempted job loses all its work
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:

@@ -92,17 +92,20 @@ class TeamQueues:
         """Job ids in merged order. ``team_key`` is re-read for a team each time its next
         job is pushed, so a consumer that starts jobs changes the order it sees next. The
         queues must not change while the iterator is in use."""
-        heap: list[tuple[float, JobKey, str, int]] = []
+        # keys start with a lane (0: starving, past the aging bound; 1: normal): a starving job
+        # goes before every normal one, whatever its team's key
+        heap: list[tuple[object, float, JobKey, str, int]] = []
         for team in sorted(self.queues):
             q = self.queues[team]
-            heap.append((team_key(team), q[0][0], team, 0))
+            heap.append((q[0][0][0], team_key(team), q[0][0], team, 0))
         heapq.heapify(heap)
         while heap:
-            _, _, team, i = heapq.heappop(heap)
+            _, _, _, team, i = heapq.heappop(heap)
             q = self.queues[team]
             yield q[i][1]
             if i + 1 < len(q):
-                heapq.heappush(heap, (team_key(team), q[i + 1][0], team, i + 1))
+                nxt = q[i + 1][0]
+                heapq.heappush(heap, (nxt[0], team_key(team), nxt, team, i + 1))
 
 
 class CanonicalOrder(QueueOrder):

@@ -16,6 +16,7 @@ instead of waiting.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from typing import Literal
 import numpy as np
 
 from scheduler.core import invariants
-from scheduler.core.actions import Action, Launch, Reject, Release
+from scheduler.core.actions import Action, Launch, Preempt, Reject, Release
+from scheduler.core.admission import admit, never_under_quota, placement_models, within_nominal
 from scheduler.core.backfill import estimate_starts
 from scheduler.core.easy import EasyWindow
 from scheduler.core.events import (
@@ -41,7 +43,9 @@ from scheduler.core.fleet import Fleet
 from scheduler.core.model import MILLI_PER_GPU, Job, Node, Placement
 from scheduler.core.packing import PackingPolicy
 from scheduler.core.placer import Placer
+from scheduler.core.preemption import lost_gpu_s, saved_and_lost_s, select_victims
 from scheduler.core.queueing import CanonicalOrder, FleetTotals, QueueOrder, TeamQueues, TeamUsage
+from scheduler.core.quota import QuotaBook, QuotaConfig
 from scheduler.core.reservation import release
 from scheduler.core.verdict import Code, Verdict
 
@@ -53,6 +57,8 @@ class CoreConfig:
     seed: int = 0
     fail_fast: bool = False  # reject a job that does not fit now instead of queueing it
     backfill: Backfill = "greedy"
+    preemption: bool = False  # reclaim lent quota, then preempt lower priorities
+    aging_s: float | None = None  # a job pending longer goes to the front lane, reserved
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,7 @@ class ClusterState:
         packing: PackingPolicy,
         config: CoreConfig | None = None,
         queue: QueueOrder | None = None,
+        quotas: QuotaConfig | None = None,
     ) -> None:
         self.config = config or CoreConfig()
         if self.config.backfill not in ("none", "greedy", "easy"):
@@ -95,6 +102,12 @@ class ClusterState:
         self.totals = FleetTotals(
             self.fleet.total_gpu_milli, int(self.fleet.cpu_cap.sum()), int(self.fleet.mem_cap.sum())
         )
+        self.quota = QuotaBook(quotas) if quotas is not None else None
+        self._charged: dict[str, dict[str, int]] = {}  # job -> milli per GPU model
+        self.progress_s: dict[str, float] = {}  # work kept by checkpoints across preemptions
+        self.preemptions: dict[str, int] = {}
+        self.lost_gpu_s = 0.0
+        self._aging: list[tuple[float, str]] = []  # (submitted, job) of normal-lane jobs
         self.now_s = 0.0
 
     # ------------------------------------------------------------------ views
@@ -142,6 +155,8 @@ class ClusterState:
                 ]
             self.jobs[job.job_id] = job
             reason = self.placer.never_fits(job)
+            if reason is None and self.quota is not None:
+                reason = never_under_quota(self.quota, self.fleet, job)
             if reason is not None:
                 self.verdicts[job.job_id] = Verdict(Code.NEVER, reason)
                 return [Reject(job.job_id, Code.NEVER, reason, ev.now_s, ev.cause)]
@@ -165,16 +180,58 @@ class ClusterState:
         except KeyError:
             raise ValueError(f"unknown node {name!r}") from None
 
-    def _enqueue(self, job: Job) -> None:
-        self._queues.add(job, self.queue.job_key(job, self.attained_gpu_s.get(job.job_id, 0.0)))
+    def _enqueue(self, job: Job, lane: int = 1) -> None:
+        key = (lane, *self.queue.job_key(job, self.attained_gpu_s.get(job.job_id, 0.0)))
+        self._queues.add(job, key)
+        if lane == 1 and self.config.aging_s is not None:
+            heapq.heappush(self._aging, (job.submitted_at_s, job.job_id))
+
+    def _age(self) -> None:
+        """Move jobs pending past the aging bound to the front lane (oldest first)."""
+        bound = self.config.aging_s
+        while bound is not None and self._aging and self.now_s - self._aging[0][0] > bound:
+            _, job_id = heapq.heappop(self._aging)
+            job = self.jobs[job_id]
+            if job_id in self._queues and self._queues.where[job_id][1][0] == 1:
+                self._queues.remove(job)
+                self._queues.add(job, (0, job.submitted_at_s, job_id))
 
     def _start(self, job: Job, placement: Placement) -> None:
         self.running[job.job_id] = placement
         self.started_at_s[job.job_id] = self.now_s
+        if self.quota is not None:
+            self._charged[job.job_id] = placement_models(self.fleet, placement)
+            self.quota.charge(job.team, self._charged[job.job_id])
         u = self.usage.setdefault(job.team, TeamUsage())
         u.gpu_milli += job.total_gpu_milli
         u.cpu_milli += job.worker.cpu_milli * job.num_workers
         u.memory_mib += job.worker.memory_mib * job.num_workers
+
+    def _unuse(self, job: Job) -> None:
+        u = self.usage[job.team]
+        u.gpu_milli -= job.total_gpu_milli
+        u.cpu_milli -= job.worker.cpu_milli * job.num_workers
+        u.memory_mib -= job.worker.memory_mib * job.num_workers
+        if self.quota is not None:
+            self.quota.charge(job.team, self._charged.pop(job.job_id), sign=-1)
+
+    def _preempt(self, victim_id: str, trigger: str) -> Preempt:
+        """Stop a running job (the caller requeues it); it keeps the work of its last
+        checkpoint."""
+        job = self.jobs[victim_id]
+        placement = self.running.pop(victim_id)
+        started = self.started_at_s.pop(victim_id)
+        release(self.fleet, placement)
+        saved, lost = saved_and_lost_s(job, started, self.now_s)
+        gpus = job.total_gpu_milli / MILLI_PER_GPU
+        self.attained_gpu_s[victim_id] = (
+            self.attained_gpu_s.get(victim_id, 0.0) + (self.now_s - started) * gpus
+        )
+        self.progress_s[victim_id] = self.progress_s.get(victim_id, 0.0) + saved
+        self.preemptions[victim_id] = self.preemptions.get(victim_id, 0) + 1
+        self.lost_gpu_s += lost * gpus
+        self._unuse(job)
+        return Preempt(victim_id, self.now_s, trigger, self.progress_s[victim_id], lost * gpus)
 
     def _end(self, job_id: str, now_s: float, cause: str) -> list[Action]:
         placement = self.running.pop(job_id, None)
@@ -185,10 +242,7 @@ class ClusterState:
             self.attained_gpu_s[job_id] = (
                 self.attained_gpu_s.get(job_id, 0.0) + ran_s * job.total_gpu_milli / MILLI_PER_GPU
             )
-            u = self.usage[job.team]
-            u.gpu_milli -= job.total_gpu_milli
-            u.cpu_milli -= job.worker.cpu_milli * job.num_workers
-            u.memory_mib -= job.worker.memory_mib * job.num_workers
+            self._unuse(job)
             return [Release(job_id, now_s, cause)]
         if job is not None and self._queues.remove(job):
             return [Release(job_id, now_s, cause)]
@@ -199,6 +253,7 @@ class ClusterState:
         cause)."""
         self._cycles += 1
         self._blocked_by = None
+        self._age()
         if not len(self._queues):
             return []
         actions: list[Action] = []
@@ -206,8 +261,16 @@ class ClusterState:
         done: list[Job] = []
         mode = self.config.backfill
         window: EasyWindow | None = None
+        requeue: list[Job] = []  # preempted this cycle: back in the queue after it
         for job_id in self._queues.merged(self._team_key):
             job = self.jobs[job_id]
+            if self.quota is not None:
+                admitted, why = admit(self.quota, self.fleet, job)
+                if admitted is None:
+                    assert why is not None
+                    self._verdict(job_id, why.code, why.reason)
+                    continue
+                job = admitted
             shape = job.shape_key()
             short = window is None or window.ends_in_time(job, self.now_s)
             if window is not None and not short and shape in window.failed_shapes:
@@ -216,6 +279,13 @@ class ClusterState:
                 )
                 continue
             placement = None if shape in failed else self.placer.place(job)
+            if placement is None and self.config.preemption and not self.config.fail_fast:
+                victims = self._victims(job)
+                if victims:
+                    for v in victims:
+                        actions.append(self._preempt(v, f"preempted for {job_id}"))
+                        requeue.append(self.jobs[v])
+                    placement = self.placer.place(job)
             if placement is None:
                 failed.add(shape)
                 self._verdict(job_id, Code.WAIT_CAPACITY, self._capacity_reason(job))
@@ -229,13 +299,14 @@ class ClusterState:
                             trigger,
                         )
                     )
-                    done.append(job)
+                    done.append(self.jobs[job_id])
                 elif mode == "none":
                     self._blocked_by = job_id
                     break
-                elif mode == "easy" and window is None:
+                elif window is None and (mode == "easy" or self._queues.where[job_id][1][0] == 0):
+                    # EASY's head, or a job past the aging bound: reserve so nothing delays it
                     window = EasyWindow(job, self.fleet, self.placer, self.running, self._ends)
-                if len(failed) == len(self._queues.shapes):
+                if self.quota is None and len(failed) == len(self._queues.shapes):
                     break  # every pending shape failed: nothing else can start this cycle
                 continue
             if window is not None and not short:
@@ -250,11 +321,13 @@ class ClusterState:
                     )
                     continue
             self._start(job, placement)
-            done.append(job)
+            done.append(self.jobs[job_id])
             self._verdict(job_id, Code.FIT, "placed")
             actions.append(Launch(job_id, placement, self.now_s, trigger))
         for job in done:
             self._queues.remove(job)
+        for job in requeue:
+            self._enqueue(job)
         return actions
 
     def _verdict(self, job_id: str, code: Code, reason: str) -> None:
@@ -278,14 +351,46 @@ class ClusterState:
             "not reached this cycle: no pending job shape fits the free capacity",
         )
 
+    # ----------------------------------------------------------- preemption
+    def _victims(self, job: Job) -> list[str] | None:
+        """Reclaim first: if the job's team stays within its nominal quota, jobs of teams in
+        its cohort that borrow; then lower-priority jobs (of its own team when quotas are on).
+        Cheapest lost work first inside each tier; jobs started this instant are spared."""
+        reclaim: list[tuple[float, str]] = []
+        lower: list[tuple[int, float, str]] = []
+        book = self.quota
+        may_reclaim = book is not None and within_nominal(book, job)
+        for vid in sorted(self.running):
+            v = self.jobs[vid]
+            started = self.started_at_s[vid]
+            if started >= self.now_s:
+                continue
+            cost = lost_gpu_s(v, started, self.now_s)
+            if (
+                book is not None
+                and may_reclaim
+                and v.team != job.team
+                and book.cohort.get(v.team) is not None
+                and book.cohort.get(v.team) == book.cohort.get(job.team)
+                and book.is_borrowing(v.team)
+            ):
+                reclaim.append((cost, vid))
+            elif v.priority < job.priority and (book is None or v.team == job.team):
+                lower.append((v.priority, cost, vid))
+        order = [vid for _, vid in sorted(reclaim)] + [vid for _, _, vid in sorted(lower)]
+        if not order:
+            return None
+        return select_victims(job, order, self.fleet, self.placer, self.running)
+
     # ------------------------------------------------------------- backfill
     def _ends(self) -> list[tuple[float, str]]:
-        """Running jobs' estimated ends, earliest first (no estimate: never)."""
+        """Running jobs' estimated ends (remaining estimate after checkpointed progress),
+        earliest first; no estimate: never."""
         out = []
         for job_id, started in self.started_at_s.items():
             est = self.jobs[job_id].estimated_duration_s
             if est is not None:
-                out.append((started + est, job_id))
+                out.append((started + max(0.0, est - self.progress_s.get(job_id, 0.0)), job_id))
         out.sort()
         return out
 
