@@ -10,12 +10,9 @@ fits, and then any victim the job turns out not to need is spared.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 
-from scheduler.core.fleet import Fleet
-from scheduler.core.model import MILLI_PER_GPU, Job, Placement
-from scheduler.core.placer import Placer
-from scheduler.core.reservation import reacquire, release
+from scheduler.core.model import MILLI_PER_GPU, Job
 
 
 def saved_and_lost_s(job: Job, started_at_s: float, now_s: float) -> tuple[float, float]:
@@ -33,40 +30,30 @@ def lost_gpu_s(job: Job, started_at_s: float, now_s: float) -> float:
 
 
 def select_victims(
-    job: Job,
     candidates: Sequence[str],
-    fleet: Fleet,
-    placer: Placer,
-    running: Mapping[str, Placement],
+    remove: Callable[[str], None],
+    restore: Callable[[str], None],
+    admits: Callable[[], bool],
 ) -> list[str] | None:
-    """The victims (a subset of ``candidates``, in their order) whose removal lets ``job`` be
-    placed, or None. The fleet is left exactly as it was."""
-    out: list[str] = []  # currently released, in order
-    fits = False
+    """The victims (a subset of ``candidates``, in their order) whose removal lets the waiting
+    job be admitted and placed (``admits``), or None. ``remove`` / ``restore`` take a victim's
+    resources (and quota charge) out of and back into the books; everything is restored."""
+    out: list[str] = []  # currently removed, in order
     try:
         for v in candidates:
-            release(fleet, running[v])
+            remove(v)
             out.append(v)
-            if _fits(job, fleet, placer):
-                fits = True
+            if admits():
                 break
-        if not fits:
+        else:
             return None
         for v in reversed(out[:-1]):  # spare whoever is not needed after all
-            reacquire(fleet, running[v])
-            if _fits(job, fleet, placer):
+            restore(v)
+            if admits():
                 out.remove(v)
             else:
-                release(fleet, running[v])
+                remove(v)
         return list(out)
     finally:
         for v in reversed(out):
-            reacquire(fleet, running[v])
-
-
-def _fits(job: Job, fleet: Fleet, placer: Placer) -> bool:
-    p = placer.place(job)
-    if p is None:
-        return False
-    release(fleet, p)
-    return True
+            restore(v)

@@ -8,8 +8,12 @@ a member lends at most its lending limit of its unused nominal quota. All amount
 
     borrowed(t)  = max(0, used(t) - nominal(t))
     lendable(o)  = min(lending_limit(o), max(0, nominal(o) - used(o)))
-    pool(t)      = sum over other members o of lendable(o) - sum over other members o of borrowed(o)
-    headroom(t)  = max(0, nominal(t) - used(t)) + max(0, min(borrowing_limit(t) - borrowed(t), pool(t)))
+    pool(t)      = sum over other members o of lendable(o) - sum over all members m of borrowed(m)
+    headroom(t)  = min(max(0, nominal(t) - used(t)) + max(0, min(borrowing_limit(t) - borrowed(t), pool(t))),
+                       sum of nominal over the cohort - sum of used over the cohort)
+
+The last term is Kueue's cohort check: a lender taking back its own nominal quota while others
+still borrow it must first reclaim it (preemption), not push the cohort past its total.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ class QuotaBook:
             return math.inf
         used = self.used.get((team, key), 0)
         own = max(0.0, self._nominal(team, key) - used)
-        pool = 0.0
+        pool = -self.borrowed(team, key)  # what this team already took from the pool
         for o in self._others(team):
             oq = self.quota.get((o, key))
             if oq is None:
@@ -108,7 +112,13 @@ class QuotaBook:
             unused = max(0.0, self._nominal(o, key) - self.used.get((o, key), 0))
             pool += min(_milli(oq.lending_limit_gpus), unused) - self.borrowed(o, key)
         can_borrow = _milli(q.borrowing_limit_gpus) - self.borrowed(team, key)
-        return own + max(0.0, min(can_borrow, pool))
+        room = own + max(0.0, min(can_borrow, pool))
+        if self.cohort.get(team) is not None:
+            members = (team, *self._others(team))
+            cohort_nominal = sum(self._nominal(m, key) for m in members)
+            cohort_used = sum(self.used.get((m, key), 0) for m in members)
+            room = min(room, max(0.0, cohort_nominal - cohort_used))
+        return room
 
     def ceiling(self, team: str, key: str) -> float:
         """The most the team could ever hold under ``key`` (empty cohort): for never-fits."""

@@ -46,7 +46,7 @@ from scheduler.core.placer import Placer
 from scheduler.core.preemption import lost_gpu_s, saved_and_lost_s, select_victims
 from scheduler.core.queueing import CanonicalOrder, FleetTotals, QueueOrder, TeamQueues, TeamUsage
 from scheduler.core.quota import QuotaBook, QuotaConfig
-from scheduler.core.reservation import release
+from scheduler.core.reservation import reacquire, release
 from scheduler.core.verdict import Code, Verdict
 
 Backfill = Literal["none", "greedy", "easy"]
@@ -268,6 +268,12 @@ class ClusterState:
                 admitted, why = admit(self.quota, self.fleet, job)
                 if admitted is None:
                     assert why is not None
+                    if self.config.preemption and not self.config.fail_fast:
+                        launch = self._reclaim(job, trigger, actions, requeue)
+                        if launch is not None:
+                            done.append(job)
+                            actions.append(launch)
+                            continue
                     self._verdict(job_id, why.code, why.reason)
                     continue
                 job = admitted
@@ -280,12 +286,11 @@ class ClusterState:
                 continue
             placement = None if shape in failed else self.placer.place(job)
             if placement is None and self.config.preemption and not self.config.fail_fast:
-                victims = self._victims(job)
-                if victims:
-                    for v in victims:
-                        actions.append(self._preempt(v, f"preempted for {job_id}"))
-                        requeue.append(self.jobs[v])
-                    placement = self.placer.place(job)
+                launch = self._reclaim(self.jobs[job_id], trigger, actions, requeue)
+                if launch is not None:
+                    done.append(self.jobs[job_id])
+                    actions.append(launch)
+                    continue
             if placement is None:
                 failed.add(shape)
                 self._verdict(job_id, Code.WAIT_CAPACITY, self._capacity_reason(job))
@@ -352,6 +357,49 @@ class ClusterState:
         )
 
     # ----------------------------------------------------------- preemption
+    def _remove(self, vid: str) -> None:
+        release(self.fleet, self.running[vid])
+        if self.quota is not None:
+            self.quota.charge(self.jobs[vid].team, self._charged[vid], sign=-1)
+
+    def _restore(self, vid: str) -> None:
+        reacquire(self.fleet, self.running[vid])
+        if self.quota is not None:
+            self.quota.charge(self.jobs[vid].team, self._charged[vid])
+
+    def _admits(self, job: Job) -> bool:
+        """Would ``job`` pass its quota and fit the fleet now? (Leaves nothing behind.)"""
+        if self.quota is not None:
+            admitted, _ = admit(self.quota, self.fleet, job)
+            if admitted is None:
+                return False
+            job = admitted
+        p = self.placer.place(job)
+        if p is None:
+            return False
+        release(self.fleet, p)
+        return True
+
+    def _reclaim(
+        self, job: Job, trigger: str, actions: list[Action], requeue: list[Job]
+    ) -> Launch | None:
+        """Preempt the cheapest victims that let ``job`` be admitted and placed, and start it."""
+        victims = self._victims(job)
+        if not victims:
+            return None
+        for v in victims:
+            actions.append(self._preempt(v, f"preempted for {job.job_id}"))
+            requeue.append(self.jobs[v])
+        admitted: Job | None = job
+        if self.quota is not None:
+            admitted, _ = admit(self.quota, self.fleet, job)
+        assert admitted is not None, "victim selection promised admission"
+        placement = self.placer.place(admitted)
+        assert placement is not None, "victim selection promised a placement"
+        self._start(admitted, placement)
+        self._verdict(job.job_id, Code.FIT, f"placed after preempting {', '.join(victims)}")
+        return Launch(job.job_id, placement, self.now_s, trigger)
+
     def _victims(self, job: Job) -> list[str] | None:
         """Reclaim first: if the job's team stays within its nominal quota, jobs of teams in
         its cohort that borrow; then lower-priority jobs (of its own team when quotas are on).
@@ -380,7 +428,7 @@ class ClusterState:
         order = [vid for _, vid in sorted(reclaim)] + [vid for _, _, vid in sorted(lower)]
         if not order:
             return None
-        return select_victims(job, order, self.fleet, self.placer, self.running)
+        return select_victims(order, self._remove, self._restore, lambda: self._admits(job))
 
     # ------------------------------------------------------------- backfill
     def _ends(self) -> list[tuple[float, str]]:
