@@ -70,15 +70,33 @@ def cmd_simulate_packing(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_simulate_queue(args: argparse.Namespace, console: Console) -> int:
+    from simulations.queue import GPU_MODEL, QueueOptions
     from simulations.queue_experiment import (
         parse_queue_policies,
         run_queue_grid,
         write_queue_outputs,
     )
+    from simulations.quota_file import load_quotas
     from simulations.traces.jobs import load_jobs
 
     policies = parse_queue_policies(args.policy)
     jobs = load_jobs(args.trace)
+    quotas = None
+    if args.quotas:
+        quotas = load_quotas(args.quotas, known_teams={j.team for j in jobs}, models=[GPU_MODEL])
+    for flag, value in (
+        ("--aging", args.aging),
+        ("--checkpoint-interval", args.checkpoint_interval),
+    ):
+        if value is not None and value <= 0:
+            raise ValueError(f"{flag} must be > 0 seconds, got {value}")
+    options = QueueOptions(
+        backfill=args.backfill,
+        quotas=quotas,
+        preemption=args.preemption,
+        aging_s=args.aging,
+        checkpoint_interval_s=args.checkpoint_interval,
+    )
     with Progress(
         TextColumn("[bold]queue replay"),
         BarColumn(),
@@ -93,7 +111,7 @@ def cmd_simulate_queue(args: argparse.Namespace, console: Console) -> int:
         def tick(run) -> None:  # type: ignore[no-untyped-def]
             progress.update(task, advance=1, description=f"{run.policy} done in {run.wall_s:.1f}s")
 
-        runs = run_queue_grid(jobs, args.gpus, args.gpus_per_node, policies, args.backfill, tick)
+        runs = run_queue_grid(jobs, args.gpus, args.gpus_per_node, policies, options, tick)
     summaries = write_queue_outputs(runs, Path(args.out))
     table = Table(
         title=f"{Path(args.trace).name}: {len(jobs)} jobs on {args.gpus} GPUs ({args.gpus_per_node} per node)"
@@ -167,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy", default="all", help="NAME[,NAME...] or 'all' (fifo, priority, sjf, las, drf)"
     )
     qu.add_argument("--backfill", choices=["none", "easy", "greedy"], default="none")
+    qu.add_argument("--quotas", help="quota YAML (teams, GPU quotas, cohorts)")
+    qu.add_argument(
+        "--preemption", action="store_true", help="reclaim lent quota, preempt lower priorities"
+    )
+    qu.add_argument(
+        "--aging", type=float, help="seconds after which a waiting job is reserved ahead of all"
+    )
+    qu.add_argument(
+        "--checkpoint-interval", type=float, help="seconds between checkpoints of every job"
+    )
     qu.add_argument("--out", required=True)
     qu.add_argument("--quiet", action="store_true")
     qu.set_defaults(func=cmd_simulate_queue)
@@ -183,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True, soft_wrap=True)
     try:
         return int(args.func(args, console))
-    except (UnknownPolicy, TraceError, ValueError, FileNotFoundError) as e:
+    except (UnknownPolicy, TraceError, ValueError, OSError) as e:
         err.print(f"[red]error:[/] {e}")
         return 2
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.core.actions import Launch, Reject
+from scheduler.core.actions import Launch, Preempt, Reject
 from scheduler.core.events import Event, JobFinished, JobSubmitted
 from scheduler.core.model import Gpu, Job, Node, WorkerRequest
+from scheduler.core.quota import QuotaConfig
 from scheduler.core.state import Backfill, ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
 from scheduler.policies.registry import make_packing, make_queue
@@ -30,9 +31,11 @@ class JobRecord:
     team: str
     num_gpus: int
     submit_s: float
-    start_s: float  # nan if the job never started (rejected as never fitting)
+    start_s: float  # first start; nan if the job never started (rejected as never fitting)
     end_s: float
     preemptions: int
+    duration_s: float = 0.0  # the work the trace asked for
+    ran_s: float = 0.0  # seconds it held its GPUs, lost work included
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,7 @@ class QueueRun:
     gpus: int
     wall_s: float
     rejected: int
+    lost_gpu_h: float = 0.0
 
 
 def uniform_fleet(gpus: int, gpus_per_node: int) -> list[Node]:
@@ -53,7 +57,7 @@ def uniform_fleet(gpus: int, gpus_per_node: int) -> list[Node]:
     return [Node(f"node-{i:04d}", 1_000_000, 10_000_000, gpu) for i in range(gpus // gpus_per_node)]
 
 
-def gang_of(job: TraceJob, gpus_per_node: int, policy_label: str = "") -> Job:
+def gang_of(job: TraceJob, gpus_per_node: int, checkpoint_interval_s: float | None = None) -> Job:
     """A trace job as a gang: the fewest workers of equal size that fit a node each."""
     n = job.num_gpus
     workers = max(1, math.ceil(n / gpus_per_node))
@@ -66,7 +70,18 @@ def gang_of(job: TraceJob, gpus_per_node: int, policy_label: str = "") -> Job:
         team=job.team,
         submitted_at_s=job.submit_s,
         estimated_duration_s=job.duration_s,
+        checkpoint_interval_s=checkpoint_interval_s,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOptions:
+    backfill: Backfill = "none"
+    packing: str = "best_fit"
+    quotas: QuotaConfig | None = None
+    preemption: bool = False
+    aging_s: float | None = None
+    checkpoint_interval_s: float | None = None  # given to every job (traces carry none)
 
 
 def replay_queue(
@@ -75,44 +90,58 @@ def replay_queue(
     gpus_per_node: int,
     queue: str,
     backfill: Backfill = "none",
-    packing: str = "best_fit",
+    options: QueueOptions | None = None,
     label: str | None = None,
 ) -> QueueRun:
+    opt = options or QueueOptions(backfill=backfill)
     nodes = uniform_fleet(gpus, gpus_per_node)
     t0 = time.perf_counter()
-    state = ClusterState(
-        nodes,
-        make_packing(packing, PolicyContext()),
-        CoreConfig(backfill=backfill),
-        make_queue(queue),
-    )
+    config = CoreConfig(backfill=opt.backfill, preemption=opt.preemption, aging_s=opt.aging_s)
+    packing = make_packing(opt.packing, PolicyContext())
+    state = ClusterState(nodes, packing, config, make_queue(queue), opt.quotas)
     by_id = {j.job_id: j for j in jobs}
-    # event heap: (time, kind, seq, job id); kind 0 = finish, 1 = arrival, so finishes at the
-    # same instant free their GPUs before arrivals are considered
-    heap: list[tuple[float, int, int, str]] = [
-        (j.submit_s, 1, i, j.job_id) for i, j in enumerate(jobs)
+    # event heap: (time, kind, seq, job id, run); kind 0 = finish, 1 = arrival, so finishes at
+    # the same instant free their GPUs before arrivals are considered; a finish whose run
+    # number is stale belongs to a run that was preempted and is dropped
+    heap: list[tuple[float, int, int, str, int]] = [
+        (j.submit_s, 1, i, j.job_id, 0) for i, j in enumerate(jobs)
     ]
     heapq.heapify(heap)
     start: dict[str, float] = {}
     end: dict[str, float] = {}
+    remaining = {j.job_id: j.duration_s for j in jobs}
+    run_no: dict[str, int] = {}
+    run_began: dict[str, float] = {}
+    ran: dict[str, float] = {}
+    preempted: dict[str, int] = {}
     rejected = 0
     seq = len(jobs)
     while heap:
         now = heap[0][0]
         events: list[Event] = []
         while heap and heap[0][0] == now:
-            _, kind, _, job_id = heapq.heappop(heap)
-            if kind == 0:
+            _, kind, _, job_id, run = heapq.heappop(heap)
+            if kind == 1:
+                job = gang_of(by_id[job_id], gpus_per_node, opt.checkpoint_interval_s)
+                events.append(JobSubmitted(now, job))
+            elif run == run_no.get(job_id):
                 events.append(JobFinished(now, job_id))
-            else:
-                events.append(JobSubmitted(now, gang_of(by_id[job_id], gpus_per_node)))
+                ran[job_id] = ran.get(job_id, 0.0) + now - run_began.pop(job_id)
+        if not events:
+            continue
         for act in state.handle(*events):
             if isinstance(act, Launch):
-                start[act.job_id] = now
-                done = now + by_id[act.job_id].duration_s
-                end[act.job_id] = done
-                heapq.heappush(heap, (done, 0, seq, act.job_id))
+                start.setdefault(act.job_id, now)
+                run_began[act.job_id] = now
+                run_no[act.job_id] = run_no.get(act.job_id, 0) + 1
+                end[act.job_id] = now + remaining[act.job_id]
+                heapq.heappush(heap, (end[act.job_id], 0, seq, act.job_id, run_no[act.job_id]))
                 seq += 1
+            elif isinstance(act, Preempt):
+                remaining[act.job_id] = by_id[act.job_id].duration_s - act.resume_from_s
+                run_no[act.job_id] += 1  # the pending finish is now stale
+                ran[act.job_id] = ran.get(act.job_id, 0.0) + now - run_began.pop(act.job_id)
+                preempted[act.job_id] = preempted.get(act.job_id, 0) + 1
             elif isinstance(act, Reject):
                 rejected += 1
     wall = time.perf_counter() - t0
@@ -124,12 +153,14 @@ def replay_queue(
             j.submit_s,
             start.get(j.job_id, math.nan),
             end.get(j.job_id, math.nan),
-            0,
+            preempted.get(j.job_id, 0),
+            j.duration_s,
+            ran.get(j.job_id, 0.0),
         )
         for j in jobs
     )
-    name = label or (queue if backfill == "none" else f"{queue}+{backfill}")
-    return QueueRun(name, records, gpus, wall, rejected)
+    name = label or (queue if opt.backfill == "none" else f"{queue}+{opt.backfill}")
+    return QueueRun(name, records, gpus, wall, rejected, state.lost_gpu_s / 3600.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,19 +182,19 @@ class QueueSummary:
 
 
 def summarize(run: QueueRun) -> QueueSummary:
-    """JCT = end - submit; wait = start - submit; utilisation = GPU-seconds run / (GPUs x
-    makespan); Jain's index over teams of each team's mean (duration / JCT), 1 = every team
-    slowed down alike. Jobs that never started are left out of the times."""
+    """JCT = end - submit; wait = first start - submit; utilisation = GPU-seconds held (lost
+    work included) / (GPUs x makespan); Jain's index over teams of each team's mean
+    (duration / JCT), 1 = every team slowed down alike. Jobs that never started are left out."""
     done = [r for r in run.records if not math.isnan(r.start_s)]
     if not done:
         raise ValueError("no job ran")
     jct = np.array([r.end_s - r.submit_s for r in done])
     wait = np.array([r.start_s - r.submit_s for r in done])
     makespan = max(r.end_s for r in done) - min(r.submit_s for r in done)
-    busy = sum(r.num_gpus * (r.end_s - r.start_s) for r in done)
+    busy = sum(r.num_gpus * r.ran_s for r in done)
     per_team: dict[str, list[float]] = {}
     for r, t in zip(done, jct, strict=True):
-        per_team.setdefault(r.team, []).append((r.end_s - r.start_s) / t if t > 0 else 1.0)
+        per_team.setdefault(r.team, []).append(r.duration_s / t if t > 0 else 1.0)
     x = np.array([np.mean(v) for _, v in sorted(per_team.items())])
     jain = float(x.sum() ** 2 / (len(x) * (x**2).sum())) if (x**2).sum() > 0 else 1.0
     return QueueSummary(
@@ -179,6 +210,6 @@ def summarize(run: QueueRun) -> QueueSummary:
         float(100.0 * busy / (run.gpus * makespan)) if makespan > 0 else 0.0,
         jain,
         sum(r.preemptions for r in done),
-        0.0,
+        run.lost_gpu_h,
         run.wall_s,
     )

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scheduler.core.state import Backfill
 from scheduler.policies.registry import QUEUE, UnknownPolicy
-from simulations.queue import QueueRun, QueueSummary, replay_queue, summarize
+from simulations.queue import QueueOptions, QueueRun, QueueSummary, replay_queue, summarize
 from simulations.traces.jobs import TraceJob
 
 JOB_COLUMNS = (
@@ -46,12 +45,12 @@ def run_queue_grid(
     gpus: int,
     gpus_per_node: int,
     policies: Sequence[str],
-    backfill: Backfill,
+    options: QueueOptions,
     progress: Callable[[QueueRun], None] | None = None,
 ) -> list[QueueRun]:
     runs = []
     for policy in policies:
-        run = replay_queue(jobs, gpus, gpus_per_node, policy, backfill)
+        run = replay_queue(jobs, gpus, gpus_per_node, policy, options.backfill, options)
         runs.append(run)
         if progress:
             progress(run)

@@ -180,7 +180,12 @@ class ClusterState:
         except KeyError:
             raise ValueError(f"unknown node {name!r}") from None
 
-    def _enqueue(self, job: Job, lane: int = 1) -> None:
+    def _enqueue(self, job: Job) -> None:
+        bound = self.config.aging_s
+        if bound is not None and self.now_s - job.submitted_at_s > bound:
+            self._queues.add(job, (0, job.submitted_at_s, job.job_id))  # requeued, already overdue
+            return
+        lane = 1
         key = (lane, *self.queue.job_key(job, self.attained_gpu_s.get(job.job_id, 0.0)))
         self._queues.add(job, key)
         if lane == 1 and self.config.aging_s is not None:

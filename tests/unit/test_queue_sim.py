@@ -160,3 +160,53 @@ def test_the_tiresias_60_job_trace_replays_with_every_policy(tmp_path: Path) -> 
     for q in ("fifo", "priority", "sjf", "las", "drf"):
         run = replay_queue(jobs, 16, 4, q, "easy")
         assert all(not math.isnan(r.start_s) and r.start_s >= r.submit_s for r in run.records)
+
+
+def test_quota_file_errors_name_the_path_value_and_what_is_allowed(tmp_path: Path) -> None:
+    from simulations.quota_file import QuotaFileError, load_quotas
+
+    def bad(text: str) -> str:
+        p = tmp_path / "q.yaml"
+        p.write_text(text)
+        with pytest.raises(QuotaFileError) as err:
+            load_quotas(p, known_teams=["a", "b"], models=["GPU"])
+        return str(err.value).removeprefix(f"{p}: ")
+
+    assert (
+        bad("quotas:\n  - {team: zz, nominal_gpus: 1}\n")
+        == "quotas[0].team: 'zz' is not allowed (a team of the workload: a, b)"
+    )
+    assert (
+        bad("quotas:\n  - {team: a, nominal_gpus: -2}\n")
+        == "quotas[0].nominal_gpus: -2 is not allowed (a number >= 0)"
+    )
+    assert (
+        bad("quotas:\n  - {team: a, nominal_gpus: 1, gpu_model: H100}\n")
+        == "quotas[0].gpu_model: 'H100' is not allowed ('*' or one of GPU)"
+    )
+    assert (
+        bad("quotas:\n  - {team: a, nominal_gpus: 1}\ncohorts:\n  c: [a, b]\n")
+        == "cohorts.c[1]: 'b' is not allowed (a team with a quota: a)"
+    )
+    assert bad("quotas: []\n") == "quotas: [] is not allowed (a non-empty list)"
+    good = tmp_path / "ok.yaml"
+    good.write_text(
+        "quotas:\n  - {team: a, nominal_gpus: 2, borrowing_limit_gpus: 1}\n  - {team: b, nominal_gpus: 2}\ncohorts:\n  c: [a, b]\n"
+    )
+    cfg = load_quotas(good, known_teams=["a", "b"])
+    assert cfg.cohorts == (("a", "c"), ("b", "c")) and cfg.quotas[0].borrowing_limit_gpus == 1.0
+
+
+def test_a_preempted_job_resumes_from_its_checkpoint_in_the_replay() -> None:
+    from scheduler.core.quota import Quota, QuotaConfig
+    from simulations.queue import QueueOptions
+
+    quotas = QuotaConfig((Quota("a", "*", 2), Quota("b", "*", 2)), (("a", "c"), ("b", "c")))
+    jobs = [TraceJob("a1", "a", 4, 0.0, 100.0), TraceJob("b1", "b", 2, 25.0, 10.0)]
+    opts = QueueOptions(backfill="none", quotas=quotas, preemption=True, checkpoint_interval_s=10.0)
+    run = replay_queue(jobs, 4, 4, "fifo", options=opts)
+    got = {r.job_id: r for r in run.records}
+    # a1 borrows b's quota; b1 reclaims it at 25; a1 keeps 20 s (checkpoint at 20), loses 5 s x 4
+    assert (got["b1"].start_s, got["b1"].end_s) == (25.0, 35.0)
+    assert got["a1"].preemptions == 1 and got["a1"].end_s == 35.0 + 80.0
+    assert got["a1"].ran_s == 25.0 + 80.0 and run.lost_gpu_h == pytest.approx(20.0 / 3600)
