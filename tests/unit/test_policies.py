@@ -140,3 +140,29 @@ def test_same_nvlink_gang_lands_inside_one_domain() -> None:
     occupy(state, "x", {0: 0})
     placed = launch(state, make_job("n", gpus=2, workers=2, topology=Topology.SAME_NVLINK))
     assert placed == [("x", (4, 5)), ("x", (6, 7))]
+
+
+def test_frag_pack_keeps_unpinned_pods_off_the_model_pinned_pods_need() -> None:
+    typ = TypicalShapes((Shape(0, 1000, 1, ("T4",)), Shape(0, 1000, 2, ())), (0.5, 0.5))
+    chosen = set()
+    for seed in range(6):
+        nodes = [make_node("t", gpus=4, model="T4"), make_node("h", gpus=4, model="H100")]
+        state = make_state(nodes, "frag_pack", seed=seed, typical=typ)
+        occupy(state, "h", {0: 0, 1: 0})  # h: two free H100s; t: four free T4s
+        # FGD's gain is 0 on both nodes (a tie left to the random rank); the T4 scarcity charge
+        # (weight 2/3 per milli-GPU) sends the unpinned pod to h every time
+        chosen.add(launch(state, make_job("any"))[0])
+    assert chosen == {("h", (2,))}
+    fgd = {launch(make_state_with(seed, typ), make_job("any"))[0][0] for seed in range(6)}
+    assert fgd == {"t", "h"}  # plain FGD goes either way
+
+
+def make_state_with(seed: int, typ: TypicalShapes):  # type: ignore[no-untyped-def]
+    state = make_state(
+        [make_node("t", gpus=4, model="T4"), make_node("h", gpus=4, model="H100")],
+        "fgd",
+        seed=seed,
+        typical=typ,
+    )
+    occupy(state, "h", {0: 0, 1: 0})
+    return state
