@@ -42,6 +42,7 @@ class QueueOrder:
     """Base class of queue policies (``scheduler/policies/queue_*.py``)."""
 
     name: ClassVar[str] = "base"
+    uses_team_key: ClassVar[bool] = False  # True when team_key() is not constant
 
     def job_key(self, job: Job, attained_gpu_s: float) -> JobKey:
         """Key of a pending job (lower first); must end with the job id."""

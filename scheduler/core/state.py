@@ -58,6 +58,9 @@ class CoreConfig:
     fail_fast: bool = False  # reject a job that does not fit now instead of queueing it
     backfill: Backfill = "greedy"
     preemption: bool = False  # reclaim lent quota, then preempt lower priorities
+    # jobs examined for backfill behind a reservation in one cycle (Slurm's bf_max_job_test,
+    # whose default is 500): bounds a cycle's cost when the queue is long
+    backfill_depth: int = 500
     aging_s: float | None = None  # a job pending longer goes to the front lane, reserved
 
 
@@ -117,6 +120,8 @@ class ClusterState:
         return tuple(self._queues.merged(self._team_key))
 
     def _team_key(self, team: str) -> float:
+        if not self.queue.uses_team_key:
+            return 0.0
         return self.queue.team_key(team, self.usage.get(team, TeamUsage()), self.totals)
 
     def check_invariants(self) -> list[str]:
@@ -267,7 +272,17 @@ class ClusterState:
         mode = self.config.backfill
         window: EasyWindow | None = None
         requeue: list[Job] = []  # preempted this cycle: back in the queue after it
+        smallest = min((w[2] * w[3] for w, _, _ in self._queues.shapes), default=0)
+        free = int(self.fleet.gpu_free.sum())
+        behind = 0  # jobs examined behind the reservation
+        reasons: dict[tuple[object, ...], str] = {}
         for job_id in self._queues.merged(self._team_key):
+            if free < smallest and not (self.config.preemption or self.config.fail_fast):
+                break  # not even the smallest pending job's worker has room
+            if window is not None:
+                behind += 1
+                if behind > self.config.backfill_depth:
+                    break
             job = self.jobs[job_id]
             if self.quota is not None:
                 admitted, why = admit(self.quota, self.fleet, job)
@@ -298,7 +313,9 @@ class ClusterState:
                     continue
             if placement is None:
                 failed.add(shape)
-                self._verdict(job_id, Code.WAIT_CAPACITY, self._capacity_reason(job))
+                if shape not in reasons:
+                    reasons[shape] = self._capacity_reason(job)
+                self._verdict(job_id, Code.WAIT_CAPACITY, reasons[shape])
                 if self.config.fail_fast:
                     actions.append(
                         Reject(
@@ -316,7 +333,11 @@ class ClusterState:
                 elif window is None and (mode == "easy" or self._queues.where[job_id][1][0] == 0):
                     # EASY's head, or a job past the aging bound: reserve so nothing delays it
                     window = EasyWindow(job, self.fleet, self.placer, self.running, self._ends)
-                if self.quota is None and len(failed) == len(self._queues.shapes):
+                if (
+                    self.quota is None
+                    and not self.config.fail_fast
+                    and len(failed) == len(self._queues.shapes)
+                ):
                     break  # every pending shape failed: nothing else can start this cycle
                 continue
             if window is not None and not short:
@@ -331,6 +352,7 @@ class ClusterState:
                     )
                     continue
             self._start(job, placement)
+            free = int(self.fleet.gpu_free.sum())
             done.append(self.jobs[job_id])
             self._verdict(job_id, Code.FIT, "placed")
             actions.append(Launch(job_id, placement, self.now_s, trigger))

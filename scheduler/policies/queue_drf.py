@@ -15,6 +15,7 @@ from scheduler.core.queueing import FleetTotals, JobKey, QueueOrder, TeamUsage
 
 class DrfOrder(QueueOrder):
     name: ClassVar[str] = "drf"
+    uses_team_key: ClassVar[bool] = True
 
     def job_key(self, job: Job, attained_gpu_s: float) -> JobKey:
         return (-job.priority, job.submitted_at_s, job.job_id)
