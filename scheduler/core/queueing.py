@@ -52,6 +52,13 @@ class QueueOrder:
         """Key of a team (lower first). Default: every team equal."""
         return 0.0
 
+    def outranks(
+        self, waiting: Job, waiting_gpu_s: float, running: Job, running_gpu_s: float
+    ) -> bool:
+        """May ``waiting`` preempt ``running`` by this order alone (e.g. LAS levels)? The
+        GPU-seconds are each job's attained service so far. Default: never."""
+        return False
+
 
 @dataclass(slots=True)
 class TeamQueues:

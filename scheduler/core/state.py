@@ -272,7 +272,7 @@ class ClusterState:
         mode = self.config.backfill
         window: EasyWindow | None = None
         requeue: list[Job] = []  # preempted this cycle: back in the queue after it
-        smallest = min((w[2] * w[3] for w, _, _ in self._queues.shapes), default=0)
+        smallest = min((_worker_gpu_milli(shape) for shape in self._queues.shapes), default=0)
         free = int(self.fleet.gpu_free.sum())
         behind = 0  # jobs examined behind the reservation
         reasons: dict[tuple[object, ...], str] = {}
@@ -427,14 +427,20 @@ class ClusterState:
         self._verdict(job.job_id, Code.FIT, f"placed after preempting {', '.join(victims)}")
         return Launch(job.job_id, placement, self.now_s, trigger)
 
+    def _attained_now(self, job_id: str, started_s: float) -> float:
+        gpus = self.jobs[job_id].total_gpu_milli / MILLI_PER_GPU
+        return self.attained_gpu_s.get(job_id, 0.0) + (self.now_s - started_s) * gpus
+
     def _victims(self, job: Job) -> list[str] | None:
         """Reclaim first: if the job's team stays within its nominal quota, jobs of teams in
-        its cohort that borrow; then lower-priority jobs (of its own team when quotas are on).
+        its cohort that borrow; then lower-priority jobs, or equal-priority jobs the queue order
+        ranks below it (LAS levels), of its own team when quotas are on.
         Cheapest lost work first inside each tier; jobs started this instant are spared."""
         reclaim: list[tuple[float, str]] = []
         lower: list[tuple[int, float, str]] = []
         book = self.quota
         may_reclaim = book is not None and within_nominal(book, job)
+        mine = self.attained_gpu_s.get(job.job_id, 0.0)
         for vid in sorted(self.running):
             v = self.jobs[vid]
             started = self.started_at_s[vid]
@@ -450,7 +456,13 @@ class ClusterState:
                 and book.is_borrowing(v.team)
             ):
                 reclaim.append((cost, vid))
-            elif v.priority < job.priority and (book is None or v.team == job.team):
+            elif (book is None or v.team == job.team) and (
+                v.priority < job.priority
+                or (
+                    v.priority == job.priority
+                    and self.queue.outranks(job, mine, v, self._attained_now(vid, started))
+                )
+            ):
                 lower.append((v.priority, cost, vid))
         order = [vid for _, vid in sorted(reclaim)] + [vid for _, _, vid in sorted(lower)]
         if not order:
@@ -511,3 +523,12 @@ def _describe(events: tuple[Event, ...], most: int = 3) -> str:
     if len(events) > most:
         parts.append(f"+{len(events) - most} more")
     return ", ".join(parts) or "cycle"
+
+
+def _worker_gpu_milli(shape: tuple[object, ...]) -> int:
+    """Milli-GPU one worker of a ``Job.shape_key()`` asks for."""
+    worker_key = shape[0]
+    assert isinstance(worker_key, tuple)
+    gpus, milli = worker_key[2], worker_key[3]
+    assert isinstance(gpus, int) and isinstance(milli, int)
+    return gpus * milli

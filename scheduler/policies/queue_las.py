@@ -4,6 +4,7 @@ Needs no duration: a job's *attained service* is the GPU-seconds it has received
 queue levels by attained service (thresholds in GPU-seconds; Tiresias uses a few levels with
 exponentially spaced thresholds); a lower level goes first, FIFO inside a level. A job that
 never ran is at level 0; a job requeued after running carries its attained service with it.
+With preemption on, a waiting job may preempt running jobs of a higher level.
 """
 
 from __future__ import annotations
@@ -35,3 +36,10 @@ class LasOrder(QueueOrder):
 
     def job_key(self, job: Job, attained_gpu_s: float) -> JobKey:
         return (self.level(attained_gpu_s), job.submitted_at_s, job.job_id)
+
+    def outranks(
+        self, waiting: Job, waiting_gpu_s: float, running: Job, running_gpu_s: float
+    ) -> bool:
+        """With preemption on, a job in a lower level preempts running jobs in higher levels
+        (Tiresias's demotion: long-running jobs yield to new ones)."""
+        return self.level(waiting_gpu_s) < self.level(running_gpu_s)

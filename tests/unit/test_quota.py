@@ -132,3 +132,22 @@ def test_bad_quota_values_are_refused() -> None:
         Quota("a", "*", -1)
     with pytest.raises(ValueError, match="two quotas for GPU model"):
         QuotaBook(QuotaConfig((Quota("a", "*", 1), Quota("a", "*", 2))))
+
+
+def test_las_with_preemption_lets_a_new_job_displace_a_long_runner() -> None:
+    from scheduler.policies.queue_las import LasOrder
+
+    state = ClusterState(
+        [make_node("n", gpus=1)],
+        make_packing("best_fit", PolicyContext()),
+        CoreConfig(preemption=True),
+        LasOrder((50.0,)),
+    )
+    state.handle(JobSubmitted(0, make_job("old")))
+    assert (
+        names(state.handle(JobSubmitted(30, make_job("young1", submitted_at_s=30))), Preempt) == []
+    )  # old: 30 GPU-s, level 0
+    acts = state.handle(JobSubmitted(100, make_job("young2", submitted_at_s=100)))
+    # old has 100 GPU-s (level 1); young1 waits at level 0 and is first in line: it preempts old
+    assert names(acts, Preempt) == ["old"] and names(acts, Launch) == ["young1"]
+    assert state.pending == ("young2", "old")  # level 0 before level 1
