@@ -16,6 +16,7 @@ instead of waiting.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections.abc import Mapping
@@ -96,6 +97,7 @@ class ClusterState:
         self.running: dict[str, Placement] = {}
         self.verdicts: dict[str, Verdict] = {}  # last verdict given; see verdict_of()
         self._verdict_cycle: dict[str, int] = {}
+        self._verdict_pool: dict[tuple[Code, str], Verdict] = {}  # verdicts are shared values
         self._cycles = 0
         self._blocked_by: str | None = None  # strict order: the head that blocked this cycle
         self.started_at_s: dict[str, float] = {}
@@ -111,6 +113,10 @@ class ClusterState:
         self.preemptions: dict[str, int] = {}
         self.lost_gpu_s = 0.0
         self._aging: list[tuple[float, str]] = []  # (submitted, job) of normal-lane jobs
+        self._running_version = 0  # bumped whenever a job starts or stops
+        self._end_list: list[tuple[float, str]] = []  # estimated ends of running jobs, sorted
+        self._end_of: dict[str, tuple[float, str]] = {}
+        self._shadow_memo: tuple[tuple[str, int, int], float] = (("", -1, -1), 0.0)
         self.now_s = 0.0
 
     # ------------------------------------------------------------------ views
@@ -207,8 +213,14 @@ class ClusterState:
                 self._queues.add(job, (0, job.submitted_at_s, job_id))
 
     def _start(self, job: Job, placement: Placement) -> None:
+        self._running_version += 1
         self.running[job.job_id] = placement
         self.started_at_s[job.job_id] = self.now_s
+        est = job.estimated_duration_s
+        if est is not None:
+            entry = (self.now_s + max(0.0, est - self.progress_s.get(job.job_id, 0.0)), job.job_id)
+            bisect.insort(self._end_list, entry)
+            self._end_of[job.job_id] = entry
         if self.quota is not None:
             self._charged[job.job_id] = placement_models(self.fleet, placement)
             self.quota.charge(job.team, self._charged[job.job_id])
@@ -218,6 +230,10 @@ class ClusterState:
         u.memory_mib += job.worker.memory_mib * job.num_workers
 
     def _unuse(self, job: Job) -> None:
+        self._running_version += 1
+        entry = self._end_of.pop(job.job_id, None)
+        if entry is not None:
+            del self._end_list[bisect.bisect_left(self._end_list, entry)]
         u = self.usage[job.team]
         u.gpu_milli -= job.total_gpu_milli
         u.cpu_milli -= job.worker.cpu_milli * job.num_workers
@@ -332,7 +348,14 @@ class ClusterState:
                     break
                 elif window is None and (mode == "easy" or self._queues.where[job_id][1][0] == 0):
                     # EASY's head, or a job past the aging bound: reserve so nothing delays it
-                    window = EasyWindow(job, self.fleet, self.placer, self.running, self._ends)
+                    # the shadow depends only on the head and the running set: reuse it while
+                    # neither changed (cycles triggered by arrivals alone)
+                    key = (job_id, self._running_version, self.fleet.health_version)
+                    known = self._shadow_memo[1] if self._shadow_memo[0] == key else None
+                    window = EasyWindow(
+                        job, self.fleet, self.placer, self.running, self._ends, known
+                    )
+                    self._shadow_memo = (key, window.time_s)
                 if (
                     self.quota is None
                     and not self.config.fail_fast
@@ -363,7 +386,10 @@ class ClusterState:
         return actions
 
     def _verdict(self, job_id: str, code: Code, reason: str) -> None:
-        self.verdicts[job_id] = Verdict(code, reason)
+        v = self._verdict_pool.get((code, reason))
+        if v is None:
+            v = self._verdict_pool[(code, reason)] = Verdict(code, reason)
+        self.verdicts[job_id] = v
         self._verdict_cycle[job_id] = self._cycles
 
     def verdict_of(self, job_id: str) -> Verdict:
@@ -472,14 +498,9 @@ class ClusterState:
     # ------------------------------------------------------------- backfill
     def _ends(self) -> list[tuple[float, str]]:
         """Running jobs' estimated ends (remaining estimate after checkpointed progress),
-        earliest first; no estimate: never."""
-        out = []
-        for job_id, started in self.started_at_s.items():
-            est = self.jobs[job_id].estimated_duration_s
-            if est is not None:
-                out.append((started + max(0.0, est - self.progress_s.get(job_id, 0.0)), job_id))
-        out.sort()
-        return out
+        earliest first; jobs with no estimate never end here. Kept sorted as jobs start and
+        stop; callers must not change it."""
+        return self._end_list
 
     def _capacity_reason(self, job: Job) -> str:
         elig = self.fleet.eligible_gpus(job.worker)
