@@ -46,6 +46,8 @@ class QueueRun:
     wall_s: float
     rejected: int
     lost_gpu_h: float = 0.0
+    reserved: int = 0  # jobs that held an EASY reservation
+    late: int = 0  # of those, started after the first shadow time promised to them
 
 
 def uniform_fleet(gpus: int, gpus_per_node: int) -> list[Node]:
@@ -160,7 +162,17 @@ def replay_queue(
         for j in jobs
     )
     name = label or (queue if opt.backfill == "none" else f"{queue}+{opt.backfill}")
-    return QueueRun(name, records, gpus, wall, rejected, state.lost_gpu_s / 3600.0)
+    late = sum(1 for j, t in state.reserved_at_s.items() if start.get(j, math.inf) > t + 1e-6)
+    return QueueRun(
+        name,
+        records,
+        gpus,
+        wall,
+        rejected,
+        state.lost_gpu_s / 3600.0,
+        len(state.reserved_at_s),
+        late,
+    )
 
 
 @dataclass(frozen=True, slots=True)

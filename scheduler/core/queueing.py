@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -67,6 +68,16 @@ class TeamQueues:
     queues: dict[str, list[tuple[JobKey, str]]] = field(default_factory=dict)
     where: dict[str, tuple[str, JobKey]] = field(default_factory=dict)
     shapes: dict[tuple[object, ...], int] = field(default_factory=dict)
+    # per shape, a heap of (estimated duration, job id) with lazy deletion: the shortest
+    # pending job of a shape, for ending a backfill scan early
+    _by_est: dict[tuple[object, ...], list[tuple[float, str]]] = field(default_factory=dict)
+
+    def shortest(self, shape: tuple[object, ...]) -> float:
+        """The smallest estimated duration among pending jobs of ``shape`` (inf: none known)."""
+        heap = self._by_est.get(shape)
+        while heap and heap[0][1] not in self.where:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else math.inf
 
     def __len__(self) -> int:
         return len(self.where)
@@ -79,6 +90,10 @@ class TeamQueues:
         self.where[job.job_id] = (job.team, key)
         shape = job.shape_key()
         self.shapes[shape] = self.shapes.get(shape, 0) + 1
+        est = job.estimated_duration_s
+        heapq.heappush(
+            self._by_est.setdefault(shape, []), (math.inf if est is None else est, job.job_id)
+        )
 
     def remove(self, job: Job) -> bool:
         hit = self.where.pop(job.job_id, None)

@@ -112,6 +112,7 @@ class ClusterState:
         self.progress_s: dict[str, float] = {}  # work kept by checkpoints across preemptions
         self.preemptions: dict[str, int] = {}
         self.lost_gpu_s = 0.0
+        self.reserved_at_s: dict[str, float] = {}  # first shadow time promised to each head
         self._aging: list[tuple[float, str]] = []  # (submitted, job) of normal-lane jobs
         self._running_version = 0  # bumped whenever a job starts or stops
         self._end_list: list[tuple[float, str]] = []  # estimated ends of running jobs, sorted
@@ -316,6 +317,8 @@ class ClusterState:
             shape = job.shape_key()
             short = window is None or window.ends_in_time(job, self.now_s)
             if window is not None and not short and shape in window.failed_shapes:
+                if self.quota is None and self._only_short_left(failed, window):
+                    break  # nothing pending can start: no shape fits, or only short ones would
                 self._verdict(
                     job_id, Code.WAIT_ORDER, f"held for the reservation of {window.head.job_id}"
                 )
@@ -356,6 +359,8 @@ class ClusterState:
                         job, self.fleet, self.placer, self.running, self._ends, known
                     )
                     self._shadow_memo = (key, window.time_s)
+                    if not math.isinf(window.time_s):
+                        self.reserved_at_s.setdefault(job_id, window.time_s)
                 if (
                     self.quota is None
                     and not self.config.fail_fast
@@ -384,6 +389,17 @@ class ClusterState:
         for job in requeue:
             self._enqueue(job)
         return actions
+
+    def _only_short_left(self, failed: set[tuple[object, ...]], window: EasyWindow) -> bool:
+        """True when every pending shape either does not fit now, or may only start jobs that
+        end by the shadow time and has no such job pending."""
+        room = window.time_s - self.now_s
+        for shape in self._queues.shapes:
+            if shape in failed:
+                continue
+            if shape not in window.failed_shapes or self._queues.shortest(shape) <= room:
+                return False
+        return True
 
     def _verdict(self, job_id: str, code: Code, reason: str) -> None:
         v = self._verdict_pool.get((code, reason))
