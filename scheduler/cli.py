@@ -96,6 +96,7 @@ def cmd_simulate_queue(args: argparse.Namespace, console: Console) -> int:
         preemption=args.preemption,
         aging_s=args.aging,
         checkpoint_interval_s=args.checkpoint_interval,
+        fair_share_half_life_s=args.fair_share_half_life,
     )
     with Progress(
         TextColumn("[bold]queue replay"),
@@ -194,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     qu.add_argument(
         "--checkpoint-interval", type=float, help="seconds between checkpoints of every job"
+    )
+    qu.add_argument(
+        "--fair-share-half-life", type=float, help="seconds; drf shares use usage decayed with it"
     )
     qu.add_argument("--out", required=True)
     qu.add_argument("--quiet", action="store_true")

@@ -84,6 +84,7 @@ class QueueOptions:
     preemption: bool = False
     aging_s: float | None = None
     checkpoint_interval_s: float | None = None  # given to every job (traces carry none)
+    fair_share_half_life_s: float | None = None
 
 
 def replay_queue(
@@ -98,7 +99,12 @@ def replay_queue(
     opt = options or QueueOptions(backfill=backfill)
     nodes = uniform_fleet(gpus, gpus_per_node)
     t0 = time.perf_counter()
-    config = CoreConfig(backfill=opt.backfill, preemption=opt.preemption, aging_s=opt.aging_s)
+    config = CoreConfig(
+        backfill=opt.backfill,
+        preemption=opt.preemption,
+        aging_s=opt.aging_s,
+        fair_share_half_life_s=opt.fair_share_half_life_s,
+    )
     packing = make_packing(opt.packing, PolicyContext())
     state = ClusterState(nodes, packing, config, make_queue(queue), opt.quotas)
     by_id = {j.job_id: j for j in jobs}

@@ -25,11 +25,12 @@ JobKey = tuple[object, ...]
 
 @dataclass(slots=True)
 class TeamUsage:
-    """What a team holds now: GPUs (milli), CPU (milli), memory (MiB), as share inputs."""
+    """What a team holds (now, or on average with a half-life): GPUs (milli), CPU (milli),
+    memory (MiB), as share inputs."""
 
-    gpu_milli: int = 0
-    cpu_milli: int = 0
-    memory_mib: int = 0
+    gpu_milli: float = 0
+    cpu_milli: float = 0
+    memory_mib: float = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from scheduler.core.events import (
     NodeUncordoned,
     Tick,
 )
+from scheduler.core.fairshare import DecayedUsage
 from scheduler.core.fleet import Fleet
 from scheduler.core.model import MILLI_PER_GPU, Job, Node, Placement
 from scheduler.core.packing import PackingPolicy
@@ -63,6 +64,7 @@ class CoreConfig:
     # whose default is 500): bounds a cycle's cost when the queue is long
     backfill_depth: int = 500
     aging_s: float | None = None  # a job pending longer goes to the front lane, reserved
+    fair_share_half_life_s: float | None = None  # None: team shares use current usage only
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,8 @@ class ClusterState:
         self.started_at_s: dict[str, float] = {}
         self.attained_gpu_s: dict[str, float] = {}  # GPU-seconds of service received so far
         self.usage: dict[str, TeamUsage] = {}
+        half_life = self.config.fair_share_half_life_s
+        self._fair = DecayedUsage(half_life) if half_life is not None else None
         self._queues = TeamQueues()
         self.totals = FleetTotals(
             self.fleet.total_gpu_milli, int(self.fleet.cpu_cap.sum()), int(self.fleet.mem_cap.sum())
@@ -129,7 +133,10 @@ class ClusterState:
     def _team_key(self, team: str) -> float:
         if not self.queue.uses_team_key:
             return 0.0
-        return self.queue.team_key(team, self.usage.get(team, TeamUsage()), self.totals)
+        usage = self.usage.get(team, TeamUsage())
+        if self._fair is not None:
+            usage = self._fair.value(team, self.now_s, usage)
+        return self.queue.team_key(team, usage, self.totals)
 
     def check_invariants(self) -> list[str]:
         return invariants.check(self.fleet, self.running, self.jobs)
@@ -226,6 +233,8 @@ class ClusterState:
             self._charged[job.job_id] = placement_models(self.fleet, placement)
             self.quota.charge(job.team, self._charged[job.job_id])
         u = self.usage.setdefault(job.team, TeamUsage())
+        if self._fair is not None:
+            self._fair.advance(job.team, self.now_s, u)
         u.gpu_milli += job.total_gpu_milli
         u.cpu_milli += job.worker.cpu_milli * job.num_workers
         u.memory_mib += job.worker.memory_mib * job.num_workers
@@ -236,6 +245,8 @@ class ClusterState:
         if entry is not None:
             del self._end_list[bisect.bisect_left(self._end_list, entry)]
         u = self.usage[job.team]
+        if self._fair is not None:
+            self._fair.advance(job.team, self.now_s, u)
         u.gpu_milli -= job.total_gpu_milli
         u.cpu_milli -= job.worker.cpu_milli * job.num_workers
         u.memory_mib -= job.worker.memory_mib * job.num_workers

@@ -117,3 +117,45 @@ def test_shadow_and_estimates_on_an_aggregate_profile() -> None:
         0.0, 4000, [(100.0, 3000)], [(4000, 50.0), (1000, 10.0), (2000, None), (8000, 1.0)]
     )
     assert starts == [100.0, 0.0, 150.0, math.inf]
+
+
+def test_decayed_usage_halves_every_half_life() -> None:
+    from scheduler.core.fairshare import DecayedUsage
+    from scheduler.core.queueing import TeamUsage
+
+    d = DecayedUsage(100.0)
+    d.advance("a", 0.0, TeamUsage())
+    assert (
+        d.value("a", 100.0, TeamUsage(1000, 0, 0)).gpu_milli == 500.0
+    )  # ran 1000 for one half-life
+    d.advance("a", 100.0, TeamUsage(1000, 0, 0))
+    assert d.value("a", 200.0, TeamUsage()).gpu_milli == 250.0  # idle for one more
+    with pytest.raises(ValueError, match="half-life must be > 0"):
+        DecayedUsage(0.0)
+
+
+def test_drf_with_a_half_life_remembers_who_ran_recently() -> None:
+    from scheduler.core.state import ClusterState, CoreConfig
+    from scheduler.policies.base import PolicyContext
+    from scheduler.policies.registry import make_packing
+
+    def run(half_life: float | None) -> list[str]:
+        state = ClusterState(
+            [make_node("n", gpus=1)],
+            make_packing("best_fit", PolicyContext()),
+            CoreConfig(fair_share_half_life_s=half_life),
+            make_queue("drf"),
+        )
+        state.handle(JobSubmitted(0, make_job("a-old", team="a")))
+        state.handle(
+            JobFinished(100, "a-old"),
+            JobSubmitted(100, make_job("hold", team="c", submitted_at_s=100)),
+        )
+        state.handle(
+            JobSubmitted(150, make_job("a-new", team="a", submitted_at_s=150)),
+            JobSubmitted(150, make_job("b-new", team="b", submitted_at_s=151)),
+        )
+        return [*state.pending]
+
+    assert run(None) == ["a-new", "b-new"]  # nobody runs now: equal shares, FIFO
+    assert run(3600.0) == ["b-new", "a-new"]  # a ran for 100 s recently: b goes first
