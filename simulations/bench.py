@@ -163,6 +163,9 @@ def scale_section(policies: list[str], lines: list[str]) -> None:
     lines += ["", "Targets: >= 5,000 placements/s and p99 cycle <= 50 ms.", ""]
 
 
+PREEMPT_SUBSET = 10_000
+
+
 def write_philly_quotas(jobs: list[TraceJob], gpus: int, path: Path) -> None:
     """Per-team quotas for the Philly run: nominal GPUs in proportion to each team's share of
     the trace's GPU-time (at least 1), all teams in one cohort that lends and borrows freely."""
@@ -188,27 +191,18 @@ def queue_section(lines: list[str], gpus: int, out_dir: Path) -> None:
     quota_path = out_dir / "philly-quotas.yaml"
     write_philly_quotas(jobs, gpus, quota_path)
     quotas = load_quotas(quota_path, known_teams={j.team for j in jobs}, models=[GPU_MODEL])
-    runs: list[tuple[str, QueueOptions, str]] = []
+    runs: list[tuple[str, QueueOptions, str, int]] = []
     for q in QUEUE:
         for b in ("none", "easy"):
-            runs.append((q, QueueOptions(backfill=b), ""))  # type: ignore[arg-type]
+            runs.append((q, QueueOptions(backfill=b), "", len(jobs)))  # type: ignore[arg-type]
     ckpt = 1800.0
-    runs.append(
-        (
-            "las",
-            QueueOptions(backfill="easy", preemption=True, checkpoint_interval_s=ckpt),
-            "las+easy+preempt",
-        )
-    )
-    runs.append(
-        (
-            "drf",
-            QueueOptions(
-                backfill="easy", quotas=quotas, preemption=True, checkpoint_interval_s=ckpt
-            ),
-            "drf+easy+quotas",
-        )
-    )
+    # the preemption runs replay the first PREEMPT_SUBSET jobs only: the victim search is not
+    # yet fast enough for the whole trace (see the closing note of issue 3)
+    head = min(PREEMPT_SUBSET, len(jobs))
+    las = QueueOptions(backfill="easy", preemption=True, checkpoint_interval_s=ckpt)
+    drf = QueueOptions(backfill="easy", quotas=quotas, preemption=True, checkpoint_interval_s=ckpt)
+    runs.append(("las", las, f"las+easy+preempt (first {head:,} jobs)", head))
+    runs.append(("drf", drf, f"drf+easy+quotas+preempt (first {head:,} jobs)", head))
     lines += [
         f"## 3. Queueing: Microsoft Philly, {len(jobs):,} jobs, on {gpus} GPUs ({gpus // 8} nodes x 8)",
         "",
@@ -222,8 +216,8 @@ def queue_section(lines: list[str], gpus: int, out_dir: Path) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     summaries: dict[str, QueueSummary] = {}
-    for queue, opts, label in runs:
-        run = replay_queue(jobs, gpus, 8, queue, opts.backfill, opts, label or None)
+    for queue, opts, label, count in runs:
+        run = replay_queue(jobs[:count], gpus, 8, queue, opts.backfill, opts, label or None)
         sm = summarize(run)
         summaries[run.policy] = sm
         lines.append(

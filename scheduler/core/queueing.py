@@ -61,6 +61,11 @@ class QueueOrder:
         GPU-seconds are each job's attained service so far. Default: never."""
         return False
 
+    def rank_class(self, attained_gpu_s: float) -> object:
+        """Jobs of one class outrank the same running jobs (for memoising failed victim
+        searches within a cycle). Default: one class."""
+        return None
+
 
 @dataclass(slots=True)
 class TeamQueues:

@@ -291,6 +291,7 @@ class ClusterState:
         cause)."""
         self._cycles += 1
         self._blocked_by = None
+        self._no_victims: set[tuple[object, ...]] = set()
         self._age()
         if not len(self._queues):
             return []
@@ -463,9 +464,20 @@ class ClusterState:
     def _reclaim(
         self, job: Job, trigger: str, actions: list[Action], requeue: list[Job]
     ) -> Launch | None:
-        """Preempt the cheapest victims that let ``job`` be admitted and placed, and start it."""
+        """Preempt the cheapest victims that let ``job`` be admitted and placed, and start it.
+        A search that found nobody is not repeated in this cycle for an equivalent job (same
+        shape, team, priority and rank class): preempting only ever removes candidates."""
+        memo = (
+            job.shape_key(),
+            job.team,
+            job.priority,
+            self.queue.rank_class(self.attained_gpu_s.get(job.job_id, 0.0)),
+        )
+        if memo in self._no_victims:
+            return None
         victims = self._victims(job)
         if not victims:
+            self._no_victims.add(memo)
             return None
         for v in victims:
             actions.append(self._preempt(v, f"preempted for {job.job_id}"))

@@ -43,3 +43,6 @@ class LasOrder(QueueOrder):
         """With preemption on, a job in a lower level preempts running jobs in higher levels
         (Tiresias's demotion: long-running jobs yield to new ones)."""
         return self.level(waiting_gpu_s) < self.level(running_gpu_s)
+
+    def rank_class(self, attained_gpu_s: float) -> object:
+        return self.level(attained_gpu_s)
