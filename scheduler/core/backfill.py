@@ -1,41 +1,15 @@
-"""EASY backfill arithmetic and start-time estimates, on aggregate GPU capacity (milli-GPU).
+"""Start-time estimates on aggregate GPU capacity (milli-GPU), as ``squeue --start`` gives.
 
-EASY (Lifka 1995; Mu'alem and Feitelson, IEEE TPDS 2001): the first job in queue order that
-cannot start gets a reservation at its *shadow time*, the earliest time at which the running
-jobs' estimated ends free enough GPUs for it. A later job may start now only if it is estimated
-to end by the shadow time, or if it uses no more than the *extra* GPUs (those still free at the
-shadow time after the reserved job takes its share). Capacity is counted in GPUs the reserved
-job could use (its allowed models, healthy); node boundaries and topology are not modelled, so a
-reservation is an estimate, as in Slurm.
+Each pending job, in queue order, is placed at the earliest time the capacity profile has room
+for it for its whole estimated duration, and then reserved (conservative backfill). Node
+boundaries and topology are not modelled, so an estimate is an estimate; the exact EASY
+reservation used for scheduling is in ``easy.py``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True, slots=True)
-class Shadow:
-    time_s: float  # math.inf when the running jobs' estimates never free enough
-    extra_milli: int
-
-
-def shadow(
-    now_s: float, need_milli: int, free_milli: int, releases: Sequence[tuple[float, int]]
-) -> Shadow:
-    """``releases``: (estimated end, milli-GPU it frees) of running jobs; ends may be inf."""
-    avail = free_milli
-    if avail >= need_milli:
-        return Shadow(now_s, avail - need_milli)
-    for end_s, milli in sorted(releases):
-        if math.isinf(end_s):
-            break
-        avail += milli
-        if avail >= need_milli:
-            return Shadow(max(end_s, now_s), avail - need_milli)
-    return Shadow(math.inf, 0)
 
 
 def estimate_starts(

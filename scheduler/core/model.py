@@ -141,10 +141,6 @@ class Job:
         """Jobs with equal shape keys fit or fail to fit identically."""
         return (self.worker.key(), self.num_workers, self.topology)
 
-    def order_key(self) -> tuple[int, float, str]:
-        """The tie-break order of DESIGN.md: higher priority, then earlier, then job id."""
-        return (-self.priority, self.submitted_at_s, self.job_id)
-
 
 @dataclass(frozen=True, slots=True)
 class WorkerPlacement:

@@ -6,7 +6,7 @@
  2. each is placed whole by the :class:`Placer` or stays pending with a verdict;
  3. a job that does not fit: with ``backfill="none"`` nothing behind it starts (strict order);
     with ``"greedy"`` later jobs are still tried (best effort, big jobs may starve); with
-    ``"easy"`` it gets a reservation and later jobs start only if EASY allows (``backfill.py``);
+    ``"easy"`` it gets a reservation and later jobs start only if EASY allows (``easy.py``);
  4. within a cycle, once a request shape failed to fit, later jobs of the same shape are not
     tried again (nothing was freed in between), and the cycle ends when every pending shape
     has failed.

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from scheduler.core.actions import Launch
-from scheduler.core.backfill import estimate_starts, shadow
+from scheduler.core.backfill import estimate_starts
 from scheduler.core.events import JobFinished, JobSubmitted
 from scheduler.core.verdict import Code, Verdict
 from scheduler.policies.queue_las import LasOrder
@@ -109,10 +109,7 @@ def test_las_levels_follow_attained_service() -> None:
         LasOrder((10.0, 5.0))
 
 
-def test_shadow_and_estimates_on_an_aggregate_profile() -> None:
-    assert shadow(0, 4000, 1000, [(100, 3000)]).time_s == 100
-    assert shadow(0, 4000, 1000, [(100, 1000), (math.inf, 2000)]).time_s == math.inf
-    assert shadow(0, 2000, 1000, [(50, 2000)]).extra_milli == 1000
+def test_estimates_on_an_aggregate_profile() -> None:
     starts = estimate_starts(
         0.0, 4000, [(100.0, 3000)], [(4000, 50.0), (1000, 10.0), (2000, None), (8000, 1.0)]
     )
