@@ -133,23 +133,42 @@ class Fleet:
         elig = self.eligible_gpus(req)
         return ok & (elig.sum(axis=1) >= req.gpus)  # type: ignore[no-any-return]
 
-    def room(self, req: WorkerRequest, nodes: IntArray | None = None) -> IntArray:
-        """How many more workers of ``req`` each node (all, or the given ones) could take now."""
+    def room(
+        self, req: WorkerRequest, nodes: IntArray | None = None, empty: bool = False
+    ) -> IntArray:
+        """How many more workers of ``req`` each node (all, or the given ones) could take now;
+        with ``empty``, how many it could take if it were empty (cordons ignored)."""
         sel = slice(None) if nodes is None else nodes
         big = np.iinfo(np.int64).max // 4
-        cpu_free, mem_free = self.cpu_free[sel], self.mem_free[sel]
+        cpu_free = (self.cpu_cap if empty else self.cpu_free)[sel]
+        mem_free = (self.mem_cap if empty else self.mem_free)[sel]
         room = np.minimum(
             cpu_free // req.cpu_milli if req.cpu_milli else np.full(len(cpu_free), big),
             mem_free // req.memory_mib if req.memory_mib else np.full(len(mem_free), big),
         )
         if req.gpus:
-            elig, free = self.eligible_gpus(req)[sel], self.gpu_free[sel]
+            elig, free = (
+                self.eligible_gpus(req)[sel],
+                (self.gpu_cap if empty else self.gpu_free)[sel],
+            )
             if req.shares_gpu:
                 gpu = ((free // req.gpu_milli) * elig).sum(axis=1)
             else:
                 gpu = ((free == MILLI_PER_GPU) & elig).sum(axis=1) // req.gpus
             room = np.minimum(room, gpu)
+        if empty:
+            return room
         return np.where(self.schedulable[sel], room, 0)
+
+    def best_domain(self, req: WorkerRequest, node: int, allowed: BoolArray) -> int | None:
+        """The NVLink domain of ``node`` holding at least ``req.gpus`` free GPUs among
+        ``allowed`` with the fewest to spare (best fit; lowest id on ties), or None."""
+        free = allowed & (self.gpu_free[node] == MILLI_PER_GPU)
+        values, counts = np.unique(self.gpu_domain[node][free], return_counts=True)
+        ok = counts >= req.gpus
+        if not ok.any():
+            return None
+        return int(values[ok][np.argmin(counts[ok])])
 
     def max_free_in_domain(self, req: WorkerRequest, nodes: IntArray) -> IntArray:
         """Per node: the most free eligible whole GPUs found inside one NVLink domain."""

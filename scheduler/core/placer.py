@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from scheduler.core.fleet import BoolArray, Fleet, IntArray
-from scheduler.core.model import MILLI_PER_GPU, Job, Placement, Topology, WorkerRequest
+from scheduler.core.model import Job, Placement, Topology, WorkerRequest
 from scheduler.core.packing import FloatArray, PackingPolicy
 from scheduler.core.reservation import Reservation
 
@@ -172,27 +172,12 @@ class Placer:
         within = np.array([node], dtype=np.int64)
         gpu_allowed: BoolArray | None = None
         if job.topology is Topology.SAME_NVLINK and merged.gpus > 0:
-            domain = self._best_domain(merged, node)
+            domain = self.fleet.best_domain(merged, node, self.fleet.eligible_gpus(merged)[node])
             gpu_allowed = self.fleet.gpu_domain[node] == domain
         return all(
             self._place_worker(res, w, within, gpu_allowed) is not None
             for _ in range(job.num_workers)
         )
-
-    def _best_domain(self, req: WorkerRequest, node: int) -> int | None:
-        """The NVLink domain on ``node`` with enough free eligible whole GPUs and the fewest
-        spare ones (best fit), or None."""
-        fleet = self.fleet
-        free_whole = fleet.eligible_gpus(req)[node] & (fleet.gpu_free[node] == MILLI_PER_GPU)
-        doms = fleet.gpu_domain[node][free_whole]
-        if len(doms) == 0:
-            return None
-        values, counts = np.unique(doms, return_counts=True)
-        ok = counts >= req.gpus
-        if not ok.any():
-            return None
-        values, counts = values[ok], counts[ok]
-        return int(values[np.argmin(counts)])
 
     def _place_one_rack(self, job: Job, res: Reservation) -> bool:
         """Same-rack gangs: the first worker goes where the policy likes best among racks that
@@ -246,7 +231,7 @@ class Placer:
             )
             return f"no node has {req.cpu_milli} CPU milli, {req.memory_mib} MiB and {what}"
         if job.topology in (Topology.ANY, Topology.SAME_RACK) and job.num_workers > 1:
-            cap = self._capacity_per_node(w)
+            cap = fleet.room(w, empty=True).astype(np.float64)
             total = (
                 cap.sum()
                 if job.topology is Topology.ANY
@@ -256,15 +241,3 @@ class Placer:
                 scope = "the fleet" if job.topology is Topology.ANY else "any rack"
                 return f"{job.num_workers} workers do not fit {scope} even when empty (room for {int(total)})"
         return None
-
-    def _capacity_per_node(self, w: WorkerRequest) -> FloatArray:
-        fleet = self.fleet
-        big = np.iinfo(np.int64).max // 4
-        cpu = fleet.cpu_cap // w.cpu_milli if w.cpu_milli else np.full(fleet.num_nodes, big)
-        mem = fleet.mem_cap // w.memory_mib if w.memory_mib else np.full(fleet.num_nodes, big)
-        room = np.minimum(cpu, mem)
-        if w.gpus:
-            elig = fleet.eligible_gpus(w).sum(axis=1)
-            per = elig * (MILLI_PER_GPU // w.gpu_milli) if w.shares_gpu else elig // w.gpus
-            room = np.minimum(room, per)
-        return room.astype(np.float64)

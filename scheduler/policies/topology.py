@@ -51,11 +51,10 @@ class TopologyPacking(PackingPolicy):
             return best_fit_gpus(fleet, req, node, allowed)
         free = np.flatnonzero(allowed & (fleet.gpu_free[node] == MILLI_PER_GPU))
         dom = fleet.gpu_domain[node][free]
+        best = fleet.best_domain(req, node, allowed)
+        if best is not None:
+            return tuple(int(g) for g in free[dom == best][: req.gpus])
         doms, counts = np.unique(dom, return_counts=True)
-        fitting = counts >= req.gpus
-        if fitting.any():
-            d = doms[fitting][np.argmin(counts[fitting])]
-            return tuple(int(g) for g in free[dom == d][: req.gpus])
         order = doms[np.argsort(-counts, kind="stable")]
         picked = [int(g) for d in order for g in free[dom == d]]
         return tuple(picked[: req.gpus])
