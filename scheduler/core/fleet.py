@@ -17,6 +17,7 @@ from scheduler.core.model import MILLI_PER_GPU, Node, WorkerRequest
 
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
+Free = tuple[IntArray, IntArray, IntArray]  # free milli per GPU [N, G], CPU milli [N], MiB [N]
 
 
 class Fleet:
@@ -75,6 +76,7 @@ class Fleet:
         self.derived: dict[object, object] = {}
         self._eligible_cache: dict[tuple[tuple[str, ...], int], BoolArray] = {}
         self.health_version = 0  # bumped on every GPU health change
+        self.layout_version = 0  # bumped on every health change, cordon or uncordon
 
     # ----------------------------------------------------------------- totals
     @property
@@ -134,14 +136,20 @@ class Fleet:
         return ok & (elig.sum(axis=1) >= req.gpus)  # type: ignore[no-any-return]
 
     def room(
-        self, req: WorkerRequest, nodes: IntArray | None = None, empty: bool = False
+        self,
+        req: WorkerRequest,
+        nodes: IntArray | None = None,
+        empty: bool = False,
+        free: Free | None = None,
     ) -> IntArray:
         """How many more workers of ``req`` each node (all, or the given ones) could take now;
-        with ``empty``, how many it could take if it were empty (cordons ignored)."""
+        with ``empty``, how many it could take if it were empty (cordons ignored); with
+        ``free``, how many it could take if its free capacity were that (a what-if)."""
         sel = slice(None) if nodes is None else nodes
         big = np.iinfo(np.int64).max // 4
-        cpu_free = (self.cpu_cap if empty else self.cpu_free)[sel]
-        mem_free = (self.mem_cap if empty else self.mem_free)[sel]
+        gpu_now, cpu_now, mem_now = free or (self.gpu_free, self.cpu_free, self.mem_free)
+        cpu_free = (self.cpu_cap if empty else cpu_now)[sel]
+        mem_free = (self.mem_cap if empty else mem_now)[sel]
         room = np.minimum(
             cpu_free // req.cpu_milli if req.cpu_milli else np.full(len(cpu_free), big),
             mem_free // req.memory_mib if req.memory_mib else np.full(len(mem_free), big),
@@ -149,7 +157,7 @@ class Fleet:
         if req.gpus:
             elig, free = (
                 self.eligible_gpus(req)[sel],
-                (self.gpu_cap if empty else self.gpu_free)[sel],
+                (self.gpu_cap if empty else gpu_now)[sel],
             )
             if req.shares_gpu:
                 gpu = ((free // req.gpu_milli) * elig).sum(axis=1)
@@ -170,9 +178,13 @@ class Fleet:
             return None
         return int(values[ok][np.argmin(counts[ok])])
 
-    def max_free_in_domain(self, req: WorkerRequest, nodes: IntArray) -> IntArray:
-        """Per node: the most free eligible whole GPUs found inside one NVLink domain."""
-        free = self.eligible_gpus(req)[nodes] & (self.gpu_free[nodes] == MILLI_PER_GPU)
+    def max_free_in_domain(
+        self, req: WorkerRequest, nodes: IntArray, gpu_free: IntArray | None = None
+    ) -> IntArray:
+        """Per node: the most free eligible whole GPUs found inside one NVLink domain (of the
+        fleet's free GPUs, or of ``gpu_free`` in a what-if)."""
+        now = self.gpu_free if gpu_free is None else gpu_free
+        free = self.eligible_gpus(req)[nodes] & (now[nodes] == MILLI_PER_GPU)
         dom = self.gpu_domain[nodes]
         best = np.zeros(len(nodes), dtype=np.int64)
         if len(self.domains) == 1:
@@ -238,11 +250,13 @@ class Fleet:
             self.gpu_healthy[node, gpu] = healthy
             self._eligible_cache.clear()
             self.health_version += 1
+            self.layout_version += 1
             self.version[node] += 1
 
     def set_schedulable(self, node: int, schedulable: bool) -> None:
         if bool(self.schedulable[node]) != schedulable:
             self.schedulable[node] = schedulable
+            self.layout_version += 1
             self.version[node] += 1
 
 

@@ -77,6 +77,9 @@ class TeamQueues:
     # per shape, a heap of (estimated duration, job id) with lazy deletion: the shortest
     # pending job of a shape, for ending a backfill scan early
     _by_est: dict[tuple[object, ...], list[tuple[float, str]]] = field(default_factory=dict)
+    # every pending job by job key alone: the merged order when teams do not matter
+    _all: list[tuple[JobKey, str]] = field(default_factory=list)
+    shape_of: dict[str, tuple[object, ...]] = field(default_factory=dict)
 
     def shortest(self, shape: tuple[object, ...]) -> float:
         """The smallest estimated duration among pending jobs of ``shape`` (inf: none known)."""
@@ -93,8 +96,10 @@ class TeamQueues:
 
     def add(self, job: Job, key: JobKey) -> None:
         bisect.insort(self.queues.setdefault(job.team, []), (key, job.job_id))
+        bisect.insort(self._all, (key, job.job_id))
         self.where[job.job_id] = (job.team, key)
         shape = job.shape_key()
+        self.shape_of[job.job_id] = shape
         self.shapes[shape] = self.shapes.get(shape, 0) + 1
         est = job.estimated_duration_s
         heapq.heappush(
@@ -111,16 +116,22 @@ class TeamQueues:
         del q[i]
         if not q:
             del self.queues[team]
-        shape = job.shape_key()
+        del self._all[bisect.bisect_left(self._all, (key, job.job_id))]
+        shape = self.shape_of.pop(job.job_id)
         self.shapes[shape] -= 1
         if not self.shapes[shape]:
             del self.shapes[shape]
         return True
 
-    def merged(self, team_key: Callable[[str], float]) -> Iterator[str]:
+    def merged(self, team_key: Callable[[str], float] | None) -> Iterator[str]:
         """Job ids in merged order. ``team_key`` is re-read for a team each time its next
-        job is pushed, so a consumer that starts jobs changes the order it sees next. The
-        queues must not change while the iterator is in use."""
+        job is pushed, so a consumer that starts jobs changes the order it sees next; None
+        when every team has the same key (the order is then the job keys'). The queues must
+        not change while the iterator is in use."""
+        if team_key is None:
+            for _, job_id in self._all:
+                yield job_id
+            return
         # keys start with a lane (0: starving, past the aging bound; 1: normal): a starving job
         # goes before every normal one, whatever its team's key
         heap: list[tuple[object, float, JobKey, str, int]] = []

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -128,11 +128,13 @@ class ClusterState:
     @property
     def pending(self) -> tuple[str, ...]:
         """Pending job ids in the current queue order."""
-        return tuple(self._queues.merged(self._team_key))
+        return tuple(self._queues.merged(self._merge_key))
+
+    @property
+    def _merge_key(self) -> Callable[[str], float] | None:
+        return self._team_key if self.queue.uses_team_key else None
 
     def _team_key(self, team: str) -> float:
-        if not self.queue.uses_team_key:
-            return 0.0
         usage = self.usage.get(team, TeamUsage())
         if self._fair is not None:
             usage = self._fair.value(team, self.now_s, usage)
@@ -305,13 +307,33 @@ class ClusterState:
         free = int(self.fleet.gpu_free.sum())
         behind = 0  # jobs examined behind the reservation
         reasons: dict[tuple[object, ...], str] = {}
-        for job_id in self._queues.merged(self._team_key):
+        fast = self.quota is None and not self.config.preemption and not self.config.fail_fast
+        shape_of = self._queues.shape_of
+        capacity_verdicts: dict[tuple[object, ...], Verdict] = {}
+        held = Verdict(Code.WAIT_ORDER, "")
+        for job_id in self._queues.merged(self._merge_key):
             if free < smallest and not (self.config.preemption or self.config.fail_fast):
                 break  # not even the smallest pending job's worker has room
             if window is not None:
                 behind += 1
                 if behind > self.config.backfill_depth:
                     break
+            if fast:  # jobs that cannot start this cycle, skipped at the cost of a lookup
+                shape = shape_of[job_id]
+                skip = capacity_verdicts.get(shape)
+                if (
+                    skip is None
+                    and window is not None
+                    and shape in window.failed_shapes
+                    and not window.ends_in_time(self.jobs[job_id], self.now_s)
+                ):
+                    if self._only_short_left(failed, window):
+                        break  # nothing pending can start: no shape fits, or only short ones
+                    skip = held
+                if skip is not None:
+                    self.verdicts[job_id] = skip
+                    self._verdict_cycle[job_id] = self._cycles
+                    continue
             job = self.jobs[job_id]
             if self.quota is not None:
                 admitted, why = admit(self.quota, self.fleet, job)
@@ -320,6 +342,8 @@ class ClusterState:
                     if self.config.preemption and not self.config.fail_fast:
                         launch = self._reclaim(job, trigger, actions, requeue)
                         if launch is not None:
+                            if window is not None:
+                                window.running_changed()
                             done.append(job)
                             actions.append(launch)
                             continue
@@ -339,6 +363,8 @@ class ClusterState:
             if placement is None and self.config.preemption and not self.config.fail_fast:
                 launch = self._reclaim(self.jobs[job_id], trigger, actions, requeue)
                 if launch is not None:
+                    if window is not None:
+                        window.running_changed()
                     done.append(self.jobs[job_id])
                     actions.append(launch)
                     continue
@@ -347,6 +373,7 @@ class ClusterState:
                 if shape not in reasons:
                     reasons[shape] = self._capacity_reason(job)
                 self._verdict(job_id, Code.WAIT_CAPACITY, reasons[shape])
+                capacity_verdicts[shape] = self.verdicts[job_id]
                 if self.config.fail_fast:
                     actions.append(
                         Reject(
@@ -365,14 +392,13 @@ class ClusterState:
                     # EASY's head, or a job past the aging bound: reserve so nothing delays it
                     # the shadow depends only on the head and the running set: reuse it while
                     # neither changed (cycles triggered by arrivals alone)
-                    key = (job_id, self._running_version, self.fleet.health_version)
+                    key = (job_id, self._running_version, self.fleet.layout_version)
                     known = self._shadow_memo[1] if self._shadow_memo[0] == key else None
-                    window = EasyWindow(
-                        job, self.fleet, self.placer, self.running, self._ends, known
-                    )
+                    window = EasyWindow(job, self.fleet, self.running, self._ends, known)
                     self._shadow_memo = (key, window.time_s)
                     if not math.isinf(window.time_s):
                         self.reserved_at_s.setdefault(job_id, window.time_s)
+                    held = self._pooled(Code.WAIT_ORDER, f"held for the reservation of {job_id}")
                 if (
                     self.quota is None
                     and not self.config.fail_fast
@@ -380,18 +406,15 @@ class ClusterState:
                 ):
                     break  # every pending shape failed: nothing else can start this cycle
                 continue
-            if window is not None and not short:
-                self.running[job_id] = placement  # tentatively, for the what-if
-                ok = window.head_fits_at_shadow()
-                del self.running[job_id]
-                if not ok:
-                    release(self.fleet, placement)
-                    window.failed_shapes.add(shape)
-                    self._verdict(
-                        job_id, Code.WAIT_ORDER, f"held for the reservation of {window.head.job_id}"
-                    )
-                    continue
+            if window is not None and not short and not window.try_backfill(job, placement):
+                window.failed_shapes.add(shape)
+                self._verdict(
+                    job_id, Code.WAIT_ORDER, f"held for the reservation of {window.head.job_id}"
+                )
+                continue
             self._start(job, placement)
+            if window is not None:
+                window.started(job, placement, self.now_s)
             free = int(self.fleet.gpu_free.sum())
             done.append(self.jobs[job_id])
             self._verdict(job_id, Code.FIT, "placed")
@@ -413,11 +436,14 @@ class ClusterState:
                 return False
         return True
 
-    def _verdict(self, job_id: str, code: Code, reason: str) -> None:
+    def _pooled(self, code: Code, reason: str) -> Verdict:
         v = self._verdict_pool.get((code, reason))
         if v is None:
             v = self._verdict_pool[(code, reason)] = Verdict(code, reason)
-        self.verdicts[job_id] = v
+        return v
+
+    def _verdict(self, job_id: str, code: Code, reason: str) -> None:
+        self.verdicts[job_id] = self._pooled(code, reason)
         self._verdict_cycle[job_id] = self._cycles
 
     def verdict_of(self, job_id: str) -> Verdict:
@@ -553,7 +579,7 @@ class ClusterState:
     def pending_info(self) -> list[PendingInfo]:
         """Every pending job with its position, verdict and estimated start (aggregate GPU
         profile from running jobs' estimated ends and the queue ahead; see ``backfill.py``)."""
-        order = [self.jobs[j] for j in self._queues.merged(self._team_key)]
+        order = [self.jobs[j] for j in self._queues.merged(self._merge_key)]
         running = []
         for job_id in sorted(self.running):
             est = self.jobs[job_id].estimated_duration_s

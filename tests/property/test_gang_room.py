@@ -1,0 +1,75 @@
+"""``GangRoom`` answers exactly what the placer would: on random fleets with random running
+gangs, counting some of them free (and placing others live) gives the same fit verdict as
+releasing them from the fleet and asking :meth:`Placer.place`."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scheduler.core.fragmentation import TypicalShapes
+from scheduler.core.gang_room import GangRoom
+from scheduler.core.model import Placement, WorkerRequest
+from scheduler.core.reservation import reacquire, release
+from scheduler.policies.registry import PACKING
+from tests.builders import make_node, make_state
+from tests.property.test_invariants import job_st, nodes_st
+
+
+def placer_fits(state, head) -> bool:  # type: ignore[no-untyped-def]
+    p = state.placer.place(head)
+    if p is None:
+        return False
+    release(state.fleet, p)
+    return True
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    nodes=nodes_st,
+    policy=st.sampled_from(list(PACKING)),
+    data=st.data(),
+)
+def test_gang_room_matches_placer(nodes, policy, data) -> None:  # type: ignore[no-untyped-def]
+    fleet_nodes = [
+        make_node(f"n{i}", gpus=g, model=m, domains=d, rack=r)
+        for i, (g, m, d, r) in enumerate(nodes)
+    ]
+    typical = TypicalShapes.from_requests([WorkerRequest(1000, 1024, 1)])
+    state = make_state(fleet_nodes, policy, typical=typical)
+    if data.draw(st.booleans()):
+        state.fleet.set_gpu_health(0, 0, False)
+    if data.draw(st.booleans()) and len(fleet_nodes) > 1:
+        state.fleet.set_schedulable(1, False)
+    running: list[Placement] = []
+    for i in range(data.draw(st.integers(0, 12))):
+        p = state.placer.place(data.draw(job_st(i)))
+        if p is not None:
+            running.append(p)
+    head = data.draw(job_st(99))
+    room = GangRoom(state.fleet, head)
+    assert room.fits() == placer_fits(state, head)
+
+    freed = [p for p in running if data.draw(st.booleans())]
+    for p in freed:
+        room.count(p, refresh=data.draw(st.booleans()))
+    room.refresh_stale()
+    for p in freed:
+        release(state.fleet, p)
+    expected = placer_fits(state, head)
+    for p in reversed(freed):
+        reacquire(state.fleet, p)
+    assert room.fits() == expected
+
+    # the fleet changes live (a gang starts); the room follows once told which nodes changed
+    extra = state.placer.place(data.draw(job_st(100)))
+    if extra is not None:
+        room.refresh(sorted({w.node_index for w in extra.workers}))
+        for p in freed:
+            release(state.fleet, p)
+        expected = placer_fits(state, head)
+        for p in reversed(freed):
+            reacquire(state.fleet, p)
+        assert room.fits() == expected
+    assert np.all(state.fleet.gpu_free >= 0)
