@@ -17,7 +17,6 @@ from scheduler.core.model import MILLI_PER_GPU, Node, WorkerRequest
 
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
-Free = tuple[IntArray, IntArray, IntArray]  # free milli per GPU [N, G], CPU milli [N], MiB [N]
 
 
 class Fleet:
@@ -136,20 +135,14 @@ class Fleet:
         return ok & (elig.sum(axis=1) >= req.gpus)  # type: ignore[no-any-return]
 
     def room(
-        self,
-        req: WorkerRequest,
-        nodes: IntArray | None = None,
-        empty: bool = False,
-        free: Free | None = None,
+        self, req: WorkerRequest, nodes: IntArray | None = None, empty: bool = False
     ) -> IntArray:
         """How many more workers of ``req`` each node (all, or the given ones) could take now;
-        with ``empty``, how many it could take if it were empty (cordons ignored); with
-        ``free``, how many it could take if its free capacity were that (a what-if)."""
+        with ``empty``, how many it could take if it were empty (cordons ignored)."""
         sel = slice(None) if nodes is None else nodes
         big = np.iinfo(np.int64).max // 4
-        gpu_now, cpu_now, mem_now = free or (self.gpu_free, self.cpu_free, self.mem_free)
-        cpu_free = (self.cpu_cap if empty else cpu_now)[sel]
-        mem_free = (self.mem_cap if empty else mem_now)[sel]
+        cpu_free = (self.cpu_cap if empty else self.cpu_free)[sel]
+        mem_free = (self.mem_cap if empty else self.mem_free)[sel]
         room = np.minimum(
             cpu_free // req.cpu_milli if req.cpu_milli else np.full(len(cpu_free), big),
             mem_free // req.memory_mib if req.memory_mib else np.full(len(mem_free), big),
@@ -157,7 +150,7 @@ class Fleet:
         if req.gpus:
             elig, free = (
                 self.eligible_gpus(req)[sel],
-                (self.gpu_cap if empty else gpu_now)[sel],
+                (self.gpu_cap if empty else self.gpu_free)[sel],
             )
             if req.shares_gpu:
                 gpu = ((free // req.gpu_milli) * elig).sum(axis=1)
@@ -178,13 +171,9 @@ class Fleet:
             return None
         return int(values[ok][np.argmin(counts[ok])])
 
-    def max_free_in_domain(
-        self, req: WorkerRequest, nodes: IntArray, gpu_free: IntArray | None = None
-    ) -> IntArray:
-        """Per node: the most free eligible whole GPUs found inside one NVLink domain (of the
-        fleet's free GPUs, or of ``gpu_free`` in a what-if)."""
-        now = self.gpu_free if gpu_free is None else gpu_free
-        free = self.eligible_gpus(req)[nodes] & (now[nodes] == MILLI_PER_GPU)
+    def max_free_in_domain(self, req: WorkerRequest, nodes: IntArray) -> IntArray:
+        """Per node: the most free eligible whole GPUs found inside one NVLink domain."""
+        free = self.eligible_gpus(req)[nodes] & (self.gpu_free[nodes] == MILLI_PER_GPU)
         dom = self.gpu_domain[nodes]
         best = np.zeros(len(nodes), dtype=np.int64)
         if len(self.domains) == 1:
