@@ -32,6 +32,7 @@ class EasyWindow:
         fleet: Fleet,
         running: Mapping[str, Placement],
         ends: Ends,
+        now_s: float,
         known_shadow_s: float | None = None,
     ) -> None:
         self.head = head
@@ -39,10 +40,9 @@ class EasyWindow:
         self._running = running
         self._ends = ends
         self._at_shadow: GangRoom | None = None  # the fleet as the head will find it
-        if known_shadow_s is None:
-            self.time_s = self._shadow()
-        else:
-            self.time_s = known_shadow_s
+        # jobs past their estimated end are due any moment: a shadow time in the past is now
+        shadow = self._shadow() if known_shadow_s is None else known_shadow_s
+        self.time_s = max(shadow, now_s)
         self.failed_shapes: set[tuple[object, ...]] = set()  # long jobs that would delay the head
 
     def ends_in_time(self, job: Job, now_s: float) -> bool:

@@ -118,11 +118,15 @@ class ClusterState:
         self.lost_gpu_s = 0.0
         self.reserved_at_s: dict[str, float] = {}  # first shadow time promised to each head
         self._aging: list[tuple[float, str]] = []  # (submitted, job) of normal-lane jobs
-        self._running_version = 0  # bumped whenever a job starts or stops
+        # bumped when the estimated free capacity from now on may have changed in a way that
+        # moves a reservation: a start not checked against it, an early finish, a preemption
+        self._profile_version = 0
         self._end_list: list[tuple[float, str]] = []  # estimated ends of running jobs, sorted
         self._end_of: dict[str, tuple[float, str]] = {}
         self._shadow_memo: tuple[tuple[str, int, int], float] = (("", -1, -1), 0.0)
         self.now_s = 0.0
+        self._team_keys: dict[str, float] = {}
+        self._team_keys_at = -math.inf
 
     # ------------------------------------------------------------------ views
     @property
@@ -135,10 +139,17 @@ class ClusterState:
         return self._team_key if self.queue.uses_team_key else None
 
     def _team_key(self, team: str) -> float:
-        usage = self.usage.get(team, TeamUsage())
-        if self._fair is not None:
-            usage = self._fair.value(team, self.now_s, usage)
-        return self.queue.team_key(team, usage, self.totals)
+        """The team's key at ``now_s``; cached until the team's usage or the clock changes."""
+        if self._team_keys_at != self.now_s:
+            self._team_keys.clear()
+            self._team_keys_at = self.now_s
+        key = self._team_keys.get(team)
+        if key is None:
+            usage = self.usage.get(team, TeamUsage())
+            if self._fair is not None:
+                usage = self._fair.value(team, self.now_s, usage)
+            key = self._team_keys[team] = self.queue.team_key(team, usage, self.totals)
+        return key
 
     def check_invariants(self) -> list[str]:
         return invariants.check(self.fleet, self.running, self.jobs)
@@ -222,8 +233,11 @@ class ClusterState:
                 self._queues.remove(job)
                 self._queues.add(job, (0, job.submitted_at_s, job_id))
 
-    def _start(self, job: Job, placement: Placement) -> None:
-        self._running_version += 1
+    def _start(self, job: Job, placement: Placement, checked: bool = False) -> None:
+        """``checked``: started under EASY's rules for the current reservation (it ends by
+        the shadow time or leaves the head room at it), which cannot move the shadow time."""
+        if not checked:
+            self._profile_version += 1
         self.running[job.job_id] = placement
         self.started_at_s[job.job_id] = self.now_s
         est = job.estimated_duration_s
@@ -234,6 +248,7 @@ class ClusterState:
         if self.quota is not None:
             self._charged[job.job_id] = placement_models(self.fleet, placement)
             self.quota.charge(job.team, self._charged[job.job_id])
+        self._team_keys.pop(job.team, None)
         u = self.usage.setdefault(job.team, TeamUsage())
         if self._fair is not None:
             self._fair.advance(job.team, self.now_s, u)
@@ -242,10 +257,12 @@ class ClusterState:
         u.memory_mib += job.worker.memory_mib * job.num_workers
 
     def _unuse(self, job: Job) -> None:
-        self._running_version += 1
         entry = self._end_of.pop(job.job_id, None)
+        if entry is None or entry[0] > self.now_s:
+            self._profile_version += 1  # stopped before its estimated end: more room earlier
         if entry is not None:
             del self._end_list[bisect.bisect_left(self._end_list, entry)]
+        self._team_keys.pop(job.team, None)
         u = self.usage[job.team]
         if self._fair is not None:
             self._fair.advance(job.team, self.now_s, u)
@@ -392,9 +409,11 @@ class ClusterState:
                     # EASY's head, or a job past the aging bound: reserve so nothing delays it
                     # the shadow depends only on the head and the running set: reuse it while
                     # neither changed (cycles triggered by arrivals alone)
-                    key = (job_id, self._running_version, self.fleet.layout_version)
+                    key = (job_id, self._profile_version, self.fleet.layout_version)
                     known = self._shadow_memo[1] if self._shadow_memo[0] == key else None
-                    window = EasyWindow(job, self.fleet, self.running, self._ends, known)
+                    window = EasyWindow(
+                        job, self.fleet, self.running, self._ends, self.now_s, known
+                    )
                     self._shadow_memo = (key, window.time_s)
                     if not math.isinf(window.time_s):
                         self.reserved_at_s.setdefault(job_id, window.time_s)
@@ -412,7 +431,7 @@ class ClusterState:
                     job_id, Code.WAIT_ORDER, f"held for the reservation of {window.head.job_id}"
                 )
                 continue
-            self._start(job, placement)
+            self._start(job, placement, checked=window is not None)
             if window is not None:
                 window.started(job, placement, self.now_s)
             free = int(self.fleet.gpu_free.sum())

@@ -5,12 +5,14 @@ releasing them from the fleet and asking :meth:`Placer.place`."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
+from scheduler.core.easy import EasyWindow
+from scheduler.core.events import JobFinished, JobSubmitted
 from scheduler.core.fragmentation import TypicalShapes
 from scheduler.core.gang_room import GangRoom
-from scheduler.core.model import Placement, WorkerRequest
+from scheduler.core.model import Job, Placement, WorkerRequest
 from scheduler.core.reservation import reacquire, release
 from scheduler.policies.registry import PACKING
 from tests.builders import make_node, make_state
@@ -73,3 +75,50 @@ def test_gang_room_matches_placer(nodes, policy, data) -> None:  # type: ignore[
             reacquire(state.fleet, p)
         assert room.fits() == expected
     assert np.all(state.fleet.gpu_free >= 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(nodes=nodes_st, data=st.data())
+def test_reused_shadow_time_equals_a_fresh_one(nodes, data) -> None:  # type: ignore[no-untyped-def]
+    """The core reuses a head's shadow time while only EASY-checked starts and on-time or late
+    finishes happened; recomputing it from scratch must give the same time."""
+    fleet_nodes = [
+        make_node(f"n{i}", gpus=g, model=m, domains=d, rack=r)
+        for i, (g, m, d, r) in enumerate(nodes)
+    ]
+    state = make_state(fleet_nodes, "best_fit", backfill="easy")
+    t = 0.0
+    for i in range(data.draw(st.integers(10, 40))):
+        op = data.draw(st.sampled_from(["submit", "submit", "on_time", "early", "late"]))
+        ends = sorted(state._end_list)
+        if op == "submit" or not ends:
+            job = data.draw(job_st(i))
+            est = data.draw(st.floats(1, 50))
+            job = Job(
+                job.job_id,
+                job.worker,
+                job.num_workers,
+                job.team,
+                job.priority,
+                t,
+                job.topology,
+                est,
+            )
+            acts = state.handle(JobSubmitted(t, job))
+            note(f"submit {job} at {t}: {acts}; memo {state._shadow_memo}")
+            continue
+        end_s, job_id = ends[data.draw(st.integers(0, len(ends) - 1))]
+        if op == "on_time":
+            end_s, job_id = ends[0]
+            t = max(t, end_s)
+        elif op == "late":
+            t = max(t, end_s) + data.draw(st.floats(0, 10))
+        else:
+            t = max(t, min(end_s, t + data.draw(st.floats(0, 10))))
+        acts = state.handle(JobFinished(t, job_id))
+        note(f"{op} {job_id} at {t}: {acts}; memo {state._shadow_memo}, ends {state._end_list}")
+        (head_id, version, layout), time_s = state._shadow_memo
+        if head_id in state._queues and version == state._profile_version:
+            assert layout == state.fleet.layout_version
+            fresh = EasyWindow(state.jobs[head_id], state.fleet, state.running, state._ends, t)
+            assert fresh.time_s == max(time_s, t)
