@@ -329,8 +329,12 @@ class ClusterState:
         capacity_verdicts: dict[tuple[object, ...], Verdict] = {}
         held = Verdict(Code.WAIT_ORDER, "")
         for job_id in self._queues.merged(self._merge_key):
-            if free < smallest and not (self.config.preemption or self.config.fail_fast):
-                break  # not even the smallest pending job's worker has room
+            if (
+                free < smallest
+                and (window is not None or mode != "easy")
+                and not (self.config.preemption or self.config.fail_fast)
+            ):
+                break  # not even the smallest pending job's worker has room (EASY: once reserved)
             if window is not None:
                 behind += 1
                 if behind > self.config.backfill_depth:
@@ -442,7 +446,18 @@ class ClusterState:
             self._queues.remove(job)
         for job in requeue:
             self._enqueue(job)
+        if window is not None and not math.isinf(window.time_s):
+            self._keep_at_front(window.head)
         return actions
+
+    def _keep_at_front(self, head: Job) -> None:
+        """A reservation is a promise: the reserved head moves to the front lane, so that jobs
+        arriving later, whatever their key (shorter under ``sjf``, a poorer team under
+        ``drf``), are backfilled around it instead of taking its place."""
+        where = self._queues.where.get(head.job_id)
+        if where is not None and where[1][0] == 1:
+            self._queues.remove(head)
+            self._queues.add(head, (0, head.submitted_at_s, head.job_id))
 
     def _only_short_left(self, failed: set[tuple[object, ...]], window: EasyWindow) -> bool:
         """True when every pending shape either does not fit now, or may only start jobs that

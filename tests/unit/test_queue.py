@@ -78,6 +78,23 @@ def test_easy_backfill_may_use_the_extra_gpus_for_long_jobs() -> None:
     assert launched(acts) == ["long"]
 
 
+def test_a_reserved_head_keeps_its_reservation_when_a_shorter_job_arrives() -> None:
+    state = make_state([make_node("n", gpus=4)], queue="sjf", backfill="easy")
+    state.handle(
+        JobSubmitted(0, make_job("r1", gpus=2, est_s=100)),
+        JobSubmitted(0, make_job("r2", gpus=2, est_s=50)),
+    )
+    assert launched(state.handle(JobSubmitted(1, make_job("h", gpus=4, est_s=10)))) == []
+    assert state.reserved_at_s == {"h": 100.0}
+    # shorter, so sjf would put it first; it may not take the head's place
+    state.handle(JobSubmitted(2, make_job("s", gpus=3, est_s=5, submitted_at_s=2)))
+    assert state.pending == ("h", "s")
+    assert launched(state.handle(JobFinished(50, "r2"))) == []
+    assert launched(state.handle(JobFinished(100, "r1"))) == ["h"]
+    assert state.verdict_of("s").code is Code.WAIT_CAPACITY
+    assert launched(state.handle(JobFinished(110, "h"))) == ["s"]
+
+
 def test_sjf_orders_by_estimated_gpu_time_and_puts_unknown_last() -> None:
     state = make_state([make_node("n", gpus=1)], queue="sjf")
     state.handle(JobSubmitted(0, make_job("run", est_s=1)))
