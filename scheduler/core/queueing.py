@@ -18,9 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
+from numpy.typing import NDArray
+
 from scheduler.core.model import Job
 
 JobKey = tuple[object, ...]
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
 
 @dataclass(slots=True)
@@ -54,17 +59,16 @@ class QueueOrder:
         """Key of a team (lower first). Default: every team equal."""
         return 0.0
 
-    def outranks(
-        self, waiting: Job, waiting_gpu_s: float, running: Job, running_gpu_s: float
-    ) -> bool:
-        """May ``waiting`` preempt ``running`` by this order alone (e.g. LAS levels)? The
-        GPU-seconds are each job's attained service so far. Default: never."""
-        return False
+    def rank_class(self, attained_gpu_s: float) -> int:
+        """The job's class by attained service (GPU-seconds so far). A waiting job may
+        preempt an equal-priority running job of a higher class by this order alone (LAS
+        levels); jobs of one class outrank the same running jobs. Default: one class, so the
+        order alone never preempts."""
+        return 0
 
-    def rank_class(self, attained_gpu_s: float) -> object:
-        """Jobs of one class outrank the same running jobs (for memoising failed victim
-        searches within a cycle). Default: one class."""
-        return None
+    def rank_classes(self, attained_gpu_s: FloatArray) -> IntArray:
+        """:meth:`rank_class` of many jobs at once."""
+        return np.zeros(len(attained_gpu_s), dtype=np.int64)
 
 
 @dataclass(slots=True)

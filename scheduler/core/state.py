@@ -27,7 +27,7 @@ import numpy as np
 
 from scheduler.core import invariants
 from scheduler.core.actions import Action, Launch, Preempt, Reject, Release
-from scheduler.core.admission import admit, never_under_quota, placement_models, within_nominal
+from scheduler.core.admission import admit, never_under_quota, placement_models
 from scheduler.core.backfill import estimate_starts
 from scheduler.core.easy import EasyWindow
 from scheduler.core.events import (
@@ -45,10 +45,11 @@ from scheduler.core.fleet import Fleet
 from scheduler.core.model import MILLI_PER_GPU, Job, Node, Placement
 from scheduler.core.packing import PackingPolicy
 from scheduler.core.placer import Placer
-from scheduler.core.preemption import lost_gpu_s, saved_and_lost_s, select_victims
+from scheduler.core.preemption import saved_and_lost_s
 from scheduler.core.queueing import CanonicalOrder, FleetTotals, QueueOrder, TeamQueues, TeamUsage
 from scheduler.core.quota import QuotaBook, QuotaConfig
-from scheduler.core.reservation import reacquire, release
+from scheduler.core.reclaim import Reclaimer
+from scheduler.core.reservation import release
 from scheduler.core.verdict import Code, Verdict
 
 Backfill = Literal["none", "greedy", "easy"]
@@ -100,7 +101,7 @@ class ClusterState:
         self.verdicts: dict[str, Verdict] = {}  # last verdict given; see verdict_of()
         self._verdict_cycle: dict[str, int] = {}
         self._verdict_pool: dict[tuple[Code, str], Verdict] = {}  # verdicts are shared values
-        self._cycles = 0
+        self.cycles = 0
         self._blocked_by: str | None = None  # strict order: the head that blocked this cycle
         self.started_at_s: dict[str, float] = {}
         self.attained_gpu_s: dict[str, float] = {}  # GPU-seconds of service received so far
@@ -112,7 +113,7 @@ class ClusterState:
             self.fleet.total_gpu_milli, int(self.fleet.cpu_cap.sum()), int(self.fleet.mem_cap.sum())
         )
         self.quota = QuotaBook(quotas) if quotas is not None else None
-        self._charged: dict[str, dict[str, int]] = {}  # job -> milli per GPU model
+        self.charged: dict[str, dict[str, int]] = {}  # job -> milli per GPU model
         self.progress_s: dict[str, float] = {}  # work kept by checkpoints across preemptions
         self.preemptions: dict[str, int] = {}
         self.lost_gpu_s = 0.0
@@ -121,6 +122,8 @@ class ClusterState:
         # bumped when the estimated free capacity from now on may have changed in a way that
         # moves a reservation: a start not checked against it, an early finish, a preemption
         self._profile_version = 0
+        self.run_changes = 0  # bumped whenever a job starts or stops
+        self._reclaimer = Reclaimer(self)
         self._end_list: list[tuple[float, str]] = []  # estimated ends of running jobs, sorted
         self._end_of: dict[str, tuple[float, str]] = {}
         self._shadow_memo: tuple[tuple[str, int, int], float] = (("", -1, -1), 0.0)
@@ -233,9 +236,10 @@ class ClusterState:
                 self._queues.remove(job)
                 self._queues.add(job, (0, job.submitted_at_s, job_id))
 
-    def _start(self, job: Job, placement: Placement, checked: bool = False) -> None:
+    def start(self, job: Job, placement: Placement, checked: bool = False) -> None:
         """``checked``: started under EASY's rules for the current reservation (it ends by
         the shadow time or leaves the head room at it), which cannot move the shadow time."""
+        self.run_changes += 1
         if not checked:
             self._profile_version += 1
         self.running[job.job_id] = placement
@@ -246,8 +250,8 @@ class ClusterState:
             bisect.insort(self._end_list, entry)
             self._end_of[job.job_id] = entry
         if self.quota is not None:
-            self._charged[job.job_id] = placement_models(self.fleet, placement)
-            self.quota.charge(job.team, self._charged[job.job_id])
+            self.charged[job.job_id] = placement_models(self.fleet, placement)
+            self.quota.charge(job.team, self.charged[job.job_id])
         self._team_keys.pop(job.team, None)
         u = self.usage.setdefault(job.team, TeamUsage())
         if self._fair is not None:
@@ -257,6 +261,8 @@ class ClusterState:
         u.memory_mib += job.worker.memory_mib * job.num_workers
 
     def _unuse(self, job: Job) -> None:
+        self.run_changes += 1
+        self._reclaimer.stopped(job.job_id)
         entry = self._end_of.pop(job.job_id, None)
         if entry is None or entry[0] > self.now_s:
             self._profile_version += 1  # stopped before its estimated end: more room earlier
@@ -270,9 +276,9 @@ class ClusterState:
         u.cpu_milli -= job.worker.cpu_milli * job.num_workers
         u.memory_mib -= job.worker.memory_mib * job.num_workers
         if self.quota is not None:
-            self.quota.charge(job.team, self._charged.pop(job.job_id), sign=-1)
+            self.quota.charge(job.team, self.charged.pop(job.job_id), sign=-1)
 
-    def _preempt(self, victim_id: str, trigger: str) -> Preempt:
+    def preempt(self, victim_id: str, trigger: str) -> Preempt:
         """Stop a running job (the caller requeues it); it keeps the work of its last
         checkpoint."""
         job = self.jobs[victim_id]
@@ -308,9 +314,8 @@ class ClusterState:
     def _cycle(self, trigger: str) -> list[Action]:
         """One scheduling cycle; ``trigger`` names the events that started it (the actions'
         cause)."""
-        self._cycles += 1
+        self.cycles += 1
         self._blocked_by = None
-        self._no_victims: set[tuple[object, ...]] = set()
         self._age()
         if not len(self._queues):
             return []
@@ -353,7 +358,7 @@ class ClusterState:
                     skip = held
                 if skip is not None:
                     self.verdicts[job_id] = skip
-                    self._verdict_cycle[job_id] = self._cycles
+                    self._verdict_cycle[job_id] = self.cycles
                     continue
             job = self.jobs[job_id]
             if self.quota is not None:
@@ -361,14 +366,14 @@ class ClusterState:
                 if admitted is None:
                     assert why is not None
                     if self.config.preemption and not self.config.fail_fast:
-                        launch = self._reclaim(job, trigger, actions, requeue)
+                        launch = self._reclaimer.reclaim(job, trigger, actions, requeue)
                         if launch is not None:
                             if window is not None:
                                 window.running_changed()
                             done.append(job)
                             actions.append(launch)
                             continue
-                    self._verdict(job_id, why.code, why.reason)
+                    self.set_verdict(job_id, why.code, why.reason)
                     continue
                 job = admitted
             shape = job.shape_key()
@@ -376,13 +381,13 @@ class ClusterState:
             if window is not None and not short and shape in window.failed_shapes:
                 if self.quota is None and self._only_short_left(failed, window):
                     break  # nothing pending can start: no shape fits, or only short ones would
-                self._verdict(
+                self.set_verdict(
                     job_id, Code.WAIT_ORDER, f"held for the reservation of {window.head.job_id}"
                 )
                 continue
             placement = None if shape in failed else self.placer.place(job)
             if placement is None and self.config.preemption and not self.config.fail_fast:
-                launch = self._reclaim(self.jobs[job_id], trigger, actions, requeue)
+                launch = self._reclaimer.reclaim(self.jobs[job_id], trigger, actions, requeue)
                 if launch is not None:
                     if window is not None:
                         window.running_changed()
@@ -393,7 +398,7 @@ class ClusterState:
                 failed.add(shape)
                 if shape not in reasons:
                     reasons[shape] = self._capacity_reason(job)
-                self._verdict(job_id, Code.WAIT_CAPACITY, reasons[shape])
+                self.set_verdict(job_id, Code.WAIT_CAPACITY, reasons[shape])
                 capacity_verdicts[shape] = self.verdicts[job_id]
                 if self.config.fail_fast:
                     actions.append(
@@ -431,16 +436,16 @@ class ClusterState:
                 continue
             if window is not None and not short and not window.try_backfill(job, placement):
                 window.failed_shapes.add(shape)
-                self._verdict(
+                self.set_verdict(
                     job_id, Code.WAIT_ORDER, f"held for the reservation of {window.head.job_id}"
                 )
                 continue
-            self._start(job, placement, checked=window is not None)
+            self.start(job, placement, checked=window is not None)
             if window is not None:
                 window.started(job, placement, self.now_s)
             free = int(self.fleet.gpu_free.sum())
             done.append(self.jobs[job_id])
-            self._verdict(job_id, Code.FIT, "placed")
+            self.set_verdict(job_id, Code.FIT, "placed")
             actions.append(Launch(job_id, placement, self.now_s, trigger))
         for job in done:
             self._queues.remove(job)
@@ -476,16 +481,16 @@ class ClusterState:
             v = self._verdict_pool[(code, reason)] = Verdict(code, reason)
         return v
 
-    def _verdict(self, job_id: str, code: Code, reason: str) -> None:
+    def set_verdict(self, job_id: str, code: Code, reason: str) -> None:
         self.verdicts[job_id] = self._pooled(code, reason)
-        self._verdict_cycle[job_id] = self._cycles
+        self._verdict_cycle[job_id] = self.cycles
 
     def verdict_of(self, job_id: str) -> Verdict:
         """The job's verdict as of the last cycle. Jobs the cycle did not reach get it derived:
         behind the blocking head (strict order), or waiting because no pending shape fit."""
         v = self.verdicts.get(job_id)
         if v is not None and (
-            self._verdict_cycle.get(job_id) == self._cycles or job_id not in self._queues
+            self._verdict_cycle.get(job_id) == self.cycles or job_id not in self._queues
         ):
             return v
         if self._blocked_by is not None and job_id != self._blocked_by:
@@ -496,103 +501,6 @@ class ClusterState:
             Code.WAIT_CAPACITY,
             "not reached this cycle: no pending job shape fits the free capacity",
         )
-
-    # ----------------------------------------------------------- preemption
-    def _remove(self, vid: str) -> None:
-        release(self.fleet, self.running[vid])
-        if self.quota is not None:
-            self.quota.charge(self.jobs[vid].team, self._charged[vid], sign=-1)
-
-    def _restore(self, vid: str) -> None:
-        reacquire(self.fleet, self.running[vid])
-        if self.quota is not None:
-            self.quota.charge(self.jobs[vid].team, self._charged[vid])
-
-    def _admits(self, job: Job) -> bool:
-        """Would ``job`` pass its quota and fit the fleet now? (Leaves nothing behind.)"""
-        if self.quota is not None:
-            admitted, _ = admit(self.quota, self.fleet, job)
-            if admitted is None:
-                return False
-            job = admitted
-        p = self.placer.place(job)
-        if p is None:
-            return False
-        release(self.fleet, p)
-        return True
-
-    def _reclaim(
-        self, job: Job, trigger: str, actions: list[Action], requeue: list[Job]
-    ) -> Launch | None:
-        """Preempt the cheapest victims that let ``job`` be admitted and placed, and start it.
-        A search that found nobody is not repeated in this cycle for an equivalent job (same
-        shape, team, priority and rank class): preempting only ever removes candidates."""
-        memo = (
-            job.shape_key(),
-            job.team,
-            job.priority,
-            self.queue.rank_class(self.attained_gpu_s.get(job.job_id, 0.0)),
-        )
-        if memo in self._no_victims:
-            return None
-        victims = self._victims(job)
-        if not victims:
-            self._no_victims.add(memo)
-            return None
-        for v in victims:
-            actions.append(self._preempt(v, f"preempted for {job.job_id}"))
-            requeue.append(self.jobs[v])
-        admitted: Job | None = job
-        if self.quota is not None:
-            admitted, _ = admit(self.quota, self.fleet, job)
-        assert admitted is not None, "victim selection promised admission"
-        placement = self.placer.place(admitted)
-        assert placement is not None, "victim selection promised a placement"
-        self._start(admitted, placement)
-        self._verdict(job.job_id, Code.FIT, f"placed after preempting {', '.join(victims)}")
-        return Launch(job.job_id, placement, self.now_s, trigger)
-
-    def _attained_now(self, job_id: str, started_s: float) -> float:
-        gpus = self.jobs[job_id].total_gpu_milli / MILLI_PER_GPU
-        return self.attained_gpu_s.get(job_id, 0.0) + (self.now_s - started_s) * gpus
-
-    def _victims(self, job: Job) -> list[str] | None:
-        """Reclaim first: if the job's team stays within its nominal quota, jobs of teams in
-        its cohort that borrow; then lower-priority jobs, or equal-priority jobs the queue order
-        ranks below it (LAS levels), of its own team when quotas are on.
-        Cheapest lost work first inside each tier; jobs started this instant are spared."""
-        reclaim: list[tuple[float, str]] = []
-        lower: list[tuple[int, float, str]] = []
-        book = self.quota
-        may_reclaim = book is not None and within_nominal(book, job)
-        mine = self.attained_gpu_s.get(job.job_id, 0.0)
-        for vid in sorted(self.running):
-            v = self.jobs[vid]
-            started = self.started_at_s[vid]
-            if started >= self.now_s:
-                continue
-            cost = lost_gpu_s(v, started, self.now_s)
-            if (
-                book is not None
-                and may_reclaim
-                and v.team != job.team
-                and book.cohort.get(v.team) is not None
-                and book.cohort.get(v.team) == book.cohort.get(job.team)
-                and book.is_borrowing(v.team)
-            ):
-                reclaim.append((cost, vid))
-            elif (book is None or v.team == job.team) and (
-                v.priority < job.priority
-                or (
-                    v.priority == job.priority
-                    and self.queue.outranks(job, mine, v, self._attained_now(vid, started))
-                )
-            ):
-                lower.append((v.priority, cost, vid))
-        order = [vid for _, vid in sorted(reclaim)] + [vid for _, _, vid in sorted(lower)]
-        if not order:
-            return None
-        return select_victims(order, self._remove, self._restore, lambda: self._admits(job))
 
     # ------------------------------------------------------------- backfill
     def _ends(self) -> list[tuple[float, str]]:

@@ -13,8 +13,10 @@ import bisect
 from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
+
 from scheduler.core.model import Job
-from scheduler.core.queueing import JobKey, QueueOrder
+from scheduler.core.queueing import FloatArray, IntArray, JobKey, QueueOrder
 
 DEFAULT_THRESHOLDS_GPU_S = (3_600.0, 36_000.0, 360_000.0)
 
@@ -37,12 +39,11 @@ class LasOrder(QueueOrder):
     def job_key(self, job: Job, attained_gpu_s: float) -> JobKey:
         return (self.level(attained_gpu_s), job.submitted_at_s, job.job_id)
 
-    def outranks(
-        self, waiting: Job, waiting_gpu_s: float, running: Job, running_gpu_s: float
-    ) -> bool:
+    def rank_class(self, attained_gpu_s: float) -> int:
         """With preemption on, a job in a lower level preempts running jobs in higher levels
         (Tiresias's demotion: long-running jobs yield to new ones)."""
-        return self.level(waiting_gpu_s) < self.level(running_gpu_s)
-
-    def rank_class(self, attained_gpu_s: float) -> object:
         return self.level(attained_gpu_s)
+
+    def rank_classes(self, attained_gpu_s: FloatArray) -> IntArray:
+        levels = np.searchsorted(np.array(self.thresholds), attained_gpu_s, side="right")
+        return levels.astype(np.int64)

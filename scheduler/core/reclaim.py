@@ -1,0 +1,185 @@
+"""Preemption inside a scheduling cycle: find the victims that let a waiting job start, stop
+them, start the job. Split from ``state.py``; it reads and changes the state it serves.
+
+Victims, in tiers (Kueue's order: reclaim lent quota before preempting by priority):
+ 1. if the waiting job's team stays within its nominal quota, running jobs of other teams in
+    its cohort that borrow;
+ 2. lower-priority running jobs, or equal-priority ones the queue order ranks below it (LAS
+    levels), of its own team when quotas are on.
+Cheapest lost work (``preemption.py``) first inside each tier; jobs started this instant are
+spared.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from scheduler.core.actions import Action, Launch
+from scheduler.core.admission import admit, within_nominal
+from scheduler.core.model import MILLI_PER_GPU, Job
+from scheduler.core.preemption import select_victims
+from scheduler.core.reservation import reacquire, release
+from scheduler.core.verdict import Code
+
+if TYPE_CHECKING:
+    from scheduler.core.state import ClusterState
+
+
+class _View:
+    """Jobs running since before one instant, as arrays (rows sorted by job id)."""
+
+    def __init__(self, state: ClusterState) -> None:
+        s = state
+        ids = [vid for vid in sorted(s.running) if s.started_at_s[vid] < s.now_s]
+        jobs = [s.jobs[vid] for vid in ids]
+        self.at_s = s.now_s
+        self.ids = ids
+        self.row = {vid: i for i, vid in enumerate(ids)}
+        self.teams = sorted({j.team for j in jobs})
+        team_id = {t: i for i, t in enumerate(self.teams)}
+        self.team = np.array([team_id[j.team] for j in jobs], dtype=np.int64)
+        self.priority = np.array([j.priority for j in jobs], dtype=np.int64)
+        self.gpu_milli = np.array([j.total_gpu_milli for j in jobs], dtype=np.int64)
+        started = np.array([s.started_at_s[vid] for vid in ids], dtype=np.float64)
+        before = np.array([s.attained_gpu_s.get(vid, 0.0) for vid in ids], dtype=np.float64)
+        interval = np.array(
+            [j.checkpoint_interval_s or 0.0 for j in jobs], dtype=np.float64
+        )  # 0: never checkpoints
+        gpus = self.gpu_milli / MILLI_PER_GPU
+        ran = np.maximum(0.0, s.now_s - started)
+        self.rank = s.queue.rank_classes(before + ran * gpus)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            since_ckpt = np.where(interval > 0, ran - np.floor(ran / interval) * interval, ran)
+        self.lost_gpu_s = since_ckpt * gpus  # work lost if stopped now (``preemption.py``)
+        self.alive = np.ones(len(ids), dtype=np.bool_)  # False once stopped in this instant
+
+
+class Reclaimer:
+    def __init__(self, state: ClusterState) -> None:
+        self.s = state
+        self._no_victims: set[tuple[object, ...]] = set()
+        self._cycle = -1
+        self._view: _View | None = None
+
+    def reclaim(
+        self, job: Job, trigger: str, actions: list[Action], requeue: list[Job]
+    ) -> Launch | None:
+        """Preempt the cheapest victims that let ``job`` be admitted and placed, and start it.
+        A search that found nobody is not repeated in this cycle for an equivalent job (same
+        shape, team, priority and rank class): preempting only ever removes candidates."""
+        s = self.s
+        if self._cycle != s.cycles:
+            self._cycle = s.cycles
+            self._no_victims.clear()
+        memo = (
+            job.shape_key(),
+            job.team,
+            job.priority,
+            s.queue.rank_class(s.attained_gpu_s.get(job.job_id, 0.0)),
+        )
+        if memo in self._no_victims:
+            return None
+        victims = self._victims(job)
+        if not victims:
+            self._no_victims.add(memo)
+            return None
+        for v in victims:
+            actions.append(s.preempt(v, f"preempted for {job.job_id}"))
+            requeue.append(s.jobs[v])
+        admitted: Job | None = job
+        if s.quota is not None:
+            admitted, _ = admit(s.quota, s.fleet, job)
+        assert admitted is not None, "victim selection promised admission"
+        placement = s.placer.place(admitted)
+        assert placement is not None, "victim selection promised a placement"
+        s.start(admitted, placement)
+        s.set_verdict(job.job_id, Code.FIT, f"placed after preempting {', '.join(victims)}")
+        return Launch(job.job_id, placement, s.now_s, trigger)
+
+    def stopped(self, job_id: str) -> None:
+        """A running job stopped: it is no victim for the rest of this instant."""
+        view = self._view
+        if view is not None and view.at_s == self.s.now_s:
+            i = view.row.get(job_id)
+            if i is not None:
+                view.alive[i] = False
+
+    def _running(self) -> _View:
+        """The running jobs' view, built once per instant (jobs started at this instant are
+        spared anyway; jobs stopped since are marked)."""
+        if self._view is None or self._view.at_s != self.s.now_s:
+            self._view = _View(self.s)
+        return self._view
+
+    def _victims(self, job: Job) -> list[str] | None:
+        s = self.s
+        view = self._running()
+        if not view.ids:
+            return None
+        book = s.quota
+        mine = s.queue.rank_class(s.attained_gpu_s.get(job.job_id, 0.0))
+        if book is None:
+            same_team = np.ones(len(view.ids), dtype=np.bool_)
+            reclaim = np.zeros(len(view.ids), dtype=np.bool_)
+        else:
+            same_team = view.team == (view.teams.index(job.team) if job.team in view.teams else -1)
+            cohort = book.cohort.get(job.team)
+            lenders = [
+                t != job.team
+                and cohort is not None
+                and book.cohort.get(t) == cohort
+                and book.is_borrowing(t)
+                for t in view.teams
+            ]
+            reclaim = np.array(lenders, dtype=np.bool_)[view.team] & view.alive
+            if not within_nominal(book, job):
+                reclaim[:] = False
+        lower = (
+            view.alive
+            & same_team
+            & ~reclaim
+            & (
+                (view.priority < job.priority)
+                | ((view.priority == job.priority) & (view.rank > mine))
+            )
+        )
+        if not reclaim.any() and not lower.any():
+            return None
+        freed = int(view.gpu_milli[reclaim | lower].sum())
+        if int(s.fleet.gpu_free.sum()) + freed < job.total_gpu_milli:
+            return None  # even stopping every candidate would not free enough GPU
+        rows = np.arange(len(view.ids))
+        first = np.flatnonzero(reclaim)
+        first = first[np.lexsort((rows[first], view.lost_gpu_s[first]))]
+        then = np.flatnonzero(lower)
+        then = then[np.lexsort((rows[then], view.lost_gpu_s[then], view.priority[then]))]
+        order = [view.ids[i] for i in (*first.tolist(), *then.tolist())]
+        return select_victims(order, self._remove, self._restore, lambda: self._admits(job))
+
+    def _remove(self, vid: str) -> None:
+        s = self.s
+        release(s.fleet, s.running[vid])
+        if s.quota is not None:
+            s.quota.charge(s.jobs[vid].team, s.charged[vid], sign=-1)
+
+    def _restore(self, vid: str) -> None:
+        s = self.s
+        reacquire(s.fleet, s.running[vid])
+        if s.quota is not None:
+            s.quota.charge(s.jobs[vid].team, s.charged[vid])
+
+    def _admits(self, job: Job) -> bool:
+        """Would ``job`` pass its quota and fit the fleet now? (Leaves nothing behind.)"""
+        s = self.s
+        if s.quota is not None:
+            admitted, _ = admit(s.quota, s.fleet, job)
+            if admitted is None:
+                return False
+            job = admitted
+        p = s.placer.place(job)
+        if p is None:
+            return False
+        release(s.fleet, p)
+        return True
