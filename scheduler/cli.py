@@ -76,14 +76,19 @@ def cmd_simulate_queue(args: argparse.Namespace, console: Console) -> int:
         run_queue_grid,
         write_queue_outputs,
     )
+    from simulations.priority_file import load_priority_classes
     from simulations.quota_file import load_quotas
     from simulations.traces.jobs import load_jobs
 
     policies = parse_queue_policies(args.policy)
     jobs = load_jobs(args.trace)
+    teams = {j.team for j in jobs}
     quotas = None
     if args.quotas:
-        quotas = load_quotas(args.quotas, known_teams={j.team for j in jobs}, models=[GPU_MODEL])
+        quotas = load_quotas(args.quotas, known_teams=teams, models=[GPU_MODEL])
+    classes = None
+    if args.priority_classes:
+        classes = load_priority_classes(args.priority_classes, known_teams=teams)
     for flag, value in (
         ("--aging", args.aging),
         ("--checkpoint-interval", args.checkpoint_interval),
@@ -97,6 +102,7 @@ def cmd_simulate_queue(args: argparse.Namespace, console: Console) -> int:
         aging_s=args.aging,
         checkpoint_interval_s=args.checkpoint_interval,
         fair_share_half_life_s=args.fair_share_half_life,
+        priority_classes=classes,
     )
     with Progress(
         TextColumn("[bold]queue replay"),
@@ -187,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     qu.add_argument("--backfill", choices=["none", "easy", "greedy"], default="none")
     qu.add_argument("--quotas", help="quota YAML (teams, GPU quotas, cohorts)")
+    qu.add_argument(
+        "--priority-classes", help="priority-class YAML (classes, default, teams' classes)"
+    )
     qu.add_argument(
         "--preemption", action="store_true", help="reclaim lent quota, preempt lower priorities"
     )

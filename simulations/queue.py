@@ -16,6 +16,7 @@ import numpy as np
 from scheduler.core.actions import Launch, Preempt, Reject
 from scheduler.core.events import Event, JobFinished, JobSubmitted
 from scheduler.core.model import Gpu, Job, Node, WorkerRequest
+from scheduler.core.priority import PriorityClasses
 from scheduler.core.quota import QuotaConfig
 from scheduler.core.state import Backfill, ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
@@ -59,8 +60,14 @@ def uniform_fleet(gpus: int, gpus_per_node: int) -> list[Node]:
     return [Node(f"node-{i:04d}", 1_000_000, 10_000_000, gpu) for i in range(gpus // gpus_per_node)]
 
 
-def gang_of(job: TraceJob, gpus_per_node: int, checkpoint_interval_s: float | None = None) -> Job:
-    """A trace job as a gang: the fewest workers of equal size that fit a node each."""
+def gang_of(
+    job: TraceJob,
+    gpus_per_node: int,
+    checkpoint_interval_s: float | None = None,
+    classes: PriorityClasses | None = None,
+) -> Job:
+    """A trace job as a gang: the fewest workers of equal size that fit a node each, with its
+    team's default priority class (traces carry none)."""
     n = job.num_gpus
     workers = max(1, math.ceil(n / gpus_per_node))
     while n % workers:
@@ -71,6 +78,7 @@ def gang_of(job: TraceJob, gpus_per_node: int, checkpoint_interval_s: float | No
         num_workers=workers,
         team=job.team,
         submitted_at_s=job.submit_s,
+        priority=0 if classes is None else classes.value(job.team),
         estimated_duration_s=job.duration_s,
         checkpoint_interval_s=checkpoint_interval_s,
     )
@@ -85,6 +93,7 @@ class QueueOptions:
     aging_s: float | None = None
     checkpoint_interval_s: float | None = None  # given to every job (traces carry none)
     fair_share_half_life_s: float | None = None
+    priority_classes: PriorityClasses | None = None
 
 
 def replay_queue(
@@ -130,7 +139,9 @@ def replay_queue(
         while heap and heap[0][0] == now:
             _, kind, _, job_id, run = heapq.heappop(heap)
             if kind == 1:
-                job = gang_of(by_id[job_id], gpus_per_node, opt.checkpoint_interval_s)
+                job = gang_of(
+                    by_id[job_id], gpus_per_node, opt.checkpoint_interval_s, opt.priority_classes
+                )
                 events.append(JobSubmitted(now, job))
             elif run == run_no.get(job_id):
                 events.append(JobFinished(now, job_id))
