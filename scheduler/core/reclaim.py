@@ -18,9 +18,9 @@ import numpy as np
 
 from scheduler.core.actions import Action, Launch
 from scheduler.core.admission import admit, within_nominal
+from scheduler.core.gang_room import GangRoom
 from scheduler.core.model import MILLI_PER_GPU, Job
 from scheduler.core.preemption import select_victims
-from scheduler.core.reservation import reacquire, release
 from scheduler.core.verdict import Code
 
 if TYPE_CHECKING:
@@ -156,30 +156,49 @@ class Reclaimer:
         then = np.flatnonzero(lower)
         then = then[np.lexsort((rows[then], view.lost_gpu_s[then], view.priority[then]))]
         order = [view.ids[i] for i in (*first.tolist(), *then.tolist())]
-        return select_victims(order, self._remove, self._restore, lambda: self._admits(job))
+        what_if = _WhatIf(s)
+        return select_victims(order, what_if.remove, what_if.restore, lambda: what_if.admits(job))
 
-    def _remove(self, vid: str) -> None:
+
+class _WhatIf:
+    """Victims taken out of the books without touching the fleet: their quota charges are
+    lifted, and a :class:`GangRoom` per candidate shape counts their resources free (exactly
+    what the placer would find; ``gang_room.py``)."""
+
+    def __init__(self, state: ClusterState) -> None:
+        self.s = state
+        self.out: list[str] = []
+        self.rooms: dict[tuple[object, ...], GangRoom] = {}
+
+    def remove(self, vid: str) -> None:
         s = self.s
-        release(s.fleet, s.running[vid])
+        self.out.append(vid)
+        for room in self.rooms.values():
+            room.count(s.running[vid])
         if s.quota is not None:
             s.quota.charge(s.jobs[vid].team, s.charged[vid], sign=-1)
 
-    def _restore(self, vid: str) -> None:
+    def restore(self, vid: str) -> None:
         s = self.s
-        reacquire(s.fleet, s.running[vid])
+        self.out.remove(vid)
+        for room in self.rooms.values():
+            room.count(s.running[vid], sign=-1)
         if s.quota is not None:
             s.quota.charge(s.jobs[vid].team, s.charged[vid])
 
-    def _admits(self, job: Job) -> bool:
-        """Would ``job`` pass its quota and fit the fleet now? (Leaves nothing behind.)"""
+    def admits(self, job: Job) -> bool:
+        """Would ``job`` pass its quota and fit the fleet with the victims gone?"""
         s = self.s
         if s.quota is not None:
             admitted, _ = admit(s.quota, s.fleet, job)
             if admitted is None:
                 return False
             job = admitted
-        p = s.placer.place(job)
-        if p is None:
-            return False
-        release(s.fleet, p)
-        return True
+        shape = job.shape_key()
+        room = self.rooms.get(shape)
+        if room is None:
+            room = self.rooms[shape] = GangRoom(s.fleet, job)
+            for vid in self.out:
+                room.count(s.running[vid], refresh=False)
+            room.refresh_stale()
+        return room.fits()
