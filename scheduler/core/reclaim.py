@@ -1,6 +1,11 @@
 """Preemption inside a scheduling cycle: find the victims that let a waiting job start, stop
 them, start the job. Split from ``state.py``; it reads and changes the state it serves.
 
+Only the first ``CoreConfig.preemption_depth`` pending jobs of each team (in queue order) look
+for victims in one cycle, as Kueue considers a queue's head and Slurm bounds its main loop
+with ``default_queue_depth``: a long queue does not turn every event into thousands of
+searches, and jobs further back get their turn as those ahead start.
+
 Victims, in tiers (Kueue's order: reclaim lent quota before preempting by priority):
  1. if the waiting job's team stays within its nominal quota, running jobs of other teams in
     its cohort that borrow;
@@ -60,6 +65,7 @@ class Reclaimer:
     def __init__(self, state: ClusterState) -> None:
         self.s = state
         self._no_victims: set[tuple[object, ...]] = set()
+        self._searches: dict[str, int] = {}  # victim searches per team in this cycle
         self._cycle = -1
         self._view: _View | None = None
 
@@ -73,6 +79,10 @@ class Reclaimer:
         if self._cycle != s.cycles:
             self._cycle = s.cycles
             self._no_victims.clear()
+            self._searches.clear()
+        searched = self._searches.get(job.team, 0)
+        if searched >= s.config.preemption_depth:
+            return None
         memo = (
             job.shape_key(),
             job.team,
@@ -81,6 +91,7 @@ class Reclaimer:
         )
         if memo in self._no_victims:
             return None
+        self._searches[job.team] = searched + 1
         victims = self._victims(job)
         if not victims:
             self._no_victims.add(memo)
@@ -97,6 +108,13 @@ class Reclaimer:
         s.start(admitted, placement)
         s.set_verdict(job.job_id, Code.FIT, f"placed after preempting {', '.join(victims)}")
         return Launch(job.job_id, placement, s.now_s, trigger)
+
+    def exhausted(self, team: str) -> bool:
+        """Has ``team`` used up its victim searches in the current cycle?"""
+        return (
+            self._cycle == self.s.cycles
+            and self._searches.get(team, 0) >= self.s.config.preemption_depth
+        )
 
     def stopped(self, job_id: str) -> None:
         """A running job stopped: it is no victim for the rest of this instant."""

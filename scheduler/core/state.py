@@ -64,6 +64,8 @@ class CoreConfig:
     # jobs examined for backfill behind a reservation in one cycle (Slurm's bf_max_job_test,
     # whose default is 500): bounds a cycle's cost when the queue is long
     backfill_depth: int = 500
+    # pending jobs per team that may look for preemption victims in one cycle (``reclaim.py``)
+    preemption_depth: int = 8
     aging_s: float | None = None  # a job pending longer goes to the front lane, reserved
     fair_share_half_life_s: float | None = None  # None: team shares use current usage only
 
@@ -329,7 +331,8 @@ class ClusterState:
         free = int(self.fleet.gpu_free.sum())
         behind = 0  # jobs examined behind the reservation
         reasons: dict[tuple[object, ...], str] = {}
-        fast = self.quota is None and not self.config.preemption and not self.config.fail_fast
+        fast = self.quota is None and not self.config.fail_fast
+        preempting = self.config.preemption
         shape_of = self._queues.shape_of
         capacity_verdicts: dict[tuple[object, ...], Verdict] = {}
         held = Verdict(Code.WAIT_ORDER, "")
@@ -347,6 +350,12 @@ class ClusterState:
             if fast:  # jobs that cannot start this cycle, skipped at the cost of a lookup
                 shape = shape_of[job_id]
                 skip = capacity_verdicts.get(shape)
+                if (
+                    skip is not None
+                    and preempting
+                    and not self._reclaimer.exhausted(self.jobs[job_id].team)
+                ):
+                    skip = None  # it does not fit, but it may still look for victims
                 if (
                     skip is None
                     and window is not None
