@@ -146,10 +146,16 @@ class TeamQueues:
         while heap:
             _, _, _, team, i = heapq.heappop(heap)
             q = self.queues[team]
-            yield q[i][1]
-            if i + 1 < len(q):
-                nxt = q[i + 1][0]
-                heapq.heappush(heap, (nxt[0], team_key(team), nxt, team, i + 1))
+            while True:  # a team's run of jobs ahead of every other team's next one
+                yield q[i][1]
+                i += 1
+                if i == len(q):
+                    break
+                nxt = q[i][0]
+                entry = (nxt[0], team_key(team), nxt, team, i)
+                if heap and heap[0] < entry:
+                    heapq.heappush(heap, entry)
+                    break
 
 
 class CanonicalOrder(QueueOrder):
