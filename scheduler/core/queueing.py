@@ -50,6 +50,7 @@ class QueueOrder:
 
     name: ClassVar[str] = "base"
     uses_team_key: ClassVar[bool] = False  # True when team_key() is not constant
+    uses_rank_class: ClassVar[bool] = False  # True when rank_class() is not constant
 
     def job_key(self, job: Job, attained_gpu_s: float) -> JobKey:
         """Key of a pending job (lower first); must end with the job id."""

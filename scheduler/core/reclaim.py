@@ -89,9 +89,9 @@ class Reclaimer:
             job.priority,
             s.queue.rank_class(s.attained_gpu_s.get(job.job_id, 0.0)),
         )
+        self._searches[job.team] = searched + 1
         if memo in self._no_victims:
             return None
-        self._searches[job.team] = searched + 1
         victims = self._victims(job)
         if not victims:
             self._no_victims.add(memo)
@@ -110,7 +110,8 @@ class Reclaimer:
         return Launch(job.job_id, placement, s.now_s, trigger)
 
     def exhausted(self, team: str) -> bool:
-        """Has ``team`` used up its victim searches in the current cycle?"""
+        """Have ``preemption_depth`` of ``team``'s jobs looked for victims in this cycle
+        (a search answered by the memo counts)?"""
         return (
             self._cycle == self.s.cycles
             and self._searches.get(team, 0) >= self.s.config.preemption_depth
@@ -133,6 +134,12 @@ class Reclaimer:
 
     def _victims(self, job: Job) -> list[str] | None:
         s = self.s
+        if (
+            s.quota is None
+            and not s.queue.uses_rank_class
+            and min(s.running_priorities, default=job.priority) >= job.priority
+        ):
+            return None  # nobody runs at a lower priority: no candidate at all
         view = self._running()
         if not view.ids:
             return None

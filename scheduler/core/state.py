@@ -125,6 +125,7 @@ class ClusterState:
         # moves a reservation: a start not checked against it, an early finish, a preemption
         self._profile_version = 0
         self.run_changes = 0  # bumped whenever a job starts or stops
+        self.running_priorities: dict[int, int] = {}  # priority -> running jobs
         self._reclaimer = Reclaimer(self)
         self._end_list: list[tuple[float, str]] = []  # estimated ends of running jobs, sorted
         self._end_of: dict[str, tuple[float, str]] = {}
@@ -242,6 +243,7 @@ class ClusterState:
         """``checked``: started under EASY's rules for the current reservation (it ends by
         the shadow time or leaves the head room at it), which cannot move the shadow time."""
         self.run_changes += 1
+        self.running_priorities[job.priority] = self.running_priorities.get(job.priority, 0) + 1
         if not checked:
             self._profile_version += 1
         self.running[job.job_id] = placement
@@ -264,6 +266,11 @@ class ClusterState:
 
     def _unuse(self, job: Job) -> None:
         self.run_changes += 1
+        left = self.running_priorities[job.priority] - 1
+        if left:
+            self.running_priorities[job.priority] = left
+        else:
+            del self.running_priorities[job.priority]
         self._reclaimer.stopped(job.job_id)
         entry = self._end_of.pop(job.job_id, None)
         if entry is None or entry[0] > self.now_s:

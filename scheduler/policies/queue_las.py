@@ -23,6 +23,7 @@ DEFAULT_THRESHOLDS_GPU_S = (3_600.0, 36_000.0, 360_000.0)
 
 class LasOrder(QueueOrder):
     name: ClassVar[str] = "las"
+    uses_rank_class: ClassVar[bool] = True
 
     def __init__(self, thresholds_gpu_s: Sequence[float] = DEFAULT_THRESHOLDS_GPU_S) -> None:
         if list(thresholds_gpu_s) != sorted(thresholds_gpu_s) or any(
