@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench plan clean venv
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check scheduler planner simulations tests
 	$(BIN)/ruff format --check scheduler planner simulations tests
 	$(BIN)/mypy scheduler/core scheduler/policies planner
+
+plan: $(STAMP)
+	$(BIN)/gpuyard plan simulations/scenarios/china-dc.yaml --out out/plan
 
 bench: $(STAMP)
 	$(BIN)/python -m simulations.bench --out BENCHMARKS.md

@@ -1,1 +1,2 @@
-"""Capacity planner (a multi-period MILP over GPU purchases); built in a later issue."""
+"""Capacity planner: a multi-period MILP that decides which GPUs to buy, when and where
+(see planner/README.md for the model and the pipeline)."""

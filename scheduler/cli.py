@@ -215,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a short demonstration run")
     demo.add_argument("--out", default="out/demo")
     demo.set_defaults(func=cmd_demo)
+
+    from planner.cli import add_plan_parser  # the planner's own parser (PuLP loads on use)
+
+    add_plan_parser(sub)
     return p
 
 

@@ -1,0 +1,122 @@
+"""Solve a built model and say honestly what came back: a typed `Outcome`.
+
+A bare "Optimal" is never trusted (PuLP 3.x says Optimal for a MIP stopped by its time
+limit): the outcome is `optimal` only when the solver proved optimality and the gap between
+the incumbent and the best bound is at most `OPTIMAL_GAP`; a solution stopped earlier by the
+time limit or by a looser requested gap is `feasible`, with its gap. The best bound comes from
+highspy's ``mip_dual_bound``, from CBC's log, or from PuLP 4.x's ``LpSolveStats``; where no
+solver tells, it is None (never invented).
+
+PuLP API differences between 3.x and 4.x are handled in `planner.compat`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from planner import compat
+from planner.model import Model
+
+Status = Literal["optimal", "feasible", "infeasible", "unbounded", "no_solution"]
+SOLVERS = ("highs", "cbc")
+# HiGHS's default mip_rel_gap: what the solver itself calls optimal when left to its defaults.
+OPTIMAL_GAP = 1e-4
+
+
+@dataclass(frozen=True, slots=True)
+class SolveOptions:
+    solver: str = "highs"
+    time_limit_s: float | None = 60.0
+    gap: float | None = 0.01  # relative MIP gap at which to stop
+    threads: int | None = 1  # deterministic timings; HiGHS's MIP search is serial anyway
+    mip: bool = True  # False: the LP relaxation (integers relaxed)
+    fallback: bool = True  # use CBC when HiGHS is not installed
+    presolve: bool = True  # HiGHS only; see planner/diagnose.py for why it may be turned off
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Status
+    has_solution: bool
+    objective: float | None  # USD NPV of the incumbent
+    best_bound: float | None  # USD; a lower bound on the optimum, None where unknown
+    gap: float | None  # (objective - best_bound) / |objective|; None where unknown
+    stop_reason: str  # optimal | gap_limit | time_limit | infeasible | unbounded | error
+    solver: str
+    solve_s: float
+    threads: int | None
+
+    @property
+    def headline(self) -> str:
+        parts = [f"{self.status} ({self.stop_reason}, {self.solver}, {self.solve_s:.2f} s)"]
+        if self.objective is not None:
+            parts.append(f"objective ${self.objective:,.0f}")
+        if self.best_bound is not None:
+            parts.append(f"bound ${self.best_bound:,.0f}")
+        if self.gap is not None:
+            parts.append(f"gap {self.gap:.3%}")
+        return ", ".join(parts)
+
+
+def relative_gap(objective: float | None, bound: float | None) -> float | None:
+    if objective is None or bound is None:
+        return None
+    return max(0.0, objective - bound) / max(abs(objective), 1e-9)
+
+
+def interpret(raw: compat.RawSolve, options: SolveOptions, solve_s: float) -> Outcome:
+    """Turn what the solver said into an honest status."""
+    gap = relative_gap(raw.objective, raw.best_bound) if raw.has_solution else None
+    status: Status
+    if raw.has_solution:
+        if raw.time_limited:
+            status, reason = "feasible", "time_limit"
+        elif raw.proven and gap is not None and gap <= OPTIMAL_GAP:
+            status, reason = "optimal", "optimal"
+        elif raw.proven and gap is None and (options.gap or 0.0) <= OPTIMAL_GAP:
+            status, reason = "optimal", "optimal"  # no bound reported, but none was relaxed
+        elif raw.proven:
+            status, reason = "feasible", "gap_limit"
+        else:
+            status, reason = "feasible", "time_limit" if options.time_limit_s else "stopped"
+    elif raw.infeasible:
+        status, reason = "infeasible", "infeasible"
+    elif raw.unbounded:
+        status, reason = "unbounded", "unbounded"
+    else:
+        status, reason = "no_solution", "time_limit" if raw.time_limited else "error"
+    return Outcome(
+        status=status,
+        has_solution=raw.has_solution,
+        objective=raw.objective,
+        best_bound=raw.best_bound,
+        gap=gap,
+        stop_reason=reason,
+        solver=raw.solver,
+        solve_s=solve_s,
+        threads=options.threads,
+    )
+
+
+def solve(m: Model, options: SolveOptions | None = None) -> Outcome:
+    o = options or SolveOptions()
+    if o.solver not in SOLVERS:
+        raise ValueError(f"solver {o.solver!r} is not known (known: {', '.join(SOLVERS)})")
+    use = o.solver
+    if use == "highs" and not compat.highs_available():
+        if not o.fallback:
+            raise RuntimeError("HiGHS is not available: pip install highspy")
+        use = "cbc"
+    started = time.perf_counter()
+    run = compat.run_highs if use == "highs" else compat.run_cbc
+    raw = run(m.prob, o.mip, o.time_limit_s, o.gap, o.threads, o.presolve)
+    elapsed = time.perf_counter() - started
+    unit = m.objective_unit  # the solver sees millions of USD; report USD
+
+    def usd(v: float | None) -> float | None:
+        return None if v is None else v * unit
+
+    raw = replace(raw, objective=usd(raw.objective), best_bound=usd(raw.best_bound))
+    return interpret(raw, o, elapsed)
