@@ -151,3 +151,23 @@ def test_las_with_preemption_lets_a_new_job_displace_a_long_runner() -> None:
     # old has 100 GPU-s (level 1); young1 waits at level 0 and is first in line: it preempts old
     assert names(acts, Preempt) == ["old"] and names(acts, Launch) == ["young1"]
     assert state.pending == ("young2", "old")  # level 0 before level 1
+
+
+def test_only_the_first_pending_jobs_of_a_team_look_for_victims_in_a_cycle() -> None:
+    from scheduler.core.model import Job, WorkerRequest
+
+    def job(job_id: str, gpus: int, priority: int, t: float, workers: int = 1) -> Job:
+        return Job(job_id, WorkerRequest(1000, 1024, gpus), workers, priority=priority,
+                   submitted_at_s=t)  # fmt: skip
+
+    for depth, preempted in ((1, []), (2, ["low"])):
+        s = ClusterState(
+            [make_node("n1", gpus=2), make_node("n2", gpus=2)],
+            make_packing("best_fit", PolicyContext()),
+            CoreConfig(preemption=True, preemption_depth=depth),
+        )
+        s.handle(JobSubmitted(0, job("low", 2, 0, 0)), JobSubmitted(0, job("high", 2, 9, 0)))
+        # "wide" (2 x 2 GPUs) is first in line but cannot be helped: "high" outranks it
+        s.handle(JobSubmitted(1, job("wide", 2, 5, 1, workers=2)))
+        acts = s.handle(JobSubmitted(2, job("small", 1, 5, 2)))
+        assert names(acts, Preempt) == preempted
