@@ -75,12 +75,19 @@ class QuotaBook:
             self.members[cohort] = (*self.members.get(cohort, ()), team)
         self.used: dict[tuple[str, str], int] = {}
         self.teams = frozenset(config.teams)
+        self._keys: dict[str, tuple[str, ...]] = {}
+        for t, m in sorted(self.quota):
+            self._keys[t] = (*self._keys.get(t, ()), m)
+        self._cohort_others: dict[str, tuple[str, ...]] = {
+            t: tuple(o for o in self.members[c] if o != t) for t, c in self.cohort.items()
+        }
+        self._room: dict[tuple[str, str], float] = {}  # headroom memo, cleared by charge()
 
     def knows(self, team: str) -> bool:
         return team in self.teams
 
     def keys_of(self, team: str) -> tuple[str, ...]:
-        return tuple(sorted(m for t, m in self.quota if t == team))
+        return self._keys.get(team, ())
 
     def allows_model(self, team: str, model: str) -> bool:
         named = [m for m in self.keys_of(team) if m != ANY_MODEL]
@@ -91,14 +98,20 @@ class QuotaBook:
         return 0.0 if q is None else q.nominal_gpus * MILLI_PER_GPU
 
     def _others(self, team: str) -> tuple[str, ...]:
-        cohort = self.cohort.get(team)
-        return () if cohort is None else tuple(t for t in self.members[cohort] if t != team)
+        return self._cohort_others.get(team, ())
 
     def borrowed(self, team: str, key: str) -> float:
         return max(0.0, self.used.get((team, key), 0) - self._nominal(team, key))
 
     def headroom(self, team: str, key: str) -> float:
-        """Milli-GPU the team may still take under ``key``; inf if the key is not enforced."""
+        """Milli-GPU the team may still take under ``key``; inf if the key is not enforced.
+        Memoised until the next :meth:`charge`."""
+        room = self._room.get((team, key))
+        if room is None:
+            room = self._room[(team, key)] = self._headroom(team, key)
+        return room
+
+    def _headroom(self, team: str, key: str) -> float:
         q = self.quota.get((team, key))
         if q is None:
             return math.inf
@@ -133,6 +146,7 @@ class QuotaBook:
         return _milli(q.nominal_gpus) + min(_milli(q.borrowing_limit_gpus), lend)
 
     def charge(self, team: str, per_model: Mapping[str, int], sign: int = 1) -> None:
+        self._room.clear()
         total = 0
         for model, milli in per_model.items():
             self.used[(team, model)] = self.used.get((team, model), 0) + sign * milli
