@@ -12,24 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-
 from scheduler.core.priority import PriorityClasses
+from simulations.yamlfile import YamlFileError, read_yaml
 
 
-class PriorityFileError(ValueError):
-    def __init__(self, path: Path, where: str, value: object, allowed: str) -> None:
-        super().__init__(f"{path}: {where}: {value!r} is not allowed ({allowed})")
+class PriorityFileError(YamlFileError):
+    pass
 
 
 def load_priority_classes(
     path: str | Path, known_teams: Iterable[str] | None = None
 ) -> PriorityClasses:
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise PriorityFileError(p, "document", str(e).splitlines()[0], "valid YAML") from None
+    doc = read_yaml(p, PriorityFileError)
     if not isinstance(doc, dict):
         raise PriorityFileError(p, "document", doc, "a mapping with classes, default, teams")
     extra = sorted(set(doc) - {"classes", "default", "teams"})

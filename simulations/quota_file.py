@@ -15,14 +15,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from scheduler.core.quota import ANY_MODEL, Quota, QuotaConfig
+from simulations.yamlfile import YamlFileError, read_yaml
 
 
-class QuotaFileError(ValueError):
-    def __init__(self, path: Path, where: str, value: object, allowed: str) -> None:
-        super().__init__(f"{path}: {where}: {value!r} is not allowed ({allowed})")
+class QuotaFileError(YamlFileError):
+    pass
 
 
 def _number(path: Path, where: str, value: Any, optional: bool) -> float | None:
@@ -37,10 +35,7 @@ def load_quotas(
     path: str | Path, known_teams: Iterable[str] | None = None, models: Iterable[str] | None = None
 ) -> QuotaConfig:
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise QuotaFileError(p, "document", str(e).splitlines()[0], "valid YAML") from None
+    doc = read_yaml(p, QuotaFileError)
     if not isinstance(doc, dict) or not isinstance(doc.get("quotas"), list) or not doc["quotas"]:
         raise QuotaFileError(
             p,

@@ -19,12 +19,16 @@ from tests.builders import make_node, make_state
 from tests.property.test_invariants import job_st, nodes_st
 
 
-def placer_fits(state, head) -> bool:  # type: ignore[no-untyped-def]
+def placer_fits(state, head, freed=()) -> bool:  # type: ignore[no-untyped-def]
+    """Would the placer fit ``head`` with the ``freed`` placements released? (Undone after.)"""
+    for p in freed:
+        release(state.fleet, p)
     p = state.placer.place(head)
-    if p is None:
-        return False
-    release(state.fleet, p)
-    return True
+    if p is not None:
+        release(state.fleet, p)
+    for f in reversed(freed):
+        reacquire(state.fleet, f)
+    return p is not None
 
 
 @settings(max_examples=150, deadline=None)
@@ -57,23 +61,13 @@ def test_gang_room_matches_placer(nodes, policy, data) -> None:  # type: ignore[
     for p in freed:
         room.count(p, refresh=data.draw(st.booleans()))
     room.refresh_stale()
-    for p in freed:
-        release(state.fleet, p)
-    expected = placer_fits(state, head)
-    for p in reversed(freed):
-        reacquire(state.fleet, p)
-    assert room.fits() == expected
+    assert room.fits() == placer_fits(state, head, freed)
 
     # the fleet changes live (a gang starts); the room follows once told which nodes changed
     extra = state.placer.place(data.draw(job_st(100)))
     if extra is not None:
         room.refresh(sorted({w.node_index for w in extra.workers}))
-        for p in freed:
-            release(state.fleet, p)
-        expected = placer_fits(state, head)
-        for p in reversed(freed):
-            reacquire(state.fleet, p)
-        assert room.fits() == expected
+        assert room.fits() == placer_fits(state, head, freed)
     assert np.all(state.fleet.gpu_free >= 0)
 
 
