@@ -535,22 +535,29 @@ class ClusterState:
 
     # ---------------------------------------------------------------- views
     def pending_info(self) -> list[PendingInfo]:
-        """Every pending job with its position, verdict and estimated start (aggregate GPU
-        profile from running jobs' estimated ends and the queue ahead; see ``backfill.py``)."""
+        """Every pending job with its position, verdict and estimated start: an aggregate GPU
+        profile from running jobs' estimated ends (what is left after their checkpoints) and
+        the queue ahead (``backfill.py``), except for the job holding the EASY reservation,
+        whose start is its shadow time (exact: node boundaries and topology count)."""
         order = [self.jobs[j] for j in self._queues.merged(self._merge_key)]
         running = []
         for job_id in sorted(self.running):
-            est = self.jobs[job_id].estimated_duration_s
-            end = math.inf if est is None else self.started_at_s[job_id] + est
-            running.append((end, self.jobs[job_id].total_gpu_milli))
+            entry = self._end_of.get(job_id)
+            running.append(
+                (math.inf if entry is None else entry[0], self.jobs[job_id].total_gpu_milli)
+            )
         starts = estimate_starts(
             self.now_s,
             self.fleet.total_gpu_milli,
             running,
             [(j.total_gpu_milli, j.estimated_duration_s) for j in order],
         )
+        (head, version, layout), shadow_s = self._shadow_memo
+        reserved = version == self._profile_version and layout == self.fleet.layout_version
         out = []
         for pos, (job, start) in enumerate(zip(order, starts, strict=True), 1):
+            if reserved and job.job_id == head and not math.isinf(shadow_s):
+                start = max(shadow_s, self.now_s)
             v = self.verdict_of(job.job_id)
             out.append(PendingInfo(job.job_id, job.team, pos, v.code, v.reason, start))
         return out

@@ -95,6 +95,18 @@ def test_a_reserved_head_keeps_its_reservation_when_a_shorter_job_arrives() -> N
     assert launched(state.handle(JobFinished(110, "h"))) == ["s"]
 
 
+def test_the_reserved_head_is_estimated_at_its_exact_shadow_time() -> None:
+    state = make_state([make_node("n1", gpus=4), make_node("n2", gpus=4)], backfill="easy")
+    for job_id, est in (("x", 100), ("y", 300), ("z", 100), ("w", 300)):
+        state.handle(JobSubmitted(0, make_job(job_id, gpus=2, est_s=est)))
+    assert sorted(len(state.placements[j].nodes) for j in "xyzw") == [1, 1, 1, 1]
+    state.handle(JobSubmitted(1, make_job("h", gpus=4, est_s=10, submitted_at_s=1)))
+    # at 100 four GPUs are free in all, but two per node: the 4-GPU worker fits at 300
+    assert state.reserved_at_s == {"h": 300.0}
+    (info,) = state.pending_info()
+    assert (info.job_id, info.estimated_start_s, info.code) == ("h", 300.0, Code.WAIT_CAPACITY)
+
+
 def test_sjf_orders_by_estimated_gpu_time_and_puts_unknown_last() -> None:
     state = make_state([make_node("n", gpus=1)], queue="sjf")
     state.handle(JobSubmitted(0, make_job("run", est_s=1)))
