@@ -38,6 +38,10 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--gap", type=float, default=0.01, help="relative MIP gap to stop at (default 0.01)"
     )
     p.add_argument("--threads", type=int, default=1, help="solver threads (default 1)")
+    p.add_argument(
+        "--warm-start", type=float, default=0.5, metavar="SHARE",
+        help="share of the time limit HiGHS may spend on a two-stage start (0: none; default 0.5)",
+    )  # fmt: skip
     p.add_argument("--sweep", help="e.g. growth=low,base,high: solve each case and tabulate regret")
     p.add_argument("--shadow", choices=("relaxed", "fixed"), default="relaxed",
                    help="LP for shadow prices: integers relaxed, or fixed at the plan")  # fmt: skip
@@ -57,8 +61,14 @@ def _options(args: argparse.Namespace) -> SolveOptions:
         raise ValueError(f"--gap must be in [0, 1), got {args.gap}")
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if not 0 <= args.warm_start < 1:
+        raise ValueError(f"--warm-start must be in [0, 1), got {args.warm_start}")
     return SolveOptions(
-        solver=args.solver, time_limit_s=args.time_limit, gap=args.gap, threads=args.threads
+        solver=args.solver,
+        time_limit_s=args.time_limit,
+        gap=args.gap,
+        threads=args.threads,
+        warm_start_share=args.warm_start,
     )
 
 

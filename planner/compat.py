@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,31 @@ def cbc_class() -> Any:
     return None
 
 
+def _started(cls: Any, start: Mapping[str, float]) -> Any:
+    """``cls`` handing ``start`` (variable name -> value) to highspy as a MIP start before it
+    runs; pulp 3.3's HiGHS class takes no start itself. Without the hook it builds on
+    (``callSolver``), the start is dropped: a start only ever speeds a solve up."""
+    if not hasattr(cls, "callSolver"):
+        return cls
+    import highspy
+
+    class Started(cls):  # type: ignore[misc]
+        def callSolver(self, lp: Any) -> None:
+            h = lp.solverModel
+            col = [0.0] * h.getNumCol()
+            for v in lp.variables():
+                x = start.get(v.name)
+                if x is not None:
+                    col[v.index] = x
+            sol = highspy.HighsSolution()
+            sol.col_value = col
+            sol.value_valid = True
+            h.setSolution(sol)
+            super().callSolver(lp)
+
+    return Started
+
+
 def run_highs(
     prob: Any,
     mip: bool,
@@ -163,9 +188,12 @@ def run_highs(
     gap: float | None,
     threads: int | None,
     presolve: bool = True,
+    start: Mapping[str, float] | None = None,
 ) -> RawSolve:
     _silence_highs_banner()
     cls = highs_class()
+    if start:
+        cls = _started(cls, start)
     opts = {"mip": mip, "msg": False, "timeLimit": time_limit, "gapRel": gap, "threads": threads}
     extra = {} if presolve else {"presolve": "off"}  # passed through to highspy's setOptionValue
     result = prob.solve(cls(**_kwargs(cls, opts), **extra))

@@ -18,6 +18,7 @@ from typing import Literal
 
 from planner import compat
 from planner.model import Model
+from planner.warmstart import two_stage_start
 
 Status = Literal["optimal", "feasible", "infeasible", "unbounded", "no_solution"]
 SOLVERS = ("highs", "cbc")
@@ -34,6 +35,8 @@ class SolveOptions:
     mip: bool = True  # False: the LP relaxation (integers relaxed)
     fallback: bool = True  # use CBC when HiGHS is not installed
     presolve: bool = True  # HiGHS only; see planner/diagnose.py for why it may be turned off
+    # HiGHS MIPs: spend up to this share of the time limit on a start (planner/warmstart.py)
+    warm_start_share: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +113,15 @@ def solve(m: Model, options: SolveOptions | None = None) -> Outcome:
             raise RuntimeError("HiGHS is not available: pip install highspy")
         use = "cbc"
     started = time.perf_counter()
-    run = compat.run_highs if use == "highs" else compat.run_cbc
-    raw = run(m.prob, o.mip, o.time_limit_s, o.gap, o.threads, o.presolve)
+    if use == "highs":
+        start = None
+        limit = o.time_limit_s
+        if o.mip and o.warm_start_share > 0 and limit is not None and o.presolve:
+            start = two_stage_start(m, o.warm_start_share * limit, o.gap, o.threads)
+            limit = max(1.0, limit - (time.perf_counter() - started))
+        raw = compat.run_highs(m.prob, o.mip, limit, o.gap, o.threads, o.presolve, start)
+    else:
+        raw = compat.run_cbc(m.prob, o.mip, o.time_limit_s, o.gap, o.threads, o.presolve)
     elapsed = time.perf_counter() - started
     unit = m.objective_unit  # the solver sees millions of USD; report USD
 

@@ -65,3 +65,27 @@ def test_cbc_and_highs_agree_on_a_small_instance() -> None:
 def test_unknown_solver_is_an_error() -> None:
     with pytest.raises(ValueError, match="solver 'gurobi' is not known"):
         solve(build(load_scenario(TINY)), SolveOptions(solver="gurobi"))
+
+
+def test_the_two_stage_start_is_a_plan_and_leaves_the_model_as_it_was() -> None:
+    from planner import compat
+    from planner.warmstart import two_stage_start
+
+    m = build(load_scenario(TINY))
+    before = [(v.name, v.cat, v.lowBound, v.upBound) for v in m.prob.variables()]
+    start = two_stage_start(m, 10.0, 0.0, 1)
+    assert start is not None
+    assert [(v.name, v.cat, v.lowBound, v.upBound) for v in m.prob.variables()] == before
+    for v in (*m.buy.values(), *m.cum.values(), *m.opened.values()):
+        assert start[v.name] == pytest.approx(round(start[v.name]), abs=1e-6)  # whole units
+    # the start is a plan: fixing every integer at it leaves a feasible model
+    for v in (*m.buy.values(), *m.cum.values(), *m.opened.values()):
+        v.lowBound = v.upBound = round(start[v.name])
+    assert compat.run_highs(m.prob, True, 10.0, 0.0, 1).has_solution
+
+
+def test_a_warm_started_solve_reaches_the_same_optimum() -> None:
+    cold = solve(build(load_scenario(TINY)), SolveOptions(gap=0.0, warm_start_share=0.0))
+    warm = solve(build(load_scenario(TINY)), SolveOptions(gap=0.0, warm_start_share=0.5))
+    assert cold.status == warm.status == "optimal"
+    assert warm.objective == pytest.approx(cold.objective, rel=1e-9)
