@@ -132,6 +132,7 @@ class ClusterState:
         self._shadow_memo: tuple[tuple[str, int, int], float] = (("", -1, -1), 0.0)
         self.now_s = 0.0
         self._team_keys: dict[str, float] = {}
+        self._not_only_short = (-1, -1, -1)  # see _only_short_left
         self._team_keys_at = -math.inf
 
     # ------------------------------------------------------------------ views
@@ -483,11 +484,17 @@ class ClusterState:
     def _only_short_left(self, failed: set[tuple[object, ...]], window: EasyWindow) -> bool:
         """True when every pending shape either does not fit now, or may only start jobs that
         end by the shadow time and has no such job pending."""
+        # within a cycle both sets only grow and the queues do not change: a "no" stands
+        # until one of them grew
+        key = (self.cycles, len(failed), len(window.failed_shapes))
+        if key == self._not_only_short:
+            return False
         room = window.time_s - self.now_s
         for shape in self._queues.shapes:
             if shape in failed:
                 continue
             if shape not in window.failed_shapes or self._queues.shortest(shape) <= room:
+                self._not_only_short = key
                 return False
         return True
 
