@@ -18,13 +18,6 @@ from scheduler.core.fleet import Fleet
 from scheduler.core.model import MILLI_PER_GPU, Job, Placement, Topology
 
 
-def one_node(job: Job) -> bool:
-    """Is the gang placed as one merged request on one node (as the placer does)?"""
-    if job.topology in (Topology.SAME_NODE, Topology.SAME_NVLINK) and job.num_workers > 1:
-        return True
-    return job.topology is Topology.SAME_NVLINK and job.worker.gpus > 1
-
-
 class GangRoom:
     """Room for ``job`` on ``fleet`` plus what :meth:`count` has set free.
 
@@ -33,9 +26,8 @@ class GangRoom:
 
     def __init__(self, fleet: Fleet, job: Job) -> None:
         self.fleet = fleet
-        w = job.worker
-        merged = one_node(job)
-        self.req = w.scaled(job.num_workers) if merged and job.num_workers > 1 else w
+        merged = job.on_one_node
+        self.req = job.node_request()
         self.one_domain = merged and job.topology is Topology.SAME_NVLINK and self.req.gpus > 0
         self.need = 1 if merged else job.num_workers
         n = fleet.num_nodes

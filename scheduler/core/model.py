@@ -141,6 +141,21 @@ class Job:
         """Jobs with equal shape keys fit or fail to fit identically."""
         return (self.worker.key(), self.num_workers, self.topology)
 
+    @property
+    def on_one_node(self) -> bool:
+        """Placed as one merged request on one node: same-node and same-NVLink gangs, and a
+        multi-GPU worker that wants one NVLink domain."""
+        if self.topology in (Topology.SAME_NODE, Topology.SAME_NVLINK) and self.num_workers > 1:
+            return True
+        return self.topology is Topology.SAME_NVLINK and self.worker.gpus > 1
+
+    def node_request(self) -> WorkerRequest:
+        """What one node must hold at once: the merged request of an on-one-node gang (its
+        workers' sum), else one worker."""
+        if self.on_one_node and self.num_workers > 1:
+            return self.worker.scaled(self.num_workers)
+        return self.worker
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerPlacement:

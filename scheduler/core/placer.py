@@ -152,9 +152,7 @@ class Placer:
 
     def _place(self, job: Job, res: Reservation) -> bool:
         w = job.worker
-        if job.topology in (Topology.SAME_NODE, Topology.SAME_NVLINK) and job.num_workers > 1:
-            return self._place_one_node(job, res)
-        if job.topology is Topology.SAME_NVLINK and w.gpus > 1:
+        if job.on_one_node:
             return self._place_one_node(job, res)
         if job.topology is Topology.SAME_RACK and job.num_workers > 1:
             return self._place_one_rack(job, res)
@@ -165,7 +163,7 @@ class Placer:
         """Step 1 for same-node gangs: choose the node for the merged request, then place each
         worker on it; for same-NVLink, all GPUs come from one NVLink domain of that node."""
         w = job.worker
-        merged = w.scaled(job.num_workers) if job.num_workers > 1 else w
+        merged = job.node_request()
         node = self._choose(merged, None, 1, one_domain=job.topology is Topology.SAME_NVLINK)
         if node is None:
             return False
@@ -219,11 +217,7 @@ class Placer:
     def _never_fits(self, job: Job) -> str | None:
         fleet = self.fleet
         w = job.worker
-        req = (
-            w.scaled(job.num_workers)
-            if job.topology in (Topology.SAME_NODE, Topology.SAME_NVLINK) and job.num_workers > 1
-            else w
-        )
+        req = job.node_request()
         ever = fleet.ever_fits(req)
         if not ever.any():
             what = f"{req.gpus} GPU(s)" + (

@@ -12,7 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from scheduler.core.model import MILLI_PER_GPU, Job
+import numpy as np
+from numpy.typing import NDArray
+
+from scheduler.core.model import Job
+
+FloatArray = NDArray[np.float64]
 
 
 def saved_and_lost_s(job: Job, started_at_s: float, now_s: float) -> tuple[float, float]:
@@ -25,8 +30,11 @@ def saved_and_lost_s(job: Job, started_at_s: float, now_s: float) -> tuple[float
     return saved, ran - saved
 
 
-def lost_gpu_s(job: Job, started_at_s: float, now_s: float) -> float:
-    return saved_and_lost_s(job, started_at_s, now_s)[1] * job.total_gpu_milli / MILLI_PER_GPU
+def lost_s(ran_s: FloatArray, interval_s: FloatArray) -> FloatArray:
+    """:func:`saved_and_lost_s`'s lost seconds for many runs at once (interval 0: never
+    checkpoints)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(interval_s > 0, ran_s - np.floor(ran_s / interval_s) * interval_s, ran_s)
 
 
 def select_victims(

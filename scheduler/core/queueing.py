@@ -137,8 +137,8 @@ class TeamQueues:
             for _, job_id in self._all:
                 yield job_id
             return
-        # keys start with a lane (0: starving, past the aging bound; 1: normal): a starving job
-        # goes before every normal one, whatever its team's key
+        # keys start with a lane (0: past the aging bound, or holding the EASY reservation;
+        # 1: normal): a front-lane job goes before every normal one, whatever its team's key
         heap: list[tuple[object, float, JobKey, str, int]] = []
         for team in sorted(self.queues):
             q = self.queues[team]

@@ -25,7 +25,7 @@ from scheduler.core.actions import Action, Launch
 from scheduler.core.admission import admit, within_nominal
 from scheduler.core.gang_room import GangRoom
 from scheduler.core.model import MILLI_PER_GPU, Job
-from scheduler.core.preemption import select_victims
+from scheduler.core.preemption import lost_s, select_victims
 from scheduler.core.verdict import Code
 
 if TYPE_CHECKING:
@@ -55,9 +55,7 @@ class _View:
         gpus = self.gpu_milli / MILLI_PER_GPU
         ran = np.maximum(0.0, s.now_s - started)
         self.rank = s.queue.rank_classes(before + ran * gpus)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            since_ckpt = np.where(interval > 0, ran - np.floor(ran / interval) * interval, ran)
-        self.lost_gpu_s = since_ckpt * gpus  # work lost if stopped now (``preemption.py``)
+        self.lost_gpu_s = lost_s(ran, interval) * gpus  # work lost if stopped now
         self.alive = np.ones(len(ids), dtype=np.bool_)  # False once stopped in this instant
 
 

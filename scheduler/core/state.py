@@ -132,8 +132,8 @@ class ClusterState:
         self._shadow_memo: tuple[tuple[str, int, int], float] = (("", -1, -1), 0.0)
         self.now_s = 0.0
         self._team_keys: dict[str, float] = {}
-        self._not_only_short = (-1, -1, -1)  # see _only_short_left
         self._team_keys_at = -math.inf
+        self._not_only_short = (-1, -1, -1)  # see _only_short_left
 
     # ------------------------------------------------------------------ views
     @property
@@ -222,23 +222,27 @@ class ClusterState:
     def _enqueue(self, job: Job) -> None:
         bound = self.config.aging_s
         if bound is not None and self.now_s - job.submitted_at_s > bound:
-            self._queues.add(job, (0, job.submitted_at_s, job.job_id))  # requeued, already overdue
+            self._queues.add(job, _front_key(job))  # requeued, already overdue
             return
-        lane = 1
-        key = (lane, *self.queue.job_key(job, self.attained_gpu_s.get(job.job_id, 0.0)))
-        self._queues.add(job, key)
-        if lane == 1 and self.config.aging_s is not None:
+        self._queues.add(
+            job, (1, *self.queue.job_key(job, self.attained_gpu_s.get(job.job_id, 0.0)))
+        )
+        if bound is not None:
             heapq.heappush(self._aging, (job.submitted_at_s, job.job_id))
+
+    def _to_front(self, job: Job) -> None:
+        """Move a pending job of the normal lane to the front lane (oldest first there)."""
+        where = self._queues.where.get(job.job_id)
+        if where is not None and where[1][0] == 1:
+            self._queues.remove(job)
+            self._queues.add(job, _front_key(job))
 
     def _age(self) -> None:
         """Move jobs pending past the aging bound to the front lane (oldest first)."""
         bound = self.config.aging_s
         while bound is not None and self._aging and self.now_s - self._aging[0][0] > bound:
             _, job_id = heapq.heappop(self._aging)
-            job = self.jobs[job_id]
-            if job_id in self._queues and self._queues.where[job_id][1][0] == 1:
-                self._queues.remove(job)
-                self._queues.add(job, (0, job.submitted_at_s, job_id))
+            self._to_front(self.jobs[job_id])
 
     def start(self, job: Job, placement: Placement, checked: bool = False) -> None:
         """``checked``: started under EASY's rules for the current reservation (it ends by
@@ -257,13 +261,17 @@ class ClusterState:
         if self.quota is not None:
             self.charged[job.job_id] = placement_models(self.fleet, placement)
             self.quota.charge(job.team, self.charged[job.job_id])
+        self._account(job, 1)
+
+    def _account(self, job: Job, sign: int) -> None:
+        """Add (1) or take back (-1) the job's resources in its team's usage (fair shares)."""
         self._team_keys.pop(job.team, None)
         u = self.usage.setdefault(job.team, TeamUsage())
         if self._fair is not None:
             self._fair.advance(job.team, self.now_s, u)
-        u.gpu_milli += job.total_gpu_milli
-        u.cpu_milli += job.worker.cpu_milli * job.num_workers
-        u.memory_mib += job.worker.memory_mib * job.num_workers
+        u.gpu_milli += sign * job.total_gpu_milli
+        u.cpu_milli += sign * job.worker.cpu_milli * job.num_workers
+        u.memory_mib += sign * job.worker.memory_mib * job.num_workers
 
     def _unuse(self, job: Job) -> None:
         self.run_changes += 1
@@ -278,13 +286,7 @@ class ClusterState:
             self._profile_version += 1  # stopped before its estimated end: more room earlier
         if entry is not None:
             del self._end_list[bisect.bisect_left(self._end_list, entry)]
-        self._team_keys.pop(job.team, None)
-        u = self.usage[job.team]
-        if self._fair is not None:
-            self._fair.advance(job.team, self.now_s, u)
-        u.gpu_milli -= job.total_gpu_milli
-        u.cpu_milli -= job.worker.cpu_milli * job.num_workers
-        u.memory_mib -= job.worker.memory_mib * job.num_workers
+        self._account(job, -1)
         if self.quota is not None:
             self.quota.charge(job.team, self.charged.pop(job.job_id), sign=-1)
 
@@ -343,7 +345,7 @@ class ClusterState:
         preempting = self.config.preemption
         shape_of = self._queues.shape_of
         capacity_verdicts: dict[tuple[object, ...], Verdict] = {}
-        held = Verdict(Code.WAIT_ORDER, "")
+        held = Verdict(Code.WAIT_ORDER, "")  # set with the reservation, used only after it
         for job_id in self._queues.merged(self._merge_key):
             if (
                 free < smallest
@@ -374,8 +376,7 @@ class ClusterState:
                         break  # nothing pending can start: no shape fits, or only short ones
                     skip = held
                 if skip is not None:
-                    self.verdicts[job_id] = skip
-                    self._verdict_cycle[job_id] = self.cycles
+                    self._give(job_id, skip)
                     continue
             job = self.jobs[job_id]
             if self.quota is not None:
@@ -398,9 +399,7 @@ class ClusterState:
             if window is not None and not short and shape in window.failed_shapes:
                 if self.quota is None and self._only_short_left(failed, window):
                     break  # nothing pending can start: no shape fits, or only short ones would
-                self.set_verdict(
-                    job_id, Code.WAIT_ORDER, f"held for the reservation of {window.head.job_id}"
-                )
+                self._give(job_id, held)
                 continue
             placement = None if shape in failed else self.placer.place(job)
             if placement is None and self.config.preemption and not self.config.fail_fast:
@@ -453,9 +452,7 @@ class ClusterState:
                 continue
             if window is not None and not short and not window.try_backfill(job, placement):
                 window.failed_shapes.add(shape)
-                self.set_verdict(
-                    job_id, Code.WAIT_ORDER, f"held for the reservation of {window.head.job_id}"
-                )
+                self._give(job_id, held)
                 continue
             self.start(job, placement, checked=window is not None)
             if window is not None:
@@ -469,17 +466,11 @@ class ClusterState:
         for job in requeue:
             self._enqueue(job)
         if window is not None and not math.isinf(window.time_s):
-            self._keep_at_front(window.head)
+            # a reservation is a promise: the reserved head moves to the front lane, so that
+            # jobs arriving later, whatever their key (shorter under ``sjf``, a poorer team
+            # under ``drf``), are backfilled around it instead of taking its place
+            self._to_front(window.head)
         return actions
-
-    def _keep_at_front(self, head: Job) -> None:
-        """A reservation is a promise: the reserved head moves to the front lane, so that jobs
-        arriving later, whatever their key (shorter under ``sjf``, a poorer team under
-        ``drf``), are backfilled around it instead of taking its place."""
-        where = self._queues.where.get(head.job_id)
-        if where is not None and where[1][0] == 1:
-            self._queues.remove(head)
-            self._queues.add(head, (0, head.submitted_at_s, head.job_id))
 
     def _only_short_left(self, failed: set[tuple[object, ...]], window: EasyWindow) -> bool:
         """True when every pending shape either does not fit now, or may only start jobs that
@@ -505,7 +496,10 @@ class ClusterState:
         return v
 
     def set_verdict(self, job_id: str, code: Code, reason: str) -> None:
-        self.verdicts[job_id] = self._pooled(code, reason)
+        self._give(job_id, self._pooled(code, reason))
+
+    def _give(self, job_id: str, verdict: Verdict) -> None:
+        self.verdicts[job_id] = verdict
         self._verdict_cycle[job_id] = self.cycles
 
     def verdict_of(self, job_id: str) -> Verdict:
@@ -581,6 +575,12 @@ def _describe(events: tuple[Event, ...], most: int = 3) -> str:
     if len(events) > most:
         parts.append(f"+{len(events) - most} more")
     return ", ".join(parts) or "cycle"
+
+
+def _front_key(job: Job) -> tuple[object, ...]:
+    """Queue key in the front lane (0): jobs past the aging bound and reserved heads, oldest
+    first, ahead of every normal-lane (1) job whatever the queue order says."""
+    return (0, job.submitted_at_s, job.job_id)
 
 
 def _worker_gpu_milli(shape: tuple[object, ...]) -> int:
