@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import platform
 import subprocess
@@ -177,12 +178,18 @@ def scale_section(policies: list[str], lines: list[str]) -> None:
     lines += ["", "Targets: >= 5,000 placements/s and p99 cycle <= 50 ms.", ""]
 
 
-def write_philly_quotas(jobs: list[TraceJob], gpus: int, path: Path) -> None:
-    """Per-team quotas for the Philly run: nominal GPUs in proportion to each team's share of
-    the trace's GPU-time (at least 1), all teams in one cohort that lends and borrows freely."""
+def team_gpu_s(jobs: list[TraceJob]) -> dict[str, float]:
+    """GPU-seconds each team asks for in the trace."""
     work: dict[str, float] = {}
     for j in jobs:
         work[j.team] = work.get(j.team, 0.0) + j.num_gpus * j.duration_s
+    return work
+
+
+def write_philly_quotas(jobs: list[TraceJob], gpus: int, path: Path) -> None:
+    """Per-team quotas for the Philly run: nominal GPUs in proportion to each team's share of
+    the trace's GPU-time (at least 1), all teams in one cohort that lends and borrows freely."""
+    work = team_gpu_s(jobs)
     total = sum(work.values())
     quotas = [
         {"team": t, "gpu_model": "*", "nominal_gpus": max(1, round(gpus * w / total))}
@@ -197,9 +204,7 @@ def write_philly_classes(jobs: list[TraceJob], path: Path) -> list[str]:
     """Priority classes for the Philly run: the third of the teams with the least GPU-time
     are ``production`` (small teams whose jobs must not wait behind the big ones), the rest
     ``research``. Returns the production teams."""
-    work: dict[str, float] = {}
-    for j in jobs:
-        work[j.team] = work.get(j.team, 0.0) + j.num_gpus * j.duration_s
+    work = team_gpu_s(jobs)
     ranked = sorted(work, key=lambda t: (work[t], t))
     production = sorted(ranked[: max(1, len(ranked) // 3)])
     doc = {
@@ -221,8 +226,9 @@ def _replay(spec: QueueSpec, jobs: list[TraceJob], gpus: int) -> QueueRun:
 
 def _class_jct_h(run: QueueRun, teams: set[str]) -> tuple[float, float]:
     """Average JCT in hours of the given teams' jobs and of everyone else's."""
-    inside = [r.end_s - r.submit_s for r in run.records if r.team in teams and r.end_s == r.end_s]
-    rest = [r.end_s - r.submit_s for r in run.records if r.team not in teams and r.end_s == r.end_s]
+    done = [r for r in run.records if not math.isnan(r.end_s)]
+    inside = [r.end_s - r.submit_s for r in done if r.team in teams]
+    rest = [r.end_s - r.submit_s for r in done if r.team not in teams]
     return float(np.mean(inside)) / 3600, float(np.mean(rest)) / 3600
 
 
