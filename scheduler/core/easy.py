@@ -41,7 +41,7 @@ class EasyWindow:
         self._ends = ends
         self._at_shadow: GangRoom | None = None  # the fleet as the head will find it
         # jobs past their estimated end are due any moment: a shadow time in the past is now
-        shadow = self._shadow() if known_shadow_s is None else known_shadow_s
+        shadow = self._shadow(now_s) if known_shadow_s is None else known_shadow_s
         self.time_s = max(shadow, now_s)
         self.failed_shapes: set[tuple[object, ...]] = set()  # long jobs that would delay the head
 
@@ -49,9 +49,10 @@ class EasyWindow:
         est = job.estimated_duration_s
         return est is not None and now_s + est <= self.time_s
 
-    def _shadow(self) -> float:
+    def _shadow(self, now_s: float) -> float:
         """Release running jobs in estimated-end order until the head fits; the end time at
-        which it does (inf: never). Leaves ``_at_shadow`` counting every job ending by then."""
+        which it does (inf: never). Leaves ``_at_shadow`` counting every job ending by then,
+        or by now when that is later (overdue jobs are due any moment)."""
         room = GangRoom(self._fleet, self.head)
         ends = self._ends()
         need = self.head.total_gpu_milli
@@ -69,7 +70,8 @@ class EasyWindow:
         room.refresh_stale()
         if not room.fits():
             return math.inf
-        while i < len(ends) and ends[i][0] <= when:  # ties end together
+        until = max(when, now_s)  # ties end together; so do all overdue jobs
+        while i < len(ends) and ends[i][0] <= until:
             room.count(self._running[ends[i][1]])
             i += 1
         self._at_shadow = room

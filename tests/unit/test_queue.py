@@ -107,6 +107,22 @@ def test_the_reserved_head_is_estimated_at_its_exact_shadow_time() -> None:
     assert (info.job_id, info.estimated_start_s, info.code) == ("h", 300.0, Code.WAIT_CAPACITY)
 
 
+def test_jobs_past_their_estimate_count_as_ending_by_a_shadow_time_of_now() -> None:
+    state = make_state([make_node("n", gpus=8)], queue="fifo", backfill="easy")
+    state.handle(
+        JobSubmitted(0, make_job("a", gpus=2, est_s=10)),
+        JobSubmitted(0, make_job("b", gpus=2, est_s=25)),
+        JobSubmitted(0, make_job("c", gpus=2, est_s=100)),
+    )
+    # at 30, a and b are overdue: the head (4 GPUs) is due now, with both of them gone, so a
+    # long job may take the 2 free GPUs beside it
+    acts = state.handle(
+        JobSubmitted(30, make_job("h", gpus=4, est_s=10, submitted_at_s=30)),
+        JobSubmitted(30, make_job("long", gpus=2, est_s=1000, submitted_at_s=31)),
+    )
+    assert launched(acts) == ["long"] and state.reserved_at_s == {"h": 30.0}
+
+
 def test_sjf_orders_by_estimated_gpu_time_and_puts_unknown_last() -> None:
     state = make_state([make_node("n", gpus=1)], queue="sjf")
     state.handle(JobSubmitted(0, make_job("run", est_s=1)))
