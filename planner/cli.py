@@ -10,20 +10,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from planner.build import build
-from planner.diagnose import diagnose
-from planner.model import Model
-from planner.report import plot, print_results, rich_table, write_csv, write_outputs
-from planner.results import Results, collect
-from planner.schema import ScenarioError, load_scenario
-from planner.shadow import lp_duals, rule_prices
-from planner.solve import SOLVERS, Outcome, SolveOptions, solve
-from planner.sweep import parse_sweep, run_sweep
+from planner import SOLVERS
+
+if TYPE_CHECKING:
+    from planner.model import Model
+    from planner.results import Results
+    from planner.solve import SolveOptions
+
+# The model, solvers (PuLP, HiGHS) and plotting load when the command runs, not when the
+# `gpuyard` parser is built for every other command.
 
 
 def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -55,6 +55,8 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace) -> SolveOptions:
+    from planner.solve import SolveOptions
+
     if args.time_limit is not None and args.time_limit <= 0:
         raise ValueError(f"--time-limit must be > 0 seconds, got {args.time_limit}")
     if not 0 <= args.gap < 1:
@@ -73,6 +75,14 @@ def _options(args: argparse.Namespace) -> SolveOptions:
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    from planner.build import build
+    from planner.report import plot, print_results, rich_table, write_outputs
+    from planner.results import collect
+    from planner.schema import ScenarioError, load_scenario
+    from planner.shadow import lp_duals, rule_prices
+    from planner.solve import solve
+    from planner.sweep import parse_sweep, run_sweep
+
     err = Console(stderr=True, soft_wrap=True)
     try:
         sc = load_scenario(args.scenario)
@@ -122,7 +132,10 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 def _no_plan(
     console: Console, res: Results, sc_source: str, out: Path, m: Model, options: SolveOptions
 ) -> int:
-    o: Outcome = res.outcome
+    from planner.diagnose import diagnose
+    from planner.report import rich_table, write_csv, write_outputs
+
+    o = res.outcome
     write_outputs(res, out)
     console.print(f"[bold red]no plan[/] for {sc_source}: {o.headline}")
     if o.status in ("infeasible", "unbounded") or o.stop_reason == "error":

@@ -16,12 +16,11 @@ import time
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from planner import compat
+from planner import SOLVERS, compat
 from planner.model import Model
 from planner.warmstart import two_stage_start
 
 Status = Literal["optimal", "feasible", "infeasible", "unbounded", "no_solution"]
-SOLVERS = ("highs", "cbc")
 # HiGHS's default mip_rel_gap: what the solver itself calls optimal when left to its defaults.
 OPTIMAL_GAP = 1e-4
 

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out/demo")
     demo.set_defaults(func=cmd_demo)
 
-    from planner.cli import add_plan_parser  # the planner's own parser (PuLP loads on use)
+    from planner.cli import add_plan_parser  # light: the planner loads when `plan` runs
 
     add_plan_parser(sub)
     return p
