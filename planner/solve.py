@@ -115,6 +115,8 @@ def solve(m: Model, options: SolveOptions | None = None) -> Outcome:
     if use == "highs":
         start = None
         limit = o.time_limit_s
+        # no start without a time limit to share, nor for the elastic diagnosis model (solved
+        # without presolve, small, and exactness is its point)
         if o.mip and o.warm_start_share > 0 and limit is not None and o.presolve:
             start = two_stage_start(m, o.warm_start_share * limit, o.gap, o.threads)
             limit = max(1.0, limit - (time.perf_counter() - started))
