@@ -320,6 +320,7 @@ def queue_section(lines: list[str], gpus: int, out_dir: Path, workers: int) -> N
     ]  # fmt: skip
 
 
+KEPT = "_Kept from the previous run:"
 SECTION_NUMBER = {"packing": "1", "scale": "2", "queue": "3", "planner": "4"}
 
 
@@ -336,8 +337,10 @@ def merge_sections(path: Path, lines: list[str], sections: set[str]) -> str:
             body += fresh[number]
         elif number in old:
             kept = old[number]
-            note = f"_Kept from the previous run: {when}._"
-            body += kept if note in kept else [kept[0], "", note, *kept[1:]]
+            if any(x.startswith(KEPT) for x in kept):  # kept before: it already says when
+                body += kept
+            else:
+                body += [kept[0], "", f"{KEPT} {when}._", *kept[1:]]
     return "\n".join(body) + "\n"
 
 
