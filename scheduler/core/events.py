@@ -56,6 +56,54 @@ class GpuHealthChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuTelemetry:
+    """One NVML reading of one GPU (``scheduler.core.health`` turns it into health and
+    memory facts). ``xids`` are the XID event codes seen since the previous reading;
+    ``ecc_uncorrected`` is NVML's volatile uncorrected ECC count (it only grows until reset)."""
+
+    now_s: float
+    node: str
+    gpu_index: int
+    memory_used_mib: int
+    memory_total_mib: int
+    utilization_pct: float
+    temperature_c: float
+    power_w: float = 0.0
+    ecc_uncorrected: int = 0
+    xids: tuple[int, ...] = ()
+    cause: str = "telemetry"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLost:
+    """The node is gone (crash, network, removed): its running jobs stop and are requeued to
+    resume from their last checkpoint; it takes no work until it joins again."""
+
+    now_s: float
+    node: str
+    cause: str = "node lost"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeJoined:
+    """A known node (one of the fleet's) is back and takes work again."""
+
+    now_s: float
+    node: str
+    cause: str = "node joined"
+
+
+@dataclass(frozen=True, slots=True)
+class JobInterrupted:
+    """The job's run stopped without finishing (its runner died, or it failed in a way its
+    team marked retryable): the job is requeued and resumes from its last checkpoint."""
+
+    now_s: float
+    job_id: str
+    cause: str = "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed; lets the core run a scheduling cycle with nothing else new."""
 
@@ -70,5 +118,9 @@ Event = (
     | NodeCordoned
     | NodeUncordoned
     | GpuHealthChanged
+    | GpuTelemetry
+    | NodeLost
+    | NodeJoined
+    | JobInterrupted
     | Tick
 )

@@ -56,6 +56,8 @@ class Fleet:
         self.gpu_mem_mib: IntArray = np.zeros((n, g), dtype=np.int64)
         self.gpu_domain: IntArray = np.zeros((n, g), dtype=np.int64)
         self.gpu_healthy: BoolArray = np.zeros((n, g), dtype=np.bool_)
+        # memory held on a GPU by processes gpuyard did not place (from telemetry; health.py)
+        self.gpu_mem_foreign_mib: IntArray = np.zeros((n, g), dtype=np.int64)
         for i, node in enumerate(nodes):
             for j, gpu in enumerate(node.gpus):
                 self.gpu_exists[i, j] = True
@@ -105,7 +107,7 @@ class Fleet:
             ids = [self.model_id[m] for m in req.gpu_models if m in self.model_id]
             mask = mask & np.isin(self.gpu_model, np.array(ids, dtype=np.int64))
         if req.min_gpu_memory_mib:
-            mask = mask & (self.gpu_mem_mib >= req.min_gpu_memory_mib)
+            mask = mask & (self.gpu_mem_mib - self.gpu_mem_foreign_mib >= req.min_gpu_memory_mib)
         self._eligible_cache[key] = mask
         return mask
 
@@ -237,6 +239,14 @@ class Fleet:
     def set_gpu_health(self, node: int, gpu: int, healthy: bool) -> None:
         if bool(self.gpu_healthy[node, gpu]) != healthy:
             self.gpu_healthy[node, gpu] = healthy
+            self._eligible_cache.clear()
+            self.health_version += 1
+            self.layout_version += 1
+            self.version[node] += 1
+
+    def set_foreign_memory(self, node: int, gpu: int, mib: int) -> None:
+        if int(self.gpu_mem_foreign_mib[node, gpu]) != mib:
+            self.gpu_mem_foreign_mib[node, gpu] = mib
             self._eligible_cache.clear()
             self.health_version += 1
             self.layout_version += 1

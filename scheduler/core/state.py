@@ -20,7 +20,7 @@ import bisect
 import heapq
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -33,15 +33,20 @@ from scheduler.core.easy import EasyWindow
 from scheduler.core.events import (
     Event,
     GpuHealthChanged,
+    GpuTelemetry,
     JobCancelled,
     JobFinished,
+    JobInterrupted,
     JobSubmitted,
     NodeCordoned,
+    NodeJoined,
+    NodeLost,
     NodeUncordoned,
     Tick,
 )
 from scheduler.core.fairshare import DecayedUsage
 from scheduler.core.fleet import Fleet
+from scheduler.core.health import HealthBook, HealthRules
 from scheduler.core.model import MILLI_PER_GPU, Job, Node, Placement
 from scheduler.core.packing import PackingPolicy
 from scheduler.core.placer import Placer
@@ -66,6 +71,7 @@ class CoreConfig:
     backfill_depth: int = 500
     # pending jobs per team that may look for preemption victims in one cycle (``reclaim.py``)
     preemption_depth: int = 8
+    health: HealthRules = field(default_factory=HealthRules)  # telemetry -> GPU health and drains (health.py)
     aging_s: float | None = None  # a job pending longer goes to the front lane, reserved
     fair_share_half_life_s: float | None = None  # None: team shares use current usage only
 
@@ -130,6 +136,8 @@ class ClusterState:
         self._end_list: list[tuple[float, str]] = []  # estimated ends of running jobs, sorted
         self._end_of: dict[str, tuple[float, str]] = {}
         self._shadow_memo: tuple[tuple[str, int, int], float] = (("", -1, -1), 0.0)
+        self.health = HealthBook(self.config.health)
+        self.off: dict[str, set[str]] = {}  # node -> why it takes no work: cordon, drain, lost
         self.now_s = 0.0
         self._team_keys: dict[str, float] = {}
         self._team_keys_at = -math.inf
@@ -203,12 +211,40 @@ class ClusterState:
             return []
         if isinstance(ev, (JobFinished, JobCancelled)):
             return self._end(ev.job_id, ev.now_s, ev.cause)
-        if isinstance(ev, NodeCordoned | NodeUncordoned):
-            fleet.set_schedulable(self._node(ev.node), isinstance(ev, NodeUncordoned))
+        if isinstance(ev, NodeCordoned):
+            self._set_off(ev.node, "cordon", True)
             return []
+        if isinstance(ev, NodeUncordoned):  # the operator's all-clear lifts a drain too
+            self._set_off(ev.node, "cordon", False)
+            self._set_off(ev.node, "drain", False)
+            return []
+        if isinstance(ev, NodeJoined):
+            self._set_off(ev.node, "lost", False)
+            return []
+        if isinstance(ev, NodeLost):
+            self._set_off(ev.node, "lost", True)
+            return self._evacuate(ev.node, f"{ev.node} lost ({ev.cause})")
         if isinstance(ev, GpuHealthChanged):
-            fleet.set_gpu_health(self._node(ev.node), ev.gpu_index, ev.healthy)
+            self._gpu(ev.node, ev.gpu_index)
+            healthy = self.health.set_operator(ev.node, ev.gpu_index, ev.healthy)
+            fleet.set_gpu_health(self._node(ev.node), ev.gpu_index, healthy)
             return []
+        if isinstance(ev, GpuTelemetry):
+            n, g = self._gpu(ev.node, ev.gpu_index)
+            seen = self.health.observe(ev)
+            if fleet.gpu_free[n, g] == fleet.gpu_cap[n, g]:  # nothing of ours on it
+                fleet.set_foreign_memory(n, g, ev.memory_used_mib)
+            fleet.set_gpu_health(n, g, seen.healthy)
+            if seen.drain is None:
+                return []
+            self._set_off(ev.node, "drain", True)
+            return self._evacuate(ev.node, seen.drain)
+        if isinstance(ev, JobInterrupted):
+            if ev.job_id not in self.running:
+                return []
+            action = self.preempt(ev.job_id, ev.cause)
+            self._enqueue(self.jobs[ev.job_id])
+            return [action]
         if isinstance(ev, Tick):
             return []
         raise TypeError(f"unknown event {ev!r}")
@@ -218,6 +254,28 @@ class ClusterState:
             return self.fleet.index[name]
         except KeyError:
             raise ValueError(f"unknown node {name!r}") from None
+
+    def _gpu(self, node: str, gpu: int) -> tuple[int, int]:
+        n = self._node(node)
+        if not 0 <= gpu < int(self.fleet.gpu_count[n]):
+            raise ValueError(f"node {node!r} has no GPU {gpu} (it has {self.fleet.gpu_count[n]})")
+        return n, gpu
+
+    def _set_off(self, node: str, why: str, on: bool) -> None:
+        held = self.off.setdefault(node, set())
+        if on:
+            held.add(why)
+        else:
+            held.discard(why)
+        self.fleet.set_schedulable(self._node(node), not held)
+
+    def _evacuate(self, node: str, cause: str) -> list[Action]:
+        """Preempt every job running on ``node`` (in job id order) and requeue it."""
+        actions: list[Action] = []
+        for job_id in sorted(j for j, p in self.running.items() if node in p.nodes):
+            actions.append(self.preempt(job_id, cause))
+            self._enqueue(self.jobs[job_id])
+        return actions
 
     def _enqueue(self, job: Job) -> None:
         bound = self.config.aging_s
