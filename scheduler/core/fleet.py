@@ -129,18 +129,28 @@ class Fleet:
         return ok & (whole >= req.gpus)  # type: ignore[no-any-return]
 
     def ever_fits(self, req: WorkerRequest) -> BoolArray:
-        """Which nodes could host one worker of ``req`` if they were empty (capacity, not free)."""
+        """Which nodes could host one worker of ``req`` if they were empty, healthy and nobody
+        else held GPU memory: hardware, not a passing state (a hot GPU must not get a job
+        rejected for good)."""
         ok = (self.cpu_cap >= req.cpu_milli) & (self.mem_cap >= req.memory_mib)
         if req.gpus == 0:
             return ok
-        elig = self.eligible_gpus(req)
-        return ok & (elig.sum(axis=1) >= req.gpus)  # type: ignore[no-any-return]
+        return ok & (self.hardware_gpus(req).sum(axis=1) >= req.gpus)  # type: ignore[no-any-return]
+
+    def hardware_gpus(self, req: WorkerRequest) -> BoolArray:
+        """``[N, G]`` mask of GPUs whose model and memory suit ``req``, whatever their health."""
+        hw = self.gpu_exists & (self.gpu_mem_mib >= req.min_gpu_memory_mib)
+        if req.gpu_models:
+            ids = [self.model_id[m] for m in req.gpu_models if m in self.model_id]
+            hw = hw & np.isin(self.gpu_model, np.array(ids, dtype=np.int64))
+        return hw
 
     def room(
         self, req: WorkerRequest, nodes: IntArray | None = None, empty: bool = False
     ) -> IntArray:
         """How many more workers of ``req`` each node (all, or the given ones) could take now;
-        with ``empty``, how many it could take if it were empty (cordons ignored)."""
+        with ``empty``, how many it could take if it were empty and healthy (cordons, health and
+        foreign memory ignored: what the hardware could ever hold)."""
         sel = slice(None) if nodes is None else nodes
         big = np.iinfo(np.int64).max // 4
         cpu_free = (self.cpu_cap if empty else self.cpu_free)[sel]
@@ -151,7 +161,7 @@ class Fleet:
         )
         if req.gpus:
             elig, free = (
-                self.eligible_gpus(req)[sel],
+                (self.hardware_gpus(req) if empty else self.eligible_gpus(req))[sel],
                 (self.gpu_cap if empty else self.gpu_free)[sel],
             )
             if req.shares_gpu:
