@@ -71,7 +71,8 @@ class CoreConfig:
     backfill_depth: int = 500
     # pending jobs per team that may look for preemption victims in one cycle (``reclaim.py``)
     preemption_depth: int = 8
-    health: HealthRules = field(default_factory=HealthRules)  # telemetry -> GPU health and drains (health.py)
+    # telemetry -> GPU health and drains (health.py)
+    health: HealthRules = field(default_factory=HealthRules)
     aging_s: float | None = None  # a job pending longer goes to the front lane, reserved
     fair_share_half_life_s: float | None = None  # None: team shares use current usage only
 
