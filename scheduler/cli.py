@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     from planner.cli import add_plan_parser  # light: the planner loads when `plan` runs
 
     add_plan_parser(sub)
+    from scheduler.cli_jobs import add_job_commands  # the live service's commands
+
+    add_job_commands(sub)
     return p
 
 

@@ -1,0 +1,269 @@
+"""``gpuyard submit|jobs|job|cancel|logs|queue|nodes``: the live service's commands.
+
+Each command takes ``--api URL`` (default ``$GPUYARD_API`` or http://127.0.0.1:8000),
+``--token TOKEN`` (default ``$GPUYARD_TOKEN``) and ``--output table|json``. Exit codes: 0 done,
+1 the API refused or could not be reached (the server's reason on stderr), 2 bad local input
+(no token, a spec file that is not a YAML mapping).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from scheduler.client import Client
+
+# requests (through scheduler.client) loads when one of these commands runs, not for every
+# `gpuyard` command.
+DEFAULT_API = "http://127.0.0.1:8000"
+_STATE_STYLE = {
+    "PENDING": "yellow",
+    "RUNNING": "green",
+    "SUCCEEDED": "bold green",
+    "FAILED": "red",
+    "CANCELLED": "dim",
+    "REJECTED": "red",
+}
+_STATES = tuple(_STATE_STYLE)
+
+Command = Callable[["Client", argparse.Namespace, Console], int]
+
+
+def add_job_commands(subparsers: Any) -> None:
+    """Register the service's commands on ``gpuyard``'s subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--api", help=f"API URL (default $GPUYARD_API or {DEFAULT_API})")
+    common.add_argument("--token", help="bearer token (default $GPUYARD_TOKEN)")
+    common.add_argument("--output", choices=("table", "json"), default="table")
+
+    def add(name: str, help: str, command: Command) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = subparsers.add_parser(name, help=help, parents=[common])
+        p.set_defaults(func=_runner(command))
+        return p
+
+    p = add("submit", "submit a job spec (YAML) to the scheduler service", _submit)
+    p.add_argument("file", help="job spec YAML (validated by the server)")
+    p.add_argument("--idempotency-key", help="a retry with the same key returns the same job")
+    p = add("jobs", "list your team's jobs (admin: all)", _jobs)
+    p.add_argument("--state", choices=_STATES, type=str.upper, help="only jobs in this state")
+    add("job", "one job: state, why, placement, metrics", _job).add_argument("job_id")
+    add("cancel", "cancel a job", _cancel).add_argument("job_id")
+    p = add("logs", "the last lines of a job's log", _logs)
+    p.add_argument("job_id")
+    p.add_argument("--tail", type=int, default=200, help="lines (default 200)")
+    add("queue", "pending jobs in queue order and why they wait", _queue)
+    add("nodes", "nodes and GPUs: health, allocation, telemetry", _nodes)
+
+
+class _BadInput(Exception):
+    pass
+
+
+def _runner(command: Command) -> Callable[[argparse.Namespace, Console], int]:
+    def run(args: argparse.Namespace, console: Console) -> int:
+        from scheduler.client import ApiError, Client
+
+        err = Console(stderr=True, soft_wrap=True)
+        token = args.token or os.environ.get("GPUYARD_TOKEN")
+        if not token:
+            err.print("[red]error:[/] no token: pass --token or set GPUYARD_TOKEN")
+            return 2
+        api = args.api or os.environ.get("GPUYARD_API") or DEFAULT_API
+        try:
+            return command(Client(api, token), args, console)
+        except ApiError as e:
+            err.print(Text.assemble(("error: ", "red"), str(e)))
+            return 1
+        except _BadInput as e:
+            err.print(Text.assemble(("error: ", "red"), str(e)))
+            return 2
+
+    return run
+
+
+def _submit(client: Client, args: argparse.Namespace, console: Console) -> int:
+    path = Path(args.file)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise _BadInput(f"{path}: cannot read: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise _BadInput(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(spec, dict):
+        raise _BadInput(f"{path}: a job spec is a YAML mapping, got {type(spec).__name__}")
+    job = client.submit(spec, args.idempotency_key)
+    if _json(args, console, job):
+        return 0
+    console.print(
+        Text.assemble(
+            "submitted ", (job["job_id"], "bold"), " ", _state(job["state"]), ": ", job["reason"]
+        )
+    )
+    return 0
+
+
+def _jobs(client: Client, args: argparse.Namespace, console: Console) -> int:
+    jobs = client.jobs(args.state)
+    if _json(args, console, jobs):
+        return 0
+    table = Table(title=f"{len(jobs)} jobs" + (f" ({args.state})" if args.state else ""))
+    for col in ("ID", "NAME", "TEAM", "PRIO", "STATE", "SUBMITTED", "REASON"):
+        table.add_column(col, justify="right" if col == "PRIO" else "left")
+    for j in jobs:
+        table.add_row(
+            Text(j["job_id"]),
+            Text(j["name"]),
+            Text(j["team"]),
+            str(j["priority"]),
+            _state(j["state"]),
+            _when(j["submitted_at_s"]),
+            Text(j["reason"]),
+        )
+    console.print(table)
+    return 0
+
+
+def _job(client: Client, args: argparse.Namespace, console: Console) -> int:
+    j = client.job(args.job_id)
+    if _json(args, console, j):
+        return 0
+    _print_job(j, console)
+    return 0
+
+
+def _cancel(client: Client, args: argparse.Namespace, console: Console) -> int:
+    j = client.cancel(args.job_id)
+    if _json(args, console, j):
+        return 0
+    console.print(Text.assemble((j["job_id"], "bold"), " ", _state(j["state"]), ": ", j["reason"]))
+    return 0
+
+
+def _logs(client: Client, args: argparse.Namespace, console: Console) -> int:
+    out = client.logs(args.job_id, args.tail)
+    if _json(args, console, out):
+        return 0
+    text: str = out["text"]
+    console.file.write(text if not text or text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _queue(client: Client, args: argparse.Namespace, console: Console) -> int:
+    rows = client.queue()
+    if _json(args, console, rows):
+        return 0
+    table = Table(title=f"queue: {len(rows)} pending")
+    for col in ("POS", "ID", "NAME", "TEAM", "WHY", "EST. START", "REASON"):
+        table.add_column(col, justify="right" if col == "POS" else "left")
+    for q in rows:
+        table.add_row(
+            str(q["position"]),
+            Text(q["job_id"]),
+            Text(q["name"]),
+            Text(q["team"]),
+            Text(q["code"]),
+            _when(q["estimated_start_s"]),
+            Text(q["reason"]),
+        )
+    console.print(table)
+    return 0
+
+
+def _nodes(client: Client, args: argparse.Namespace, console: Console) -> int:
+    nodes = client.nodes()
+    if _json(args, console, nodes):
+        return 0
+    table = Table(title=f"{len(nodes)} nodes")
+    for col in ("NODE", "STATUS", "GPUS", "ALLOCATED", "UNHEALTHY", "UTIL %", "TELEMETRY"):
+        table.add_column(col, justify="right" if col in ("ALLOCATED", "UTIL %") else "left")
+    for n in nodes:
+        gpus = n["gpus"]
+        models = sorted({g["model"] for g in gpus})
+        sick = [g for g in gpus if not g["healthy"]]
+        utils = [g["utilization_pct"] for g in gpus if g.get("utilization_pct") is not None]
+        table.add_row(
+            Text(n["name"]),
+            _node_status(n),
+            Text(f"{len(gpus)} × {', '.join(models)}" if gpus else "none"),
+            f"{sum(g['allocated_milli'] for g in gpus) / 1000:g}/{len(gpus)}",
+            Text(
+                ", ".join(f"{g['index']}: {'; '.join(g['why_unhealthy']) or '?'}" for g in sick)
+                or "-",
+                style="red" if sick else "",
+            ),
+            f"{sum(utils) / len(utils):.0f}" if utils else "-",
+            Text("simulated", style="magenta") if n["simulated"] else Text("NVML"),
+        )
+    console.print(table)
+    return 0
+
+
+def _print_job(j: dict[str, Any], console: Console) -> None:
+    table = Table(show_header=False, title=f"job {j['job_id']}")
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, Text | str]] = [
+        ("name", Text(j["name"])),
+        ("team", Text(j["team"])),
+        ("priority", str(j["priority"])),
+        ("state", _state(j["state"])),
+        ("reason", Text(j["reason"])),
+    ]
+    if j.get("code"):
+        rows.append(("code", Text(j["code"])))
+    if j.get("queue_position") is not None:
+        rows.append(("queue position", str(j["queue_position"])))
+    for key, label in (
+        ("estimated_start_s", "estimated start"),
+        ("submitted_at_s", "submitted"),
+        ("started_at_s", "started"),
+        ("finished_at_s", "finished"),
+    ):
+        if j.get(key) is not None:
+            rows.append((label, _when(j[key])))
+    rows += [("attempts", str(j.get("attempts", 0))), ("preemptions", str(j.get("preemptions", 0)))]
+    for p in j.get("placement", []):
+        gpus = ",".join(map(str, p["gpu_indices"])) or "-"
+        share = f" ({p['gpu_milli'] / 1000:g} GPU each)" if p["gpu_milli"] < 1000 else ""
+        rows.append((f"worker {p['rank']}", Text(f"{p['node']} GPUs {gpus}{share}")))
+    for k, v in sorted(j.get("metrics", {}).items()):
+        rows.append((f"metric {k}", f"{v:g}" if isinstance(v, float) else str(v)))
+    for label, value in rows:
+        table.add_row(label, value)
+    console.print(table)
+
+
+def _json(args: argparse.Namespace, console: Console, data: Any) -> bool:
+    if args.output != "json":
+        return False
+    console.file.write(json.dumps(data, indent=2) + "\n")
+    return True
+
+
+def _state(state: str) -> Text:
+    return Text(state, style=_STATE_STYLE.get(state, ""))
+
+
+def _node_status(n: dict[str, Any]) -> Text:
+    if not n["alive"]:
+        return Text("lost", style="red")
+    if not n["schedulable"]:
+        return Text("off: " + (", ".join(n.get("off_reasons", [])) or "?"), style="yellow")
+    return Text("ready", style="green")
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")

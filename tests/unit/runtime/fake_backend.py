@@ -1,0 +1,119 @@
+"""An in-memory ``Backend`` for the API and CLI tests, plus the tokens they use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scheduler.runtime.auth import Principal, TokenAuth, TokenEntry, hash_token
+from scheduler.runtime.metrics import ServiceMetrics
+from scheduler.runtime.views import (
+    Backend,
+    GpuView,
+    JobState,
+    JobView,
+    NodeView,
+    QueueEntry,
+    SpecRejected,
+    UnknownJob,
+)
+
+VISION_TOKEN = "tok-vision"
+NLP_TOKEN = "tok-nlp"
+ADMIN_TOKEN = "tok-admin"
+
+
+def make_auth() -> TokenAuth:
+    return TokenAuth(
+        [
+            TokenEntry(Principal("vision", "vision", False), hash_token(VISION_TOKEN)),
+            TokenEntry(Principal("nlp", "nlp", False), hash_token(NLP_TOKEN)),
+            TokenEntry(Principal("ops", None, True), hash_token(ADMIN_TOKEN)),
+        ]
+    )
+
+
+class FakeBackend:
+    """Keeps jobs in a dict; a spec needs ``name`` (str), ``team`` (str) and ``workers``
+    (int >= 1). Records what the API passed it (``calls``)."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobView] = {}
+        self.by_key: dict[str, str] = {}
+        self.calls: list[tuple[str, Any]] = []
+        self.metrics = ServiceMetrics()
+        self.log_text = "\n".join(f"line {i}" for i in range(1, 11)) + "\n"
+
+    def add(self, team: str, name: str, state: JobState = JobState.PENDING) -> JobView:
+        job_id = f"job-{len(self.jobs) + 1:04d}"
+        job = JobView(job_id=job_id, name=name, team=team, priority=0, state=state,
+                      reason="waiting for 8 GPUs" if state is JobState.PENDING else "done",
+                      code="WAIT_CAPACITY" if state is JobState.PENDING else None,
+                      submitted_at_s=1_700_000_000.0 + len(self.jobs))  # fmt: skip
+        self.jobs[job_id] = job
+        return job
+
+    async def submit(self, spec: dict[str, Any], idempotency_key: str | None) -> JobView:
+        self.calls.append(("submit", (spec, idempotency_key)))
+        if idempotency_key is not None and idempotency_key in self.by_key:
+            return self.jobs[self.by_key[idempotency_key]]
+        errors = []
+        if not isinstance(spec.get("name"), str):
+            errors.append({"loc": ["name"], "msg": "Field required", "input": spec.get("name")})
+        workers = spec.get("workers")
+        if not isinstance(workers, int) or workers < 1:
+            errors.append({"loc": ["workers"], "msg": "must be an integer >= 1", "input": workers})
+        if errors:
+            raise SpecRejected(errors)
+        job = self.add(spec["team"], spec["name"])
+        if idempotency_key is not None:
+            self.by_key[idempotency_key] = job.job_id
+        return job
+
+    async def list_jobs(self, team: str | None, state: JobState | None) -> list[JobView]:
+        self.calls.append(("list_jobs", (team, state)))
+        return [j for j in self.jobs.values()
+                if (team is None or j.team == team) and (state is None or j.state == state)]  # fmt: skip
+
+    async def get_job(self, job_id: str) -> JobView:
+        if job_id not in self.jobs:
+            raise UnknownJob(job_id)
+        return self.jobs[job_id]
+
+    async def cancel(self, job_id: str) -> JobView:
+        job = await self.get_job(job_id)
+        done = job.model_copy(update={"state": JobState.CANCELLED, "reason": "cancelled by user"})
+        self.jobs[job_id] = done
+        return done
+
+    async def logs(self, job_id: str, tail_lines: int) -> str:
+        await self.get_job(job_id)
+        lines = self.log_text.splitlines(keepends=True)
+        return "".join(lines[-tail_lines:])
+
+    async def queue(self, team: str | None) -> list[QueueEntry]:
+        pending = [j for j in self.jobs.values() if j.state is JobState.PENDING]
+        return [
+            QueueEntry(job_id=j.job_id, name=j.name, team=j.team, position=i, code=j.code or "",
+                       reason=j.reason, estimated_start_s=None)
+            for i, j in enumerate(pending, start=1)
+            if team is None or j.team == team
+        ]  # fmt: skip
+
+    async def nodes(self) -> list[NodeView]:
+        gpus = [GpuView(index=i, model="H100", memory_total_mib=81559, healthy=i != 3,
+                        why_unhealthy=[] if i != 3 else ["XID 79"], allocated_milli=500 * i)
+                for i in range(4)]  # fmt: skip
+        return [
+            NodeView(name="sim-0", ray_node_id=None, alive=True, schedulable=True,
+                     simulated=True, gpus=gpus),
+            NodeView(name="gpu-1", ray_node_id="abc", alive=True, schedulable=False,
+                     off_reasons=["cordon"], simulated=False, gpus=[]),
+        ]  # fmt: skip
+
+    async def metrics_text(self) -> str:
+        self.metrics.set_pending(await self.queue(None))
+        return self.metrics.render()
+
+
+def _conforms(b: FakeBackend) -> Backend:  # mypy checks the fake against the protocol
+    return b

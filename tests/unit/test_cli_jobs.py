@@ -1,0 +1,157 @@
+"""``gpuyard submit|jobs|job|cancel|logs|queue|nodes`` over real HTTP: a uvicorn server in a
+thread on a free port, serving the API over the in-memory backend."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from scheduler.cli import main
+from scheduler.client import ApiError, Client
+from scheduler.runtime.api import make_app
+from tests.unit.runtime.fake_backend import (
+    ADMIN_TOKEN,
+    NLP_TOKEN,
+    VISION_TOKEN,
+    FakeBackend,
+    make_auth,
+)
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    b = FakeBackend()
+    b.add("vision", "v1")
+    b.add("nlp", "n1")
+    return b
+
+
+@pytest.fixture
+def url(backend: FakeBackend) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(make_app(backend, make_auth()), host="127.0.0.1", port=port,
+                            log_level="warning", lifespan="off")  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def gpuyard(
+    capsys: pytest.CaptureFixture[str], url: str, token: str, *argv: str
+) -> tuple[int, str, str]:
+    code = main([*argv, "--api", url, "--token", token])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_submit_prints_id_state_and_reason(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: FakeBackend
+) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text("name: resnet\nworkers: 2\nentrypoint: examples.train:loop\n")
+    code, out, _ = gpuyard(capsys, url, VISION_TOKEN, "submit", str(spec))
+    assert code == 0
+    assert out.strip() == "submitted job-0003 PENDING: waiting for 8 GPUs"
+    assert backend.jobs["job-0003"].team == "vision"
+    code, out, _ = gpuyard(capsys, url, VISION_TOKEN, "submit", str(spec), "--output", "json",
+                           "--idempotency-key", "k1")  # fmt: skip
+    assert code == 0 and json.loads(out)["job_id"] == "job-0004"
+    assert backend.calls[-1][1][1] == "k1"
+
+
+def test_submit_refusals_say_why(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text("name: resnet\nworkers: 0\nteam: nlp\n")
+    code, _, err = gpuyard(capsys, url, VISION_TOKEN, "submit", str(spec))
+    assert code == 1 and err.startswith("error: 403: the token of 'vision' submits for team")
+    spec.write_text("name: resnet\nworkers: 0\n")
+    code, _, err = gpuyard(capsys, url, VISION_TOKEN, "submit", str(spec))
+    assert (code, err.strip()) == (1, "error: 422: workers: must be an integer >= 1 (got 0)")
+    spec.write_text("- not a mapping\n")
+    code, _, err = gpuyard(capsys, url, VISION_TOKEN, "submit", str(spec))
+    assert (code, err.strip()) == (2, f"error: {spec}: a job spec is a YAML mapping, got list")
+    code, _, err = gpuyard(capsys, url, "wrong", "jobs")
+    assert (code, err.strip()) == (1, "error: 401: unknown token")
+
+
+def test_jobs_table_and_json(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = gpuyard(capsys, url, VISION_TOKEN, "jobs")
+    assert code == 0 and "job-0001" in out and "job-0002" not in out and "v1" in out
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--output", "json")
+    assert [j["job_id"] for j in json.loads(out)] == ["job-0001", "job-0002"]
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--state", "running", "--output",
+                           "json")  # fmt: skip
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_job_cancel_logs(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "job", "job-0002")
+    assert code == 0 and "WAIT_CAPACITY" in out and "waiting for 8 GPUs" in out
+    code, _, err = gpuyard(capsys, url, NLP_TOKEN, "cancel", "job-0001")
+    assert code == 1 and err.startswith("error: 403: job 'job-0001' belongs to another team")
+    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "cancel", "job-0002")
+    assert (code, out.strip()) == (0, "job-0002 CANCELLED: cancelled by user")
+    code, _, err = gpuyard(capsys, url, NLP_TOKEN, "cancel", "job-0002")
+    assert code == 1 and "409: job 'job-0002' has already ended" in err
+    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "logs", "job-0002", "--tail", "3")
+    assert (code, out) == (0, "line 8\nline 9\nline 10\n")
+    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "logs", "job-0002", "--output", "json")
+    assert json.loads(out)["tail_lines"] == 200
+    code, _, err = gpuyard(capsys, url, NLP_TOKEN, "job", "job-9")
+    assert (code, err.strip()) == (1, "error: 404: no job 'job-9'")
+
+
+def test_queue_and_nodes(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = gpuyard(capsys, url, VISION_TOKEN, "queue")
+    assert code == 0 and "job-0001" in out and "job-0002" not in out
+    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "queue", "--output", "json")
+    assert [(q["job_id"], q["position"]) for q in json.loads(out)] == [("job-0002", 2)]
+    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "nodes")
+    lines = out.splitlines()
+    sim = next(line for line in lines if "sim-0" in line)
+    real = next(line for line in lines if "gpu-1" in line)
+    assert "simulated" in sim and "3/4" in sim and "ready" in sim
+    assert "simulated" not in real and "NVML" in real and "off: cordon" in real
+    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "nodes", "--output", "json")
+    assert [n["simulated"] for n in json.loads(out)] == [True, False]
+
+
+def test_token_and_api_from_the_environment(
+    url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GPUYARD_TOKEN", raising=False)
+    assert main(["jobs", "--api", url]) == 2
+    assert "no token" in capsys.readouterr().err
+    monkeypatch.setenv("GPUYARD_TOKEN", VISION_TOKEN)
+    monkeypatch.setenv("GPUYARD_API", url)
+    assert main(["jobs", "--output", "json"]) == 0
+    assert [j["team"] for j in json.loads(capsys.readouterr().out)] == ["vision"]
+
+
+def test_client_raises_api_error_with_the_servers_reason(url: str) -> None:
+    c = Client(url, NLP_TOKEN)
+    with pytest.raises(ApiError) as e:
+        c.cancel("job-0001")
+    assert e.value.status == 403 and "another team" in e.value.detail
+    assert c.healthz() == {"status": "ok"}
+    with pytest.raises(ApiError) as e:
+        Client("http://127.0.0.1:9", NLP_TOKEN, timeout_s=2).jobs()
+    assert e.value.status == 0 and "cannot reach the gpuyard API" in str(e.value)
