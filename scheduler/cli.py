@@ -134,7 +134,7 @@ def cmd_simulate_queue(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    """Until the live service exists: a short packing replay on the embedded trace slice."""
+    """A short packing replay on the embedded trace slice."""
     from simulations.packing_experiment import run_grid, write_outputs
     from simulations.sample import write_sample
 
@@ -212,9 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--quiet", action="store_true")
     qu.set_defaults(func=cmd_simulate_queue)
 
-    demo = sub.add_parser("demo", help="a short demonstration run")
+    demo = sub.add_parser("demo-packing", help="a short packing replay on a synthetic pod list")
     demo.add_argument("--out", default="out/demo")
     demo.set_defaults(func=cmd_demo)
+    from scheduler.cli_service import add_service_commands  # up, down, demo (live service)
+
+    add_service_commands(sub)
 
     from planner.cli import add_plan_parser  # light: the planner loads when `plan` runs
 

@@ -39,17 +39,19 @@ class JobView(BaseModel):
     priority: int
     state: JobState
     reason: str = Field(description="why the job is in its state (why it waits, how it ended)")
-    code: str | None = Field(None, description="the core's verdict code while pending")
+    code: str | None = Field(default=None, description="the core's verdict code while pending")
     queue_position: int | None = None
     estimated_start_s: float | None = None
     submitted_at_s: float
     started_at_s: float | None = None
     finished_at_s: float | None = None
     placement: list[WorkerPlacementView] = []
-    attempts: int = Field(0, description="Ray Train runs launched for this job so far")
+    attempts: int = Field(default=0, description="Ray Train runs launched for this job so far")
     preemptions: int = 0
-    metrics: dict[str, float] = Field({}, description="last metrics the training run reported")
-    spec: dict[str, Any] = Field({}, description="the submitted job spec")
+    metrics: dict[str, float] = Field(
+        default={}, description="last metrics the training run reported"
+    )
+    spec: dict[str, Any] = Field(default={}, description="the submitted job spec")
 
 
 class QueueEntry(BaseModel):
@@ -81,7 +83,9 @@ class NodeView(BaseModel):
     ray_node_id: str | None
     alive: bool
     schedulable: bool
-    off_reasons: list[str] = Field([], description="why it takes no work: cordon, drain, lost")
+    off_reasons: list[str] = Field(
+        default=[], description="why it takes no work: cordon, drain, lost"
+    )
     labels: dict[str, str] = {}
     simulated: bool = Field(description="GPUs and telemetry are simulated (no NVIDIA GPU)")
     sampled_at_s: float | None = None

@@ -1,0 +1,154 @@
+"""``gpuyard up``, ``gpuyard down`` and the live ``gpuyard demo``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+DEMO_TEAMS = ["perception", "planning", "mapping"]
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from scheduler.runtime.config import load_config
+
+    return load_config(args.config, state_dir=args.state_dir, api_port=args.port)
+
+
+def cmd_up(args: argparse.Namespace, console: Console) -> int:
+    from scheduler.runtime.config import load_fleet
+    from scheduler.runtime.local import up
+
+    cfg = _config(args)
+    fleet = load_fleet(args.fleet)
+    with console.status("starting Ray, the scheduler and the API"):
+        info = up(cfg, fleet, args.address, DEMO_TEAMS)
+    _print_up(info, fleet, console)
+    return 0
+
+
+def _print_up(info: dict[str, Any], fleet: list[Any], console: Console) -> None:
+    sim = " (simulated GPUs and NVML telemetry)" if info["simulated"] else ""
+    table = Table(title=f"gpuyard is up in {info['up_s']} s{sim}")
+    for col in ("node", "GPUs", "model", "CPUs", "labels"):
+        table.add_column(col)
+    for n in fleet:
+        model = n.gpu_model + (" [yellow]simulated[/]" if info["simulated"] else "")
+        labels = ", ".join(f"{k}={v}" for k, v in n.labels)
+        table.add_row(n.name, str(n.gpus), model, str(n.cpus), labels)
+    console.print(table)
+    console.print(f"API: {info['api']}  (OpenAPI: {info['api']}/docs)   Ray: {info['address']}")
+    tokens = Path(info["state_dir"]) / "tokens"
+    if tokens.exists():
+        console.print(f"tokens: {tokens}/<team>; e.g. export GPUYARD_TOKEN=$(cat {tokens}/admin)")
+
+
+def cmd_down(args: argparse.Namespace, console: Console) -> int:
+    from scheduler.runtime.local import down
+
+    for line in down(Path(args.state_dir or "~/.gpuyard").expanduser()):
+        console.print(line)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    """Bring up a local simulated cluster, submit jobs from three teams, show the queue with
+    reasons and the placements, run them to completion with Ray Train, print, shut down."""
+    import yaml
+
+    from scheduler.client import Client
+    from scheduler.runtime.config import load_config, load_fleet
+    from scheduler.runtime.local import down, up
+
+    state_dir = Path(args.state_dir).resolve()
+    if (state_dir / "up.json").exists():
+        down(state_dir)
+    for old in ("journal.db", "journal.db-wal", "journal.db-shm"):
+        (state_dir / old).unlink(missing_ok=True)
+    cfg = load_config(None, state_dir=str(state_dir), api_port=args.port, stop_grace_s=30.0)
+    fleet = load_fleet(None)
+    with console.status("starting a local Ray cluster with simulated GPU nodes"):
+        info = up(cfg, fleet, None, DEMO_TEAMS)
+    _print_up(info, fleet, console)
+    try:
+        tokens = {t: (state_dir / "tokens" / t).read_text().strip() for t in ["admin", *DEMO_TEAMS]}
+        admin = Client(info["api"], tokens["admin"])
+        examples = sorted(Path(args.examples).glob("*.yaml"))
+        submitted = []
+        for path in examples:
+            spec = yaml.safe_load(path.read_text())
+            client = Client(info["api"], tokens.get(spec.get("team", ""), tokens["admin"]))
+            job = client.submit(spec)
+            submitted.append(job["job_id"])
+            console.print(
+                f"submitted {path.name}: {job['job_id']} ({job['team']}) {job['state']}: {job['reason']}"
+            )
+        time.sleep(1.0)
+        _show_queue(admin, console)
+        _show_jobs(admin, console, "placements")
+        deadline = time.time() + args.timeout
+        while time.time() < deadline:
+            jobs = admin.jobs()
+            if all(j["state"] in ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED") for j in jobs):
+                break
+            time.sleep(2.0)
+        _show_jobs(admin, console, "results")
+        jobs = admin.jobs()
+        ok = all(j["state"] == "SUCCEEDED" for j in jobs)
+        console.print("[green]all jobs succeeded[/]" if ok else "[red]not every job succeeded[/]")
+        return 0 if ok else 1
+    finally:
+        with console.status("shutting down"):
+            for line in down(state_dir):
+                console.print(line)
+
+
+def _show_queue(client: Any, console: Console) -> None:
+    table = Table(title="queue (why each job waits)")
+    for col in ("pos", "job", "team", "code", "reason", "est. start in"):
+        table.add_column(col)
+    now = time.time()
+    for q in client.queue():
+        est = q.get("estimated_start_s")
+        table.add_row(str(q["position"]), q["job_id"], q["team"], q["code"], q["reason"],
+                      "-" if est is None else f"{max(0.0, est - now):.0f} s")  # fmt: skip
+    console.print(table)
+
+
+def _show_jobs(client: Any, console: Console, title: str) -> None:
+    table = Table(title=title)
+    for col in ("job", "name", "team", "state", "placement", "attempts", "loss", "reason"):
+        table.add_column(col)
+    for j in client.jobs():
+        where = "; ".join(f"{p['node']}:{p['gpu_indices']}" for p in j["placement"])
+        loss = j["metrics"].get("loss")
+        table.add_row(j["job_id"], j["name"], j["team"], j["state"], where or "-",
+                      str(j["attempts"]), "-" if loss is None else f"{loss:.4f}", j["reason"])  # fmt: skip
+    console.print(table)
+
+
+def add_service_commands(sub: Any) -> None:
+    default_state = os.environ.get("GPUYARD_HOME", "~/.gpuyard")
+    u = sub.add_parser("up", help="start the scheduler service (and a local simulated cluster)")
+    u.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
+    u.add_argument("--fleet", help="fleet YAML (default: 3 simulated nodes x 4 GPUs)")
+    u.add_argument("--config", help="service config YAML (policies, quotas, tokens, ports)")
+    u.add_argument("--state-dir", default=default_state)
+    u.add_argument("--port", type=int, help="API port (default 8000)")
+    u.set_defaults(func=cmd_up)
+    d = sub.add_parser("down", help="stop what `gpuyard up` started")
+    d.add_argument("--state-dir", default=default_state)
+    d.set_defaults(func=cmd_down)
+    demo = sub.add_parser("demo", help="the live service end to end on a local simulated cluster")
+    demo.add_argument("--state-dir", default="out/demo-service")
+    demo.add_argument(
+        "--examples", default=str(Path(__file__).resolve().parent.parent / "examples")
+    )
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--timeout", type=float, default=600.0)
+    demo.set_defaults(func=cmd_demo)

@@ -1,0 +1,284 @@
+"""The service on Ray: the scheduler loop in one named, restartable actor, the launcher and
+cluster views it uses, and the backend the HTTP API calls.
+
+* ``gpuyard-scheduler`` (namespace ``gpuyard``) is a detached threaded actor with
+  ``max_restarts=-1``: if its process dies (``kill -9``), Ray starts it again and it recovers
+  from the journal (``service.py``). It runs on the head node, where the journal lives.
+* The HTTP API is a Ray Serve deployment with a FastAPI ingress (``serve_api``); it holds no
+  state and calls the scheduler actor by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+
+from scheduler.runtime.config import NodeSpec, ServiceConfig
+from scheduler.runtime.executor import NAMESPACE, RunRequest, find_runner, start_runner
+from scheduler.runtime.views import JobState, JobView, NodeView, QueueEntry
+
+SCHEDULER_NAME = "gpuyard-scheduler"
+NODE_LABEL = "gpuyard.io/node"  # names a Ray node after its fleet node
+
+
+class RayLauncher:
+    def __init__(self, head_node_id: str) -> None:
+        self.head = head_node_id
+
+    def start(self, req: RunRequest) -> Any:
+        return start_runner(req, self.head)
+
+    def find(self, job_id: str, attempt: int) -> Any | None:
+        return find_runner(job_id, attempt)
+
+    def status(self, handles: Sequence[Any]) -> list[dict[str, Any] | None]:
+        refs = [h.status.remote() for h in handles]
+        out: list[dict[str, Any] | None] = []
+        for ref in refs:
+            try:
+                out.append(ray.get(ref, timeout=30))
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                out.append(None)  # the runner is gone (or hung): the run is lost
+        return out
+
+    def stop(self, handle: Any) -> None:
+        handle.stop.remote()
+
+    def kill(self, handle: Any) -> None:
+        with contextlib.suppress(ValueError):  # already gone
+            ray.kill(handle, no_restart=True)
+
+
+class RayCluster:
+    """Which fleet nodes are alive in Ray, and their samplers' telemetry."""
+
+    def __init__(self, fleet: Sequence[NodeSpec], simulated: bool, period_s: float) -> None:
+        self.fleet = {n.name: n for n in fleet}
+        self.simulated = simulated
+        self.period_s = period_s
+        self.samplers: dict[str, Any] = {}
+        self._ids: dict[str, str] = {}
+
+    def node_ids(self) -> dict[str, str]:
+        ids: dict[str, str] = {}
+        for node in ray.nodes():
+            name = node.get("Labels", {}).get(NODE_LABEL)
+            if node.get("Alive") and name in self.fleet:
+                ids[name] = node["NodeID"]
+        for name, node_id in ids.items():
+            if self._ids.get(name) != node_id:
+                self.samplers.pop(name, None)  # a new Ray node under that name: new sampler
+        self._ids = ids
+        return ids
+
+    def _sampler(self, name: str) -> Any:
+        from scheduler.runtime.config import NVML_NAMES
+        from scheduler.runtime.telemetry import SimulatedGpu, start_sampler
+
+        if name not in self.samplers:
+            spec = self.fleet[name]
+            sims = None
+            if self.simulated:
+                per = max(1, spec.gpus // spec.nvlink_domains)
+                sims = [
+                    SimulatedGpu(NVML_NAMES.get(spec.gpu_model, f"NVIDIA {spec.gpu_model}"),
+                                 spec.gpu_memory_mib, g // per)
+                    for g in range(spec.gpus)
+                ]  # fmt: skip
+            self.samplers[name] = start_sampler(name, self._ids[name], sims)
+        return self.samplers[name]
+
+    def telemetry(self) -> list[Any]:
+        names = sorted(n for n in self._ids if self.fleet[n].gpus > 0)
+        refs = [(n, self._sampler(n).read.remote()) for n in names]
+        out = []
+        for name, ref in refs:
+            try:
+                out.append(ray.get(ref, timeout=10))
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                self.samplers.pop(name, None)
+        return out
+
+    def head_node_id(self) -> str:
+        return str(ray.get_runtime_context().get_node_id())
+
+    def inject(self, node: str, kind: str, gpu: int, value: float) -> None:
+        ray.get(self._sampler(node).inject.remote(kind, gpu, value))
+
+
+class SchedulerActor:
+    """The service in a Ray actor, with its loop in a thread."""
+
+    def __init__(self, cfg: ServiceConfig, fleet: list[NodeSpec], simulated: bool) -> None:
+        from scheduler.runtime.service import SchedulerService
+
+        head = str(ray.get_runtime_context().get_node_id())
+        self.cluster = RayCluster(fleet, simulated, cfg.telemetry_period_s)
+        self.service = SchedulerService(cfg, fleet, RayLauncher(head), self.cluster, simulated)
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        import traceback
+
+        while not self._stop.is_set():
+            try:
+                self.service.step()
+            except Exception:  # keep serving; the error is visible through errors()
+                self.errors = [*self.errors[-9:], traceback.format_exc()]
+            self._stop.wait(self.service.cfg.loop_period_s)
+
+    def ready(self) -> bool:
+        return True
+
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None) -> JobView:
+        return self.service.submit(spec, idempotency_key)
+
+    def list_jobs(self, team: str | None, state: JobState | None) -> list[JobView]:
+        return self.service.list_jobs(team, state)
+
+    def get_job(self, job_id: str) -> JobView:
+        return self.service.get_job(job_id)
+
+    def cancel(self, job_id: str) -> JobView:
+        return self.service.cancel(job_id)
+
+    def logs(self, job_id: str, tail_lines: int) -> str:
+        return self.service.logs(job_id, tail_lines)
+
+    def queue(self, team: str | None) -> list[QueueEntry]:
+        return self.service.queue(team)
+
+    def nodes(self) -> list[NodeView]:
+        return self.service.nodes()
+
+    def metrics_text(self) -> str:
+        return self.service.metrics_text()
+
+    def run_status(self, job_id: str) -> dict[str, Any] | None:
+        return self.service.run_status(job_id)
+
+    def inject(self, node: str, kind: str, gpu: int, value: float) -> None:
+        """Fault injection into a simulated node's NVML (tests, demos)."""
+        self.cluster.inject(node, kind, gpu, value)
+
+    def loop_errors(self) -> list[str]:
+        return list(self.errors)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.service.close()
+
+
+def start_scheduler(cfg: ServiceConfig, fleet: list[NodeSpec], simulated: bool) -> Any:
+    """Create (or find) the scheduler actor on this driver's node and wait until it is up."""
+    head = str(ray.get_runtime_context().get_node_id())
+    actor = (
+        ray.remote(SchedulerActor)
+        .options(  # type: ignore[attr-defined]
+            name=SCHEDULER_NAME,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            max_restarts=-1,
+            max_task_retries=0,
+            max_concurrency=16,
+            num_cpus=0,
+            label_selector={"ray.io/node-id": head},
+            get_if_exists=True,
+        )
+        .remote(cfg, fleet, simulated)
+    )
+    ray.get(actor.ready.remote(), timeout=120)
+    return actor
+
+
+def scheduler_handle() -> Any:
+    return ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
+
+
+class ActorBackend:
+    """``views.Backend`` over the scheduler actor (used by the API replicas)."""
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+
+    def _h(self) -> Any:
+        if self._handle is None:
+            self._handle = scheduler_handle()
+        return self._handle
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(self._h(), method).remote(*args)
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
+
+    async def submit(self, spec: dict[str, Any], idempotency_key: str | None) -> JobView:
+        return await self._call("submit", spec, idempotency_key)  # type: ignore[no-any-return]
+
+    async def list_jobs(self, team: str | None, state: JobState | None) -> list[JobView]:
+        return await self._call("list_jobs", team, state)  # type: ignore[no-any-return]
+
+    async def get_job(self, job_id: str) -> JobView:
+        return await self._call("get_job", job_id)  # type: ignore[no-any-return]
+
+    async def cancel(self, job_id: str) -> JobView:
+        return await self._call("cancel", job_id)  # type: ignore[no-any-return]
+
+    async def logs(self, job_id: str, tail_lines: int) -> str:
+        return await self._call("logs", job_id, tail_lines)  # type: ignore[no-any-return]
+
+    async def queue(self, team: str | None) -> list[QueueEntry]:
+        return await self._call("queue", team)  # type: ignore[no-any-return]
+
+    async def nodes(self) -> list[NodeView]:
+        return await self._call("nodes")  # type: ignore[no-any-return]
+
+    async def metrics_text(self) -> str:
+        return await self._call("metrics_text")  # type: ignore[no-any-return]
+
+
+def wait_until(pred: Any, timeout_s: float, period_s: float = 0.5) -> bool:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(period_s)
+    return False
+
+
+def serve_api(cfg: ServiceConfig) -> str:
+    """Run the HTTP API as a Ray Serve deployment with a FastAPI ingress; returns its URL."""
+    from ray import serve
+
+    from scheduler.runtime.api import make_app
+    from scheduler.runtime.auth import TokenAuth
+
+    if cfg.tokens is None:
+        raise ValueError("the API needs a tokens file (config key tokens)")
+    app = make_app(ActorBackend(), TokenAuth.from_file(cfg.tokens))
+    serve.start(http_options={"host": cfg.api_host, "port": cfg.api_port})
+
+    @serve.deployment(name="gpuyard-api", num_replicas=1, ray_actor_options={"num_cpus": 0})
+    @serve.ingress(app)
+    class GpuyardApi:
+        pass
+
+    serve.run(GpuyardApi.bind(), name="gpuyard", route_prefix="/", blocking=False)
+    return f"http://{cfg.api_host}:{cfg.api_port}"

@@ -1,0 +1,281 @@
+"""The live service end to end on a local multi-node Ray cluster with simulated GPUs: real
+Ray Train runs of the example job, checkpoints, a node removed mid-run, an injected XID,
+``kill -9`` of the scheduler actor, and the HTTP API (Ray Serve) refusing what it must."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from scheduler.runtime.config import (  # noqa: E402
+    ServiceConfig,
+    load_fleet,
+    parse_fleet,
+)
+
+pytestmark = pytest.mark.ray
+
+FLEET = {
+    "nodes": [
+        {"name": f"node-{x}", "gpus": 4, "gpu_model": "H100", "gpu_memory_gib": 80, "cpus": 8,
+         "memory_gib": 32, "labels": {"rack": f"r{i % 2}", "zone": "z0"}}
+        for i, x in enumerate("abc")
+    ]
+}  # fmt: skip
+TEAMS = ("perception", "planning", "mapping")
+
+
+def job(
+    name: str, team: str, workers: int = 1, gpus: int = 1, epochs: int = 3, **extra: Any
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": name, "team": team, "workers": workers, "gpus_per_worker": gpus,
+        "cpus_per_worker": 1, "memory_gib_per_worker": 2,
+        "entrypoint": "examples.driving_policy:train_loop",
+        "config": {"epochs": epochs, "batch_size": 16, "samples": 64, "image_size": 32,
+                   "step_sleep_s": extra.pop("sleep", 0.0)},
+    }  # fmt: skip
+    spec.update(extra)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    c = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={
+            "num_cpus": 4, "num_gpus": 0, "labels": {"role": "head"},
+            "include_dashboard": False, "object_store_memory": 100 * 1024**2,
+            "_system_config": {"health_check_period_ms": 500, "health_check_timeout_ms": 500,
+                               "health_check_failure_threshold": 3},
+        },
+    )  # fmt: skip
+    nodes = {}
+    for spec in parse_fleet(FLEET, Path("test")):
+        labels = {**dict(spec.labels), "gpuyard.io/node": spec.name}
+        nodes[spec.name] = c.add_node(num_cpus=8, num_gpus=4, labels=labels,
+                                      object_store_memory=80 * 1024**2)  # fmt: skip
+    c.wait_for_nodes()
+    ray.init(address=c.address, namespace="gpuyard", log_to_driver=False)
+    state = tmp_path_factory.mktemp("gpuyard")
+    quotas = state / "quotas.yaml"
+    quotas.write_text(
+        "quotas:\n"
+        + "".join(
+            f"  - {{team: {t}, gpu_model: H100, nominal_gpus: 4, borrowing_limit_gpus: 0}}\n"
+            for t in TEAMS
+        )
+    )
+    yield c, nodes, state, quotas
+    ray.shutdown()
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def scheduler(cluster: Any) -> Any:
+    from scheduler.runtime.ray_service import start_scheduler
+
+    _, _, state, quotas = cluster
+    cfg = ServiceConfig(
+        state_dir=str(state), quotas=str(quotas), loop_period_s=0.3, telemetry_period_s=1.0,
+        stop_grace_s=30.0, backfill="easy", preemption=False,
+    )  # fmt: skip
+    return start_scheduler(cfg, parse_fleet(FLEET, Path("test")), simulated=True)
+
+
+def wait_for(pred: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def get(actor: Any, job_id: str) -> Any:
+    return ray.get(actor.get_job.remote(job_id))
+
+
+def test_three_teams_quotas_and_packing_hold_and_a_job_trains_and_checkpoints(
+    cluster: Any, scheduler: Any
+) -> None:
+    _, _, state, _ = cluster
+    a = ray.get(scheduler.submit.remote(job("p1", "perception", workers=2, gpus=2), None))
+    b = ray.get(scheduler.submit.remote(job("p2", "perception", workers=1, gpus=1), None))
+    c = ray.get(scheduler.submit.remote(job("m1", "mapping", workers=1, gpus=2, epochs=2), None))
+    # perception's quota is 4 H100s: p1 takes all of it, p2 waits for quota
+    assert get(scheduler, a.job_id).state == "RUNNING"
+    pending = get(scheduler, b.job_id)
+    assert pending.state == "PENDING" and pending.code == "WAIT_QUOTA"
+    assert pending.queue_position == 1
+    assert get(scheduler, c.job_id).state == "RUNNING"
+    # best_fit packs p1 (2 x 2 GPUs) and m1 (2 GPUs) onto as few nodes as possible
+    used = {p.node for j in (a, c) for p in get(scheduler, j.job_id).placement}
+    assert len(used) <= 2
+    done = wait_for(
+        lambda: get(scheduler, a.job_id).state == "SUCCEEDED" and get(scheduler, a.job_id),
+        180,
+        "p1",
+    )
+    assert done.metrics["epoch"] == 2.0 and done.attempts == 1
+    ckpts = sorted((state / "runs" / a.job_id).glob("checkpoint_*"))
+    assert ckpts, "the run left checkpoints in its storage path"
+    # the quota freed: p2 runs and finishes
+    wait_for(lambda: get(scheduler, b.job_id).state == "SUCCEEDED", 180, "p2 after p1")
+    wait_for(lambda: get(scheduler, c.job_id).state == "SUCCEEDED", 120, "m1")
+    nodes = ray.get(scheduler.nodes.remote())
+    assert all(n.simulated and n.alive for n in nodes)
+    assert {g.model for n in nodes for g in n.gpus} == {"NVIDIA H100 80GB HBM3"}  # as NVML names it
+
+
+def test_a_removed_node_s_job_resumes_from_its_checkpoint_on_another_node(
+    cluster: Any, scheduler: Any
+) -> None:
+    c, nodes, state, _ = cluster
+    j = ray.get(
+        scheduler.submit.remote(
+            job("long", "planning", workers=1, gpus=2, epochs=8, sleep=0.1), None
+        )
+    )
+    first = get(scheduler, j.job_id)
+    node = first.placement[0].node
+    runs = state / "runs" / j.job_id
+    wait_for(lambda: len(list(runs.glob("checkpoint_*"))) >= 2, 120, "two checkpoints")
+    c.remove_node(nodes[node], allow_graceful=False)
+    moved = wait_for(
+        lambda: (v := get(scheduler, j.job_id)).attempts == 2 and v.state == "RUNNING" and v,
+        90,
+        "relaunch",
+    )
+    assert moved.preemptions == 1 and moved.placement[0].node != node
+    done = wait_for(
+        lambda: (v := get(scheduler, j.job_id)).state == "SUCCEEDED" and v, 180, "finish"
+    )
+    assert done.metrics["epoch"] == 7.0
+    assert done.metrics["start_epoch"] >= 1.0  # resumed from a checkpoint, not from scratch
+    lost = next(n for n in ray.get(scheduler.nodes.remote()) if n.name == node)
+    assert not lost.alive and "lost" in lost.off_reasons
+
+
+def test_an_injected_xid_drains_the_node_and_no_new_work_lands_there(
+    cluster: Any, scheduler: Any
+) -> None:
+    alive = [n.name for n in ray.get(scheduler.nodes.remote()) if n.alive and n.schedulable]
+    j = ray.get(
+        scheduler.submit.remote(
+            job("drained", "mapping", workers=1, gpus=1, epochs=8, sleep=0.1), None
+        )
+    )
+    node = get(scheduler, j.job_id).placement[0].node
+    assert node in alive
+    wait_for(lambda: get(scheduler, j.job_id).metrics.get("epoch", -1) >= 1, 120, "progress")
+    ray.get(scheduler.inject.remote(node, "xid", 0, 79))
+    moved = wait_for(
+        lambda: (v := get(scheduler, j.job_id)).attempts == 2 and v.state == "RUNNING" and v,
+        90,
+        "drain",
+    )
+    assert moved.placement[0].node != node
+    view = next(n for n in ray.get(scheduler.nodes.remote()) if n.name == node)
+    assert not view.schedulable and view.off_reasons == ["drain"]
+    assert view.gpus[0].why_unhealthy == ["xid 79"]
+    k = ray.get(
+        scheduler.submit.remote(job("after", "perception", workers=1, gpus=1, epochs=1), None)
+    )
+    assert get(scheduler, k.job_id).placement[0].node != node
+    wait_for(lambda: get(scheduler, j.job_id).state == "SUCCEEDED", 180, "drained job finishes")
+    wait_for(lambda: get(scheduler, k.job_id).state == "SUCCEEDED", 120, "new job finishes")
+
+
+def test_kill_minus_9_of_the_scheduler_loses_nothing_and_launches_nothing_twice(
+    cluster: Any, scheduler: Any
+) -> None:
+    from scheduler.runtime.journal import Journal
+
+    _, _, state, _ = cluster
+    run = ray.get(
+        scheduler.submit.remote(
+            job("survivor", "perception", workers=1, gpus=4, epochs=6, sleep=0.1), None
+        )
+    )
+    queued = ray.get(
+        scheduler.submit.remote(job("queued", "perception", workers=1, gpus=2, epochs=1), None)
+    )
+    assert get(scheduler, queued.job_id).state == "PENDING"
+    wait_for(lambda: get(scheduler, run.job_id).metrics.get("epoch", -1) >= 0, 120, "first epoch")
+    before = {v.job_id: v.state for v in ray.get(scheduler.list_jobs.remote(None, None))}
+    pid = ray.get(scheduler.pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _pid_after_restart(scheduler, pid), 60, "the actor to restart")
+    after = {v.job_id: v.state for v in ray.get(scheduler.list_jobs.remote(None, None))}
+    assert after == before  # nothing lost, same states
+    assert get(scheduler, run.job_id).attempts == 1  # re-attached, not launched again
+    wait_for(lambda: get(scheduler, run.job_id).state == "SUCCEEDED", 180, "survivor")
+    wait_for(lambda: get(scheduler, queued.job_id).state == "SUCCEEDED", 120, "queued")
+    journal = Journal(state / "journal.db")
+    attempts = [r.attempt for r in journal.runs(run.job_id)]
+    journal.close()
+    assert attempts == [1]
+
+
+def _pid_after_restart(actor: Any, old: int) -> bool:
+    try:
+        return bool(ray.get(actor.pid.remote(), timeout=5) != old)
+    except Exception:
+        return False
+
+
+def test_the_http_api_on_ray_serve_refuses_what_it_must(cluster: Any, scheduler: Any) -> None:
+    import requests
+
+    from scheduler.runtime.local import dev_tokens
+    from scheduler.runtime.ray_service import serve_api
+
+    _, _, state, _ = cluster
+    tokens_path, tokens = dev_tokens(state, list(TEAMS))
+    url = serve_api(ServiceConfig(tokens=str(tokens_path), api_port=18765))
+    try:
+
+        def call(method: str, path: str, token: str | None, **kw: Any) -> Any:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            return requests.request(method, url + path, headers=headers, timeout=30, **kw)
+
+        assert call("GET", "/v1/jobs", None).status_code == 401
+        assert call("GET", "/v1/jobs", "wrong").status_code == 401
+        r = call("POST", "/v1/jobs", tokens["mapping"], json=job("x", "perception"))
+        assert r.status_code == 403
+        bad = job("bad", "mapping")
+        bad["workers"] = 0
+        r = call("POST", "/v1/jobs", tokens["mapping"], json=bad)
+        assert r.status_code == 422 and "workers" in str(r.json()["detail"])
+        r = call("POST", "/v1/jobs", tokens["mapping"], json=job("ok", "mapping", epochs=1))
+        assert r.status_code == 201, r.text
+        mine = r.json()["job_id"]
+        assert call("POST", f"/v1/jobs/{mine}/cancel", tokens["planning"]).status_code in (403, 404)
+        seen = {j["job_id"] for j in call("GET", "/v1/jobs", tokens["planning"]).json()}
+        assert mine not in seen
+        assert call("GET", f"/v1/jobs/{mine}", tokens["admin"]).json()["team"] == "mapping"
+        assert "gpuyard_gpus" in call("GET", "/metrics", None).text
+    finally:
+        from ray import serve
+
+        serve.shutdown()
+
+
+def test_default_fleet_is_three_simulated_nodes_of_four_gpus() -> None:
+    fleet = load_fleet(None)
+    assert [(n.name, n.gpus) for n in fleet] == [
+        ("node-h100-0", 4), ("node-h100-1", 4), ("node-h20-0", 4)
+    ]  # fmt: skip
