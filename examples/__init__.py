@@ -1,0 +1,1 @@
+"""Example gpuyard jobs: a small real training loop and job specs that run it."""
