@@ -108,7 +108,7 @@ class Run:
 
 
 def measure(
-    sc: Scenario, solver: str, time_limit_s: float, gap: float, threads: int, warm: float = 0.5
+    sc: Scenario, solver: str, time_limit_s: float, gap: float, threads: int, warm: float = 0.8
 ) -> Run:
     m = build(sc)
     options = SolveOptions(solver=solver, time_limit_s=time_limit_s, gap=gap, threads=threads,
@@ -162,9 +162,11 @@ def planner_section(
         f"{'n/a' if h.gap is None else f'{h.gap:.2%}'} in {h.solve_s:.1f} s.",
         "",
         "`highs + start`: HiGHS with the two-stage start of `planner/warmstart.py` (purchases relaxed, then blocks "
-        "and openings fixed), which spends up to half of the time limit; `highs`: HiGHS alone. "
+        "and openings fixed), which spends up to 80 % of the time limit and whose first stage, a relaxation, gives "
+        "a bound too (the higher bound is reported; no full MIP when the start is within the gap); `highs`: HiGHS alone. "
         "Status is the planner's own (planner/solve.py): `optimal` only when the gap is <= 0.01 %; a solve stopped "
-        "by its gap or time limit is `feasible`. Best bounds: HiGHS `mip_dual_bound`, CBC's log. "
+        "by its gap or time limit is `feasible`. Best bounds: HiGHS `mip_dual_bound` (of the full MIP or of the start's "
+        "first stage), CBC's log. "
         f"Reproduce: `python -m planner.bench --seed {seed} --time-limit {time_limit_s:g} --gap {gap:g}`.",
         "",
     ]

@@ -39,8 +39,8 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=1, help="solver threads (default 1)")
     p.add_argument(
-        "--warm-start", type=float, default=0.5, metavar="SHARE",
-        help="share of the time limit HiGHS may spend on a two-stage start (0: none; default 0.5)",
+        "--warm-start", type=float, default=0.8, metavar="SHARE",
+        help="share of the time limit HiGHS may spend on a two-stage start (0: none; default 0.8)",
     )  # fmt: skip
     p.add_argument("--sweep", help="e.g. growth=low,base,high: solve each case and tabulate regret")
     p.add_argument("--shadow", choices=("relaxed", "fixed"), default="relaxed",

@@ -5,7 +5,10 @@ limit): the outcome is `optimal` only when the solver proved optimality and the 
 the incumbent and the best bound is at most `OPTIMAL_GAP`; a solution stopped earlier by the
 time limit or by a looser requested gap is `feasible`, with its gap. The best bound comes from
 highspy's ``mip_dual_bound``, from CBC's log, or from PuLP 4.x's ``LpSolveStats``; where no
-solver tells, it is None (never invented).
+solver tells, it is None (never invented). With HiGHS's two-stage start it is the higher of the
+full MIP's bound and that of the start's first stage, a relaxation of the same MIP
+(planner/warmstart.py); when the start is already within the requested gap of that bound,
+the full MIP is not run.
 
 PuLP API differences between 3.x and 4.x are handled in `planner.compat`.
 """
@@ -18,7 +21,7 @@ from typing import Literal
 
 from planner import SOLVERS, compat
 from planner.model import Model
-from planner.warmstart import two_stage_start
+from planner.warmstart import Start, two_stage_start
 
 Status = Literal["optimal", "feasible", "infeasible", "unbounded", "no_solution"]
 # HiGHS's default mip_rel_gap: what the solver itself calls optimal when left to its defaults.
@@ -35,7 +38,7 @@ class SolveOptions:
     fallback: bool = True  # use CBC when HiGHS is not installed
     presolve: bool = True  # HiGHS only; see planner/diagnose.py for why it may be turned off
     # HiGHS MIPs: spend up to this share of the time limit on a start (planner/warmstart.py)
-    warm_start_share: float = 0.5
+    warm_start_share: float = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,33 @@ def interpret(raw: compat.RawSolve, options: SolveOptions, solve_s: float) -> Ou
     )
 
 
+def _start_is_enough(start: Start, gap: float | None) -> bool:
+    g = relative_gap(start.objective, start.bound)
+    return g is not None and gap is not None and g <= gap
+
+
+def _from_start(start: Start) -> compat.RawSolve:
+    """The start as the result: proven within the requested gap by stage 1's bound."""
+    return compat.RawSolve(
+        solver="highs",
+        has_solution=True,
+        proven=True,
+        infeasible=False,
+        unbounded=False,
+        time_limited=False,
+        objective=start.objective,
+        best_bound=start.bound,
+    )
+
+
+def _with_start_bound(raw: compat.RawSolve, start: Start) -> compat.RawSolve:
+    """The full MIP's result with the higher of its bound and stage 1's (both valid)."""
+    if start.bound is None or not raw.has_solution:
+        return raw
+    bound = start.bound if raw.best_bound is None else max(raw.best_bound, start.bound)
+    return replace(raw, best_bound=bound)
+
+
 def solve(m: Model, options: SolveOptions | None = None) -> Outcome:
     o = options or SolveOptions()
     if o.solver not in SOLVERS:
@@ -113,14 +143,21 @@ def solve(m: Model, options: SolveOptions | None = None) -> Outcome:
         use = "cbc"
     started = time.perf_counter()
     if use == "highs":
-        start = None
+        start: Start | None = None
         limit = o.time_limit_s
         # no start without a time limit to share, nor for the elastic diagnosis model (solved
         # without presolve, small, and exactness is its point)
         if o.mip and o.warm_start_share > 0 and limit is not None and o.presolve:
             start = two_stage_start(m, o.warm_start_share * limit, o.gap, o.threads)
             limit = max(1.0, limit - (time.perf_counter() - started))
-        raw = compat.run_highs(m.prob, o.mip, limit, o.gap, o.threads, o.presolve, start)
+        if start is not None and _start_is_enough(start, o.gap):
+            # the model's values are the start's (stage 2 solved it with blocks fixed)
+            raw = _from_start(start)
+        else:
+            values = None if start is None else start.values
+            raw = compat.run_highs(m.prob, o.mip, limit, o.gap, o.threads, o.presolve, values)
+            if start is not None:
+                raw = _with_start_bound(raw, start)
     else:
         raw = compat.run_cbc(m.prob, o.mip, o.time_limit_s, o.gap, o.threads, o.presolve)
     elapsed = time.perf_counter() - started

@@ -76,12 +76,49 @@ def test_the_two_stage_start_is_a_plan_and_leaves_the_model_as_it_was() -> None:
     start = two_stage_start(m, 10.0, 0.0, 1)
     assert start is not None
     assert [(v.name, v.cat, v.lowBound, v.upBound) for v in m.prob.variables()] == before
+    values = start.values
     for v in (*m.buy.values(), *m.cum.values(), *m.opened.values()):
-        assert start[v.name] == pytest.approx(round(start[v.name]), abs=1e-6)  # whole units
+        assert values[v.name] == pytest.approx(round(values[v.name]), abs=1e-6)  # whole units
     # the start is a plan: fixing every integer at it leaves a feasible model
     for v in (*m.buy.values(), *m.cum.values(), *m.opened.values()):
-        v.lowBound = v.upBound = round(start[v.name])
+        v.lowBound = v.upBound = round(values[v.name])
     assert compat.run_highs(m.prob, True, 10.0, 0.0, 1).has_solution
+
+
+def test_the_start_bound_is_a_lower_bound_on_the_optimum() -> None:
+    """Stage 1 relaxes purchases only: its bound may not exceed the MIP's proven optimum
+    (tiny scenario; tests/unit/planner/test_bruteforce.py checks that optimum by enumeration)."""
+    from planner.warmstart import two_stage_start
+
+    optimum = solve(build(load_scenario(TINY)), SolveOptions(gap=0.0, warm_start_share=0.0))
+    assert optimum.status == "optimal" and optimum.objective is not None
+    m = build(load_scenario(TINY))
+    start = two_stage_start(m, 10.0, 0.0, 1)
+    assert start is not None and start.bound is not None
+    unit = m.objective_unit
+    assert start.bound * unit <= optimum.objective * (1 + 1e-9)
+    assert start.objective * unit >= optimum.objective * (1 - 1e-9)
+
+
+def test_a_start_within_the_gap_is_the_result_and_its_bound_is_kept() -> None:
+    from planner.solve import _from_start, _with_start_bound
+    from planner.warmstart import Start
+
+    start = Start({}, objective=100.0, bound=99.5)
+    out = interpret(_from_start(start), SolveOptions(gap=0.01), 1.0)
+    assert (out.status, out.stop_reason, out.gap) == ("feasible", "gap_limit", pytest.approx(0.005))
+    # the full MIP's bound is replaced only by a higher one
+    assert _with_start_bound(_raw(best_bound=99.0), start).best_bound == 99.5
+    assert _with_start_bound(_raw(best_bound=99.8), start).best_bound == 99.8
+    assert _with_start_bound(_raw(best_bound=None), start).best_bound == 99.5
+    none = Start({}, objective=100.0, bound=None)
+    assert _with_start_bound(_raw(best_bound=None), none).best_bound is None
+
+
+def test_a_large_plan_within_its_gap_has_a_bound_below_its_objective() -> None:
+    out = solve(build(generate(seed=0, sites=4, quarters=12)), SolveOptions(time_limit_s=20.0))
+    assert out.has_solution and out.best_bound is not None and out.objective is not None
+    assert out.best_bound <= out.objective * (1 + 1e-9)
 
 
 def test_a_warm_started_solve_reaches_the_same_optimum() -> None:
