@@ -42,7 +42,7 @@ class RayLauncher:
         for ref in refs:
             try:
                 out.append(ray.get(ref, timeout=30))
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            except ray.exceptions.RayError:
                 out.append(None)  # the runner is gone (or hung): the run is lost
         return out
 
@@ -100,7 +100,7 @@ class RayCluster:
         for name, ref in refs:
             try:
                 out.append(ray.get(ref, timeout=10))
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            except ray.exceptions.RayError:  # died, unschedulable (node gone) or hung
                 self.samplers.pop(name, None)
         return out
 

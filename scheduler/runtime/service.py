@@ -111,6 +111,7 @@ class ActiveRun:
     placement: Placement
     started_at_s: float
     stop_deadline_s: float | None = None  # set once asked to checkpoint and stop
+    why: str = ""  # why it is being stopped: preempt, cancel or max_runtime
 
 
 class SchedulerService:
@@ -217,7 +218,7 @@ class SchedulerService:
             )
             self.active[run.job_id] = active
             if running is None:  # the core had stopped it (preempted, cancelled): finish that
-                self._ask_stop(active, "stopping after a service restart")
+                self._ask_stop(active, "preempt", "stopping after a service restart")
         # launches the core made whose runs were never recorded (crash in between)
         for job_id, placement in sorted(self.core.running.items()):
             if job_id not in self.active:
@@ -257,7 +258,10 @@ class SchedulerService:
                     self.metrics.preempted(rec.team, a.cause.split(":")[0])
                     run = self.active.get(a.job_id)
                     if run is not None:
-                        self._ask_stop(run, a.cause)
+                        self._ask_stop(run, "preempt", a.cause)
+                        if self.lost & set(run.placement.nodes):
+                            # its workers are gone: nothing can checkpoint, stop it now
+                            self.launcher.kill(run.handle)
             elif isinstance(a, Reject):
                 self._set_state(rec, JobState.REJECTED, a.reason, a.now_s, replaying)
             elif isinstance(a, Release) and not rec.state.terminal:
@@ -335,9 +339,10 @@ class SchedulerService:
                 return True
         return False
 
-    def _ask_stop(self, run: ActiveRun, cause: str) -> None:
+    def _ask_stop(self, run: ActiveRun, why: str, cause: str) -> None:
         if run.stop_deadline_s is None:
             run.stop_deadline_s = self.clock() + self.cfg.stop_grace_s
+            run.why = why
             self.records[run.job_id].end_cause = cause
             self.launcher.stop(run.handle)
 
@@ -357,13 +362,13 @@ class SchedulerService:
                 detail = "runner died" if st is None else st.get("detail", "")
                 self.journal.run_ended(run.job_id, run.attempt, outcome, detail, rec.metrics, now)
                 del self.active[run.job_id]
-                if stopping and self.core.running.get(run.job_id) is None:
-                    if rec.cancel_asked:
+                if run.why == "preempt":
+                    if rec.cancel_asked and run.job_id in self.core.jobs:
                         events.append(JobCancelled(now, run.job_id, "cancelled"))
-                    continue  # preempted/drained: the core already requeued it
+                    continue  # the core already requeued it (a relaunch may wait on this run)
                 if rec.cancel_asked:
                     events.append(JobCancelled(now, run.job_id, "cancelled"))
-                elif stopping and rec.end_cause:  # max runtime
+                elif run.why == "max_runtime":
                     events.append(JobFinished(now, run.job_id, f"failed: {rec.end_cause}"))
                 elif outcome == "succeeded":
                     events.append(JobFinished(now, run.job_id, "succeeded"))
@@ -374,7 +379,7 @@ class SchedulerService:
                 continue
             max_rt = rec.spec.get("max_runtime_s")
             if not stopping and max_rt is not None and now - run.started_at_s > float(max_rt):
-                self._ask_stop(run, f"ran past max_runtime_s={max_rt}")
+                self._ask_stop(run, "max_runtime", f"ran past max_runtime_s={max_rt}")
             elif (
                 stopping and run.stop_deadline_s is not None and self.clock() > run.stop_deadline_s
             ):
@@ -518,7 +523,7 @@ class SchedulerService:
             run = self.active.get(job_id)
             if run is not None:
                 rec.reason = "cancelling: asked to checkpoint and stop"
-                self._ask_stop(run, "cancelled")
+                self._ask_stop(run, "cancel", "cancelled")
             else:
                 self._feed([JobCancelled(self._now(), job_id, "cancelled")])
             return self._view(rec)

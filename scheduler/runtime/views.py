@@ -99,6 +99,10 @@ class SpecRejected(Exception):
         super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
         self.errors = errors
 
+    def __reduce__(self) -> tuple[type[SpecRejected], tuple[list[dict[str, Any]]]]:
+        # crosses process boundaries (Ray actor -> API replica) with its errors intact
+        return (SpecRejected, (self.errors,))
+
 
 class UnknownJob(KeyError):
     pass
