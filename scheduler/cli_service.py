@@ -65,6 +65,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from scheduler.runtime.config import load_config, load_fleet
     from scheduler.runtime.local import down, up
 
+    console = Console(width=max(console.width, 160))  # wide tables, also when piped
     state_dir = Path(args.state_dir).resolve()
     if (state_dir / "up.json").exists():
         down(state_dir)
@@ -79,15 +80,17 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         tokens = {t: (state_dir / "tokens" / t).read_text().strip() for t in ["admin", *DEMO_TEAMS]}
         admin = Client(info["api"], tokens["admin"])
         examples = sorted(Path(args.examples).glob("*.yaml"))
-        submitted = []
-        for path in examples:
-            spec = yaml.safe_load(path.read_text())
-            client = Client(info["api"], tokens.get(spec.get("team", ""), tokens["admin"]))
-            job = client.submit(spec)
-            submitted.append(job["job_id"])
-            console.print(
-                f"submitted {path.name}: {job['job_id']} ({job['team']}) {job['state']}: {job['reason']}"
-            )
+        # each example args.copies times: more than the 12 GPUs hold at once, so some wait
+        for copy in range(1, args.copies + 1):
+            for path in examples:
+                spec = yaml.safe_load(path.read_text())
+                spec["name"] = f"{spec['name']}-{copy}"
+                client = Client(info["api"], tokens.get(spec.get("team", ""), tokens["admin"]))
+                job = client.submit(spec)
+                console.print(
+                    f"submitted {path.name} as {job['job_id']} ({job['team']}): "
+                    f"{job['state']}, {job['reason']}"
+                )
         time.sleep(1.0)
         _show_queue(admin, console)
         _show_jobs(admin, console, "placements")
@@ -151,4 +154,5 @@ def add_service_commands(sub: Any) -> None:
     )
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--timeout", type=float, default=600.0)
+    demo.add_argument("--copies", type=int, default=3, help="submissions of each example")
     demo.set_defaults(func=cmd_demo)

@@ -365,6 +365,8 @@ class ClusterState:
         self.preemptions[victim_id] = self.preemptions.get(victim_id, 0) + 1
         self.lost_gpu_s += lost * gpus
         self._unuse(job)
+        # until a cycle reaches it again, it waits because it was stopped (not "placed")
+        self.set_verdict(victim_id, Code.WAIT_CAPACITY, f"requeued: {trigger}")
         return Preempt(victim_id, self.now_s, trigger, self.progress_s[victim_id], lost * gpus)
 
     def _end(self, job_id: str, now_s: float, cause: str) -> list[Action]:

@@ -12,6 +12,7 @@ What ``up`` started is written to ``<state_dir>/up.json`` for ``down``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -143,7 +144,8 @@ def down(state_dir: Path) -> list[str]:
     info = json.loads(info_path.read_text())
     os.environ.setdefault("RAY_AUTH_MODE", "disabled" if info.get("local") else "token")
     try:
-        ray.init(address=info["address"], namespace="gpuyard", log_to_driver=False)
+        if not ray.is_initialized():
+            ray.init(address=info["address"], namespace="gpuyard", log_to_driver=False)
         from ray import serve
 
         from scheduler.runtime.ray_service import scheduler_handle
@@ -159,11 +161,14 @@ def down(state_dir: Path) -> list[str]:
             pass
         for actor_info in ray.util.list_named_actors(all_namespaces=True):
             if actor_info["namespace"] == "gpuyard":
-                ray.kill(ray.get_actor(actor_info["name"], namespace="gpuyard"), no_restart=True)
-                done.append(f"killed {actor_info['name']}")
-        ray.shutdown()
+                with contextlib.suppress(ValueError):  # it died meanwhile
+                    ray.kill(
+                        ray.get_actor(actor_info["name"], namespace="gpuyard"), no_restart=True
+                    )
+                    done.append(f"killed {actor_info['name']}")
     except Exception as e:  # the cluster may already be gone; still stop what is local
         done.append(f"could not reach the cluster: {type(e).__name__}: {e}")
+    ray.shutdown()  # before the raylets go, so the driver does not report their deaths
     if info.get("local"):
         _ray("stop", "--force")
         done.append("local Ray cluster stopped")
