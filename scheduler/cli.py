@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scheduler.cli_jobs import add_job_commands  # the live service's commands
 
     add_job_commands(sub)
+    from scheduler.cli_k8s import add_k8s_commands  # gpuyard k8s inventory|up|remediate
+
+    add_k8s_commands(sub)
     return p
 
 
