@@ -1,10 +1,11 @@
 """Execution: the core's ``Launch`` becomes a Ray Train ``TorchTrainer`` run on exactly the
 chosen nodes.
 
-Each run is driven by a *runner*, a detached named Ray actor (``gpuyard-run-<job>-<attempt>``
-in namespace ``gpuyard``) that calls ``TorchTrainer.fit()`` in a thread and keeps the outcome.
+Each run is driven by a *runner*, a detached named Ray actor (``gpuyard-runner-<id>`` in
+namespace ``gpuyard``) that calls ``TorchTrainer.fit()`` in a thread and keeps the outcome.
 Being detached, it outlives a crash of the scheduler service: the restarted service finds it
-by name and re-attaches instead of launching the run again. The Train controller is owned by
+by the name the journal recorded and re-attaches instead of launching the run again. One idle
+runner is kept ready, its imports done, so a launch does not wait for a process to start. The Train controller is owned by
 the runner, so killing the runner stops the whole run.
 
 Pinning: worker ``i`` gets ``label_selector {"ray.io/node-id": <node of worker i>}`` (Train V2
@@ -30,6 +31,7 @@ import os
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,14 +68,6 @@ class RunRequest:
     max_failures: int = 2  # worker crashes on live nodes retried by Train
     controller_failure_limit: int = 2  # unplaceable worker groups, then the run fails
     env: dict[str, str] = field(default_factory=dict)  # extra worker environment
-
-    @property
-    def runner_name(self) -> str:
-        return runner_name(self.job_id, self.attempt)
-
-
-def runner_name(job_id: str, attempt: int) -> str:
-    return f"gpuyard-run-{job_id}-{attempt}"
 
 
 @dataclass(slots=True)
@@ -162,12 +156,22 @@ def build_trainer(req: RunRequest) -> Any:
 
 class JobRunner:
     """Drives one attempt of one job (a threaded Ray actor: ``status`` and ``stop`` answer
-    while ``fit`` runs)."""
+    while ``fit`` runs). It is created *idle*, ahead of need, so that the imports of Ray Train
+    and torch are paid before a job is waiting on them; ``run`` gives it its one attempt."""
 
-    def __init__(self, req: RunRequest) -> None:
+    def __init__(self) -> None:
+        import ray.train.torch  # noqa: F401  (warm: paid before any job waits on it)
+
+        self.req: RunRequest | None = None
+        self.status_ = RunStatus("", 0, "idle")
+        self._stop_asked = False
+        self._thread: threading.Thread | None = None
+
+    def run(self, req: RunRequest) -> None:
+        if self.req is not None:
+            raise RuntimeError(f"runner already ran {self.req.job_id} attempt {self.req.attempt}")
         self.req = req
         self.status_ = RunStatus(req.job_id, req.attempt, "starting", started_at_s=time.time())
-        self._stop_asked = False
         Path(req.control_dir).mkdir(parents=True, exist_ok=True)
         stop = Path(req.control_dir) / STOP_FILE
         stop.unlink(missing_ok=True)  # a STOP left by the previous attempt
@@ -176,11 +180,10 @@ class JobRunner:
             f"rank {i}: {w.node} GPUs {list(w.gpu_indices)}" for i, w in enumerate(req.workers)
         )
         _log(req.control_dir, f"attempt {req.attempt} launching on {where}")
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(req,), daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        req = self.req
+    def _run(self, req: RunRequest) -> None:
         try:
             trainer = build_trainer(req)
             self.status_.state = "running"
@@ -201,6 +204,8 @@ class JobRunner:
         _log(req.control_dir, f"attempt {req.attempt} {self.status_.state}: {self.status_.detail}")
 
     def status(self) -> dict[str, Any]:
+        if self.req is None:
+            return self.status_.as_dict()
         first = Path(self.req.control_dir) / "first_step"
         if self.status_.first_step_at_s is None and first.exists():
             with contextlib.suppress(ValueError):
@@ -217,35 +222,41 @@ class JobRunner:
     def stop(self) -> None:
         """Ask the run to checkpoint and return (the loop polls the STOP file)."""
         self._stop_asked = True
+        if self.req is None:
+            return
         (Path(self.req.control_dir) / STOP_FILE).write_text(str(time.time()))
         _log(self.req.control_dir, f"attempt {self.req.attempt}: stop requested")
 
     def wait(self, timeout_s: float) -> bool:
+        if self._thread is None:
+            return True
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
 
-def start_runner(req: RunRequest, head_node_id: str) -> Any:
-    """Create the detached runner actor for ``req`` on the head node (where the service runs)."""
+def new_runner(head_node_id: str) -> tuple[str, Any]:
+    """Create an idle, detached runner actor on the head node (where the service runs);
+    returns its name (journaled with the run, to find it after a restart) and handle."""
     import ray
 
+    name = f"gpuyard-runner-{uuid.uuid4().hex[:12]}"
     actor_cls = ray.remote(JobRunner)
-    return actor_cls.options(
-        name=req.runner_name,
+    handle = actor_cls.options(
+        name=name,
         namespace=NAMESPACE,
         lifetime="detached",
         num_cpus=0,
         max_concurrency=4,
         label_selector={"ray.io/node-id": head_node_id},
-        get_if_exists=True,
-    ).remote(req)
+    ).remote()
+    return name, handle
 
 
-def find_runner(job_id: str, attempt: int) -> Any | None:
+def find_runner(name: str) -> Any | None:
     import ray
 
     try:
-        return ray.get_actor(runner_name(job_id, attempt), namespace=NAMESPACE)
+        return ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
         return None
 

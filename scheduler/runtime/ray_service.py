@@ -19,7 +19,7 @@ from typing import Any
 import ray
 
 from scheduler.runtime.config import NodeSpec, ServiceConfig
-from scheduler.runtime.executor import NAMESPACE, RunRequest, find_runner, start_runner
+from scheduler.runtime.executor import NAMESPACE, RunRequest, find_runner, new_runner
 from scheduler.runtime.views import JobState, JobView, NodeView, QueueEntry
 
 SCHEDULER_NAME = "gpuyard-scheduler"
@@ -27,14 +27,34 @@ NODE_LABEL = "gpuyard.io/node"  # names a Ray node after its fleet node
 
 
 class RayLauncher:
+    """Runs on runner actors; keeps one idle runner ready (its process started and Ray Train
+    and torch imported) so a launch does not wait for them."""
+
     def __init__(self, head_node_id: str) -> None:
         self.head = head_node_id
+        self._drop_idle()  # a previous incarnation's spare
+        self.spare: tuple[str, Any] | None = new_runner(head_node_id)
 
-    def start(self, req: RunRequest) -> Any:
-        return start_runner(req, self.head)
+    def _drop_idle(self) -> None:
+        names = [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == NAMESPACE and a["name"].startswith("gpuyard-runner-")
+        ]
+        handles = [h for h in (find_runner(n) for n in names) if h is not None]
+        for handle, st in zip(handles, self.status(handles), strict=True):
+            if st is not None and st.get("state") == "idle":
+                self.kill(handle)
 
-    def find(self, job_id: str, attempt: int) -> Any | None:
-        return find_runner(job_id, attempt)
+    def prepare(self) -> tuple[str, Any]:
+        ready, self.spare = self.spare, new_runner(self.head)
+        return ready if ready is not None else new_runner(self.head)
+
+    def run(self, handle: Any, req: RunRequest) -> None:
+        handle.run.remote(req)
+
+    def find(self, runner: str) -> Any | None:
+        return find_runner(runner)
 
     def status(self, handles: Sequence[Any]) -> list[dict[str, Any] | None]:
         refs = [h.status.remote() for h in handles]

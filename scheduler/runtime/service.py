@@ -60,9 +60,11 @@ from scheduler.runtime.views import (
 class Launcher(Protocol):
     """Starts, watches and stops runs (``executor.py`` on Ray; a fake in unit tests)."""
 
-    def start(self, req: RunRequest) -> Any: ...
+    def prepare(self) -> tuple[str, Any]: ...  # an idle runner, ready to run: name, handle
 
-    def find(self, job_id: str, attempt: int) -> Any | None: ...
+    def run(self, handle: Any, req: RunRequest) -> None: ...
+
+    def find(self, runner: str) -> Any | None: ...
 
     def status(self, handles: Sequence[Any]) -> list[dict[str, Any] | None]: ...  # None: gone
 
@@ -198,8 +200,14 @@ class SchedulerService:
                 rec.started_at_s = runs[0].started_at_s
                 rec.metrics = dict(runs[-1].metrics or {})
         for run in self.journal.open_runs():
-            handle = self.launcher.find(run.job_id, run.attempt)
+            handle = self.launcher.find(run.runner)
             running = self.core.running.get(run.job_id)
+            if (
+                handle is not None
+                and (self.launcher.status([handle])[0] or {}).get("state") == "idle"
+            ):
+                self.launcher.kill(handle)  # the service died before handing it the run
+                handle = None
             if handle is None:
                 self.journal.run_ended(
                     run.job_id, run.attempt, "lost", "runner gone after a restart", {}, self.clock()
@@ -321,10 +329,13 @@ class SchedulerService:
             max_failures=self.cfg.max_failures,
         )
         now = self._now()
-        # recorded before the runner exists: a crash in between leaves an open run with no
-        # runner, which a restart requeues instead of starting a second copy
-        self.journal.run_started(rec.job_id, rec.attempts, req.runner_name, "ray", now)
-        handle = self.launcher.start(req)
+        # recorded before the runner gets the run: a crash in between leaves an open run whose
+        # runner is idle or gone, which a restart requeues instead of starting a second copy
+        name, handle = self.launcher.prepare()
+        self.journal.run_started(
+            rec.job_id, rec.attempts, f"{rec.job_id}#{rec.attempts}", name, now
+        )
+        self.launcher.run(handle, req)
         self.active[rec.job_id] = ActiveRun(rec.job_id, rec.attempts, handle, launch.placement, now)
         if rec.started_at_s is None:
             rec.started_at_s = now
