@@ -210,11 +210,8 @@ def test_cordon_taint_event_then_give_back_with_hysteresis(server: FakeApiServer
         },
     }
     node = server.node("gpu-1")
-    assert (
-        ("unschedulable" not in node["spec"]
-        and "annotations" not in node["metadata"])
-        or node["metadata"]["annotations"] == {}
-    )
+    assert "unschedulable" not in node["spec"]
+    assert not node["metadata"].get("annotations")
     assert node["spec"]["taints"] == [
         {"key": "dedicated", "value": "training", "effect": "NoSchedule"}
     ]
