@@ -6,6 +6,8 @@
 3. Queueing: Microsoft's Philly trace through every queue policy, with and without backfill,
    with quotas, priority classes and preemption.
 4. Planner: a generated 20 sites x 40 quarters x 6 SKUs x 3 workloads MILP, HiGHS and CBC.
+5. Live service on a local Ray cluster: submit -> first step vs bare Ray Train, API burst,
+   telemetry sampling cost.
 
 ``--sections queue,planner`` reruns only those and keeps the others from the existing file.
 """
@@ -321,7 +323,7 @@ def queue_section(lines: list[str], gpus: int, out_dir: Path, workers: int) -> N
 
 
 KEPT = "_Kept from the previous run:"
-SECTION_NUMBER = {"packing": "1", "scale": "2", "queue": "3", "planner": "4"}
+SECTION_NUMBER = {"packing": "1", "scale": "2", "queue": "3", "planner": "4", "service": "5"}
 
 
 def merge_sections(path: Path, lines: list[str], sections: set[str]) -> str:
@@ -368,7 +370,9 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--scale-policies", default="best_fit,topology,fgd")
     ap.add_argument(
-        "--sections", default="packing,scale,queue,planner", help="comma-separated subset"
+        "--sections",
+        default="packing,scale,queue,planner,service",
+        help="comma-separated subset",
     )
     ap.add_argument("--philly-gpus", type=int, default=448)
     args = ap.parse_args()
@@ -412,6 +416,10 @@ def main() -> int:
         from planner.bench import planner_section
 
         lines += [*planner_section().splitlines(), ""]
+    if "service" in sections:
+        from scheduler.runtime.bench import service_section
+
+        lines += [*service_section().splitlines(), ""]
     Path(args.out).write_text(merge_sections(Path(args.out), lines, sections))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
