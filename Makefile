@@ -23,8 +23,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check scheduler planner simulations tests
-	$(BIN)/ruff format --check scheduler planner simulations tests
+	$(BIN)/ruff check scheduler planner simulations tests examples
+	$(BIN)/ruff format --check scheduler planner simulations tests examples
 	$(BIN)/mypy scheduler/core scheduler/policies planner
 
 plan: $(STAMP)
