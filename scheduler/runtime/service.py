@@ -199,6 +199,9 @@ class SchedulerService:
             if runs:
                 rec.started_at_s = runs[0].started_at_s
                 rec.metrics = dict(runs[-1].metrics or {})
+        nodes = self._poll_nodes()  # the Ray nodes as they are now, before any launch
+        if nodes:
+            self._feed(nodes)
         for run in self.journal.open_runs():
             handle = self.launcher.find(run.runner)
             running = self.core.running.get(run.job_id)
@@ -307,7 +310,8 @@ class SchedulerService:
                 WorkerSlot(w.node, self.node_ids[w.node], w.gpu_indices)
                 for w in launch.placement.workers
             )
-        except KeyError as missing:
+        except KeyError as missing:  # placed on a node Ray has not shown us (yet)
+            self.lost.add(str(missing.args[0]))
             self._feed([NodeLost(self._now(), str(missing.args[0]), "not in the Ray cluster")])
             return
         spec = specs.parse_spec(rec.spec, f"job {rec.job_id}")
@@ -373,13 +377,9 @@ class SchedulerService:
                 detail = "runner died" if st is None else st.get("detail", "")
                 self.journal.run_ended(run.job_id, run.attempt, outcome, detail, rec.metrics, now)
                 del self.active[run.job_id]
-                if run.why == "preempt":
-                    if rec.cancel_asked and run.job_id in self.core.jobs:
-                        events.append(JobCancelled(now, run.job_id, "cancelled"))
-                    continue  # the core already requeued it (a relaunch may wait on this run)
-                if rec.cancel_asked:
-                    events.append(JobCancelled(now, run.job_id, "cancelled"))
-                elif run.why == "max_runtime":
+                if run.why in ("preempt", "cancel"):
+                    continue  # the core already requeued or released it; its GPUs are free now
+                if run.why == "max_runtime":
                     events.append(JobFinished(now, run.job_id, f"failed: {rec.end_cause}"))
                 elif outcome == "succeeded":
                     events.append(JobFinished(now, run.job_id, "succeeded"))
@@ -390,7 +390,7 @@ class SchedulerService:
                 continue
             max_rt = rec.spec.get("max_runtime_s")
             if not stopping and max_rt is not None and now - run.started_at_s > float(max_rt):
-                self._ask_stop(run, "max_runtime", f"ran past max_runtime_s={max_rt}")
+                self._ask_stop(run, "max_runtime", f"ran past max_runtime_s={float(max_rt):g}")
             elif (
                 stopping and run.stop_deadline_s is not None and self.clock() > run.stop_deadline_s
             ):
@@ -531,12 +531,12 @@ class SchedulerService:
             if rec.state.terminal:
                 return self._view(rec)
             rec.cancel_asked = True
+            # stop the run first: its GPUs stay held for new launches until it has stopped
+            # (see _blocked); then the core lets go at once (journaled, so a restart knows)
             run = self.active.get(job_id)
             if run is not None:
-                rec.reason = "cancelling: asked to checkpoint and stop"
                 self._ask_stop(run, "cancel", "cancelled")
-            else:
-                self._feed([JobCancelled(self._now(), job_id, "cancelled")])
+            self._feed([JobCancelled(self._now(), job_id, "cancelled")])
             return self._view(rec)
 
     def logs(self, job_id: str, tail_lines: int = 200) -> str:
