@@ -25,7 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check scheduler planner simulations tests examples
 	$(BIN)/ruff format --check scheduler planner simulations tests examples
-	$(BIN)/mypy scheduler/core scheduler/policies planner
+	$(BIN)/mypy scheduler simulations planner   # strict on scheduler/core and planner (pyproject)
 
 plan: $(STAMP)
 	$(BIN)/gpuyard plan simulations/scenarios/china-dc.yaml --out out/plan

@@ -251,7 +251,7 @@ def queue_section(lines: list[str], gpus: int, out_dir: Path, workers: int) -> N
     runs: list[QueueSpec] = []
     for q in QUEUE:
         for b in ("none", "easy"):
-            runs.append((q, QueueOptions(backfill=b), "", n))  # type: ignore[arg-type]
+            runs.append((q, QueueOptions(backfill=b), "", n))
     ckpt = 1800.0
     pre = {"backfill": "easy", "preemption": True, "checkpoint_interval_s": ckpt}
     runs += [

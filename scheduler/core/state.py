@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -92,7 +92,7 @@ class PendingInfo:
 class ClusterState:
     def __init__(
         self,
-        nodes: list[Node] | tuple[Node, ...],
+        nodes: Sequence[Node],
         packing: PackingPolicy,
         config: CoreConfig | None = None,
         queue: QueueOrder | None = None,

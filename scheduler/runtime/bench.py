@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-SMALL = {
+SMALL: dict[str, Any] = {
     "workers": 1, "gpus_per_worker": 1, "cpus_per_worker": 1, "memory_gib_per_worker": 2,
     "entrypoint": "examples.driving_policy:train_loop",
     "config": {"epochs": 1, "batch_size": 16, "samples": 32, "image_size": 32},
@@ -48,7 +48,7 @@ def _bare_first_step(state: Path, node_id: str, i: int) -> float:
 
     control = state / "bare" / f"run-{i}"
     req = RunRequest(
-        job_id=f"bare-{i}", attempt=1, entrypoint=SMALL["entrypoint"], config=dict(SMALL["config"]),  # type: ignore[arg-type]
+        job_id=f"bare-{i}", attempt=1, entrypoint=SMALL["entrypoint"], config=dict(SMALL["config"]),
         workers=(WorkerSlot("bench", node_id, (0,)),), cpus_per_worker=1.0, gpus_per_worker=1.0,
         storage_path=str(state / "bare-runs"), control_dir=str(control), simulated_gpus=True,
     )  # fmt: skip
@@ -99,7 +99,7 @@ def service_section(samples: int = 5, burst: int = 1000, threads: int = 8, port:
         client = Client(info["api"], token)
         admin = Client(info["api"], (state / "tokens" / "admin").read_text().strip())
         node_id = next(
-            n["NodeID"] for n in ray.nodes()
+            n["NodeID"] for n in ray.nodes()  # type: ignore[no-untyped-call]
             if n["Alive"] and n.get("Labels", {}).get("gpuyard.io/node") == fleet[0].name
         )  # fmt: skip
         _bare_first_step(state, node_id, -1)  # warm-up: imports, worker processes
@@ -139,10 +139,10 @@ def service_section(samples: int = 5, burst: int = 1000, threads: int = 8, port:
         lost_journal = len(set(accepted) - stored)
         queued = sum(1 for q in admin.queue() if q["job_id"] in set(accepted))
 
-        stats = []
+        stats: list[tuple[str, int, float, float]] = []
         for node in fleet:
             actor = ray.get_actor(f"gpuyard-sampler-{node.name}", namespace="gpuyard")
-            st = ray.get(actor.stats.remote())
+            st: Any = ray.get(actor.stats.remote())
             stats.append((node.name, st.samples, st.mean_s, st.p95_s))
     finally:
         down(state)

@@ -150,7 +150,7 @@ def down(state_dir: Path) -> list[str]:
 
         from scheduler.runtime.ray_service import scheduler_handle
 
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         done.append("API stopped")
         try:
             actor = scheduler_handle()
@@ -168,7 +168,8 @@ def down(state_dir: Path) -> list[str]:
                     done.append(f"killed {actor_info['name']}")
     except Exception as e:  # the cluster may already be gone; still stop what is local
         done.append(f"could not reach the cluster: {type(e).__name__}: {e}")
-    ray.shutdown()  # before the raylets go, so the driver does not report their deaths
+    # before the raylets go, so the driver does not report their deaths
+    ray.shutdown()
     if info.get("local"):
         _ray("stop", "--force")
         done.append("local Ray cluster stopped")

@@ -86,7 +86,7 @@ class RayCluster:
 
     def node_ids(self) -> dict[str, str]:
         ids: dict[str, str] = {}
-        for node in ray.nodes():
+        for node in ray.nodes():  # type: ignore[no-untyped-call]
             name = node.get("Labels", {}).get(NODE_LABEL)
             if node.get("Alive") and name in self.fleet:
                 ids[name] = node["NodeID"]
@@ -206,21 +206,18 @@ class SchedulerActor:
 def start_scheduler(cfg: ServiceConfig, fleet: list[NodeSpec], simulated: bool) -> Any:
     """Create (or find) the scheduler actor on this driver's node and wait until it is up."""
     head = str(ray.get_runtime_context().get_node_id())
-    actor = (
-        ray.remote(SchedulerActor)
-        .options(  # type: ignore[attr-defined]
-            name=SCHEDULER_NAME,
-            namespace=NAMESPACE,
-            lifetime="detached",
-            max_restarts=-1,
-            max_task_retries=0,
-            max_concurrency=16,
-            num_cpus=0,
-            label_selector={"ray.io/node-id": head},
-            get_if_exists=True,
-        )
-        .remote(cfg, fleet, simulated)
-    )
+    actor_cls: Any = ray.remote(SchedulerActor)
+    actor = actor_cls.options(
+        name=SCHEDULER_NAME,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        max_restarts=-1,
+        max_task_retries=0,
+        max_concurrency=16,
+        num_cpus=0,
+        label_selector={"ray.io/node-id": head},
+        get_if_exists=True,
+    ).remote(cfg, fleet, simulated)
     ray.get(actor.ready.remote(), timeout=120)
     return actor
 
@@ -300,5 +297,6 @@ def serve_api(cfg: ServiceConfig) -> str:
     class GpuyardApi:
         pass
 
-    serve.run(GpuyardApi.bind(), name="gpuyard", route_prefix="/", blocking=False)
+    deployment: Any = GpuyardApi  # a Serve Deployment once decorated
+    serve.run(deployment.bind(), name="gpuyard", route_prefix="/", blocking=False)
     return f"http://{cfg.api_host}:{cfg.api_port}"
