@@ -24,6 +24,12 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
     from scheduler.runtime.config import load_fleet
     from scheduler.runtime.local import up
 
+    if args.address and not args.fleet:
+        raise ValueError(
+            "--fleet FLEET.yaml is required with --address: it names the cluster's GPU nodes "
+            "(each Ray node labelled gpuyard.io/node=<name>); on Kubernetes `gpuyard k8s up` "
+            "reads the fleet from the nodes' GPU Feature Discovery labels instead"
+        )
     cfg = _config(args)
     fleet = load_fleet(args.fleet)
     with console.status("starting Ray, the scheduler and the API"):

@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from scheduler.core.model import Placement
 from scheduler.runtime.config import NodeSpec, ServiceConfig
 from scheduler.runtime.executor import NAMESPACE, RunRequest, find_runner, new_runner
 from scheduler.runtime.views import JobState, JobView, NodeView, QueueEntry
@@ -129,6 +130,19 @@ class RayCluster:
 
     def inject(self, node: str, kind: str, gpu: int, value: float) -> None:
         ray.get(self._sampler(node).inject.remote(kind, gpu, value))
+
+    def show_load(self, placement: Placement, busy: bool) -> None:
+        """Simulated GPUs follow what runs on them (busy: 95 % utilisation and a third of
+        their memory per worker's share); real GPUs report their own load."""
+        if not self.simulated:
+            return
+        for w in placement.workers:
+            if w.node not in self._ids:
+                continue
+            share = w.gpu_milli / 1000
+            mem = int(self.fleet[w.node].gpu_memory_mib * share / 3) if busy else 0
+            for g in w.gpu_indices:
+                self._sampler(w.node).set_load.remote(g, 95.0 * share if busy else 0.0, mem)
 
 
 class SchedulerActor:

@@ -82,6 +82,8 @@ class Cluster(Protocol):
 
     def head_node_id(self) -> str: ...
 
+    def show_load(self, placement: Placement, busy: bool) -> None: ...  # simulated GPUs only
+
 
 @dataclass(slots=True)
 class Record:
@@ -340,6 +342,7 @@ class SchedulerService:
             rec.job_id, rec.attempts, f"{rec.job_id}#{rec.attempts}", name, now
         )
         self.launcher.run(handle, req)
+        self.cluster.show_load(launch.placement, True)
         self.active[rec.job_id] = ActiveRun(rec.job_id, rec.attempts, handle, launch.placement, now)
         if rec.started_at_s is None:
             rec.started_at_s = now
@@ -377,6 +380,7 @@ class SchedulerService:
                 detail = "runner died" if st is None else st.get("detail", "")
                 self.journal.run_ended(run.job_id, run.attempt, outcome, detail, rec.metrics, now)
                 del self.active[run.job_id]
+                self.cluster.show_load(run.placement, False)
                 if run.why in ("preempt", "cancel"):
                     continue  # the core already requeued or released it; its GPUs are free now
                 if run.why == "max_runtime":

@@ -76,6 +76,7 @@ class FakeLauncher:
 class FakeCluster:
     def __init__(self) -> None:
         self.alive = {n.name for n in FLEET}
+        self.load: list[tuple[str, bool]] = []
 
     def node_ids(self) -> dict[str, str]:
         return {n: f"id-{n}" for n in sorted(self.alive)}
@@ -85,6 +86,9 @@ class FakeCluster:
 
     def head_node_id(self) -> str:
         return "id-head"
+
+    def show_load(self, placement: Any, busy: bool) -> None:
+        self.load.append((placement.job_id, busy))
 
 
 class Clock:
@@ -126,6 +130,7 @@ def test_a_launch_runs_pinned_to_the_chosen_nodes_and_success_is_recorded(world:
     run.end("succeeded", loss=0.5)
     clock.t += 5
     svc.step()
+    assert world[1].load == [(job.job_id, True), (job.job_id, False)]
     done = svc.get_job(job.job_id)
     assert (done.state, done.reason, done.metrics) == (
         JobState.SUCCEEDED,
