@@ -29,13 +29,19 @@ from scheduler.core.events import (
 )
 from scheduler.core.model import Job, Placement, Topology, WorkerPlacement, WorkerRequest
 from scheduler.core.verdict import Code
+from scheduler.runtime import codec
 from scheduler.runtime.codec import (
+    ACTION_KINDS,
+    EVENT_KINDS,
     decode_action,
     decode_event,
+    decode_job,
     decode_placement,
     encode_action,
     encode_event,
+    encode_job,
     encode_placement,
+    event_job_id,
 )
 
 # -------------------------------------------------------------- strategies
@@ -262,3 +268,100 @@ def test_malformed_fields_name_kind_and_field() -> None:
         decode_action({**reject, "code": "MAYBE"})
     with pytest.raises(ValueError, match="no string 'kind'"):
         decode_event({"now_s": 1})
+
+
+def test_extra_fields_and_nested_values_are_checked_and_named() -> None:
+    good = encode_event(GpuHealthChanged(1, "n", 0, True))
+    with pytest.raises(ValueError, match="GpuHealthChanged: unexpected field 'extra'"):
+        decode_event({**good, "extra": 1})
+    launch = encode_action(
+        Launch("j", Placement("j", (WorkerPlacement("a", 0, (1,), 1, 2, 3),)), 1, "c")
+    )
+    bad_gpu = {**launch["placement"]["workers"][0], "gpu_indices": [1, "x"]}
+    with pytest.raises(ValueError, match=r"WorkerPlacement\.gpu_indices\[1\]: expected an int"):
+        decode_action({**launch, "placement": {**launch["placement"], "workers": [bad_gpu]}})
+    with pytest.raises(ValueError, match=r"Launch\.placement: expected an object"):
+        decode_action({**launch, "placement": [1]})
+    with pytest.raises(ValueError, match="expected kind 'Placement', got 'Job'"):
+        decode_action({**launch, "placement": {**launch["placement"], "kind": "Job"}})
+    job = encode_job(Job("j", WorkerRequest(1, 2, 1, 500)))
+    with pytest.raises(ValueError, match=r"Job\.topology: expected one of any, same_node"):
+        decode_job({**job, "topology": "nowhere"})
+    with pytest.raises(ValueError, match=r"WorkerRequest: gpu_milli must be in 1\.\.1000"):
+        decode_job({**job, "worker": {**job["worker"], "gpu_milli": 0}})  # the class's own check
+    with pytest.raises(ValueError, match=r"Job\.estimated_duration_s: expected a number"):
+        decode_job({**job, "estimated_duration_s": True})
+    with pytest.raises(ValueError, match=r"WorkerRequest\.gpu_models: expected a list"):
+        decode_job({**job, "worker": {**job["worker"], "gpu_models": "H100"}})
+
+
+def test_encoding_a_value_of_the_wrong_type_names_kind_and_field() -> None:
+    with pytest.raises(TypeError, match=r"Tick\.now_s"):
+        encode_event(Tick("soon"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"GpuHealthChanged\.gpu_index"):
+        encode_event(GpuHealthChanged(1, "n", True, True))
+    with pytest.raises(TypeError, match=r"Reject\.code"):
+        encode_action(Reject("j", "NEVER", "r", 1, "c"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cannot encode unknown event kind 'Placement'"):
+        encode_event(Placement("j"))  # type: ignore[arg-type]
+
+
+def test_the_format_is_pinned_so_old_journals_stay_readable() -> None:
+    job = Job(
+        "j", WorkerRequest(1, 2, 1, 500, ("A100",)), 2, "t", 3, 4, Topology.SAME_RACK, None, 5.5
+    )
+    text = (
+        '{"kind": "JobSubmitted", "now_s": 1.5, "job": {"kind": "Job", "job_id": "j", "worker": '
+        '{"kind": "WorkerRequest", "cpu_milli": 1, "memory_mib": 2, "gpus": 1, "gpu_milli": 500, '
+        '"gpu_models": ["A100"], "min_gpu_memory_mib": 0}, "num_workers": 2, "team": "t", '
+        '"priority": 3, "submitted_at_s": 4, "topology": "same_rack", "estimated_duration_s": null, '
+        '"checkpoint_interval_s": 5.5}, "cause": "api"}'
+    )
+    assert json.dumps(encode_event(JobSubmitted(1.5, job, "api"))) == text
+    assert decode_event(json.loads(text)) == JobSubmitted(1.5, job, "api")
+    tel = GpuTelemetry(np.int64(2), "n", 0, 1, 2, np.float64(3.5), math.inf, 0.0, 7, (79, 48))  # type: ignore[arg-type]
+    assert json.dumps(encode_event(tel)) == (
+        '{"kind": "GpuTelemetry", "now_s": 2, "node": "n", "gpu_index": 0, "memory_used_mib": 1, '
+        '"memory_total_mib": 2, "utilization_pct": 3.5, "temperature_c": "inf", "power_w": 0.0, '
+        '"ecc_uncorrected": 7, "xids": [79, 48], "cause": "telemetry"}'
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DiskFull:
+    """A stand-in for an event class added to the core later."""
+
+    now_s: float
+    node: str
+    free_mib: int | None
+    paths: tuple[str, ...]
+    topology: Topology
+    job: Job
+    cause: str = "disk full"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WithADict:
+    labels: dict[str, str]
+
+
+def test_the_registries_are_built_from_the_unions_so_a_new_event_needs_no_codec_change() -> None:
+    assert set(EVENT_KINDS) == {cls.__name__ for cls in typing.get_args(Event)}
+    assert set(ACTION_KINDS) == {cls.__name__ for cls in typing.get_args(Action)}
+    grown = codec._registry(Event | DiskFull)
+    ev = DiskFull(1, "n", None, ("/a", "/b"), Topology.ANY, Job("j", WorkerRequest(1, 2)))
+    d = codec._encode_in(grown, "event", ev)
+    assert set(d) == {"kind"} | {f.name for f in dataclasses.fields(DiskFull)}
+    back = codec._decode_in(grown, "event", json.loads(json.dumps(d)))
+    assert back == ev and back.paths == ("/a", "/b")
+    with pytest.raises(ValueError, match=r"DiskFull\.free_mib: expected an int"):
+        codec._decode_in(grown, "event", {**d, "free_mib": 1.5})
+    with pytest.raises(TypeError, match="unsupported field type"):
+        codec._registry(Event | WithADict)
+
+
+def test_event_job_id_names_the_job_of_job_events_only() -> None:
+    assert event_job_id(JobSubmitted(1, Job("a", WorkerRequest(1, 2)))) == "a"
+    assert event_job_id(JobInterrupted(1, "b")) == "b"
+    assert event_job_id(NodeLost(1, "n")) is None
+    assert event_job_id(Tick(1)) is None
