@@ -174,9 +174,14 @@ class SchedulerService:
     def _recover(self) -> None:
         """Rebuild the core from the journal, then re-attach or requeue the runs."""
 
+        last_placement: dict[str, Placement] = {}  # where each job's latest run was put
+
         def replay(*events: Event) -> list[Action]:
             actions = self.core.handle(*events)
             self._note_actions(actions, replaying=True)
+            for a in actions:
+                if isinstance(a, Launch):
+                    last_placement[a.job_id] = a.placement
             return actions
 
         subs = self.journal.submissions()
@@ -226,9 +231,9 @@ class SchedulerService:
                         ]
                     )
                 continue
-            active = ActiveRun(
-                run.job_id, run.attempt, handle, running or Placement(run.job_id), run.started_at_s
-            )
+            # a run the core already let go still holds its GPUs until it stops (_blocked)
+            placement = running or last_placement.get(run.job_id, Placement(run.job_id))
+            active = ActiveRun(run.job_id, run.attempt, handle, placement, run.started_at_s)
             self.active[run.job_id] = active
             if running is None:  # the core had stopped it (preempted, cancelled): finish that
                 self._ask_stop(active, "preempt", "stopping after a service restart")

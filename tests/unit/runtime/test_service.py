@@ -264,3 +264,18 @@ def test_an_idempotency_key_returns_the_first_job(world: Any) -> None:
     first = svc.submit(spec("j"), idempotency_key="abc")
     second = svc.submit(spec("j"), idempotency_key="abc")
     assert second.job_id == first.job_id and len(svc.list_jobs()) == 1
+
+
+def test_after_a_restart_a_stopping_run_still_holds_its_gpus(world: Any) -> None:
+    launcher, *_ = world
+    svc = service(world)
+    big = svc.submit(spec("big", gpus=2, workers=2))
+    nxt = svc.submit(spec("next", gpus=2, workers=2))
+    svc.cancel(big.job_id)  # the core gives the GPUs to `next`; `big` is still stopping
+    svc.close()
+    again = service(world)
+    (old,) = launcher.of(big.job_id)
+    assert old.alive and launcher.of(nxt.job_id) == []  # not started on GPUs still in use
+    old.end("stopped")
+    again.step()
+    assert len(launcher.of(nxt.job_id)) == 1
