@@ -17,7 +17,7 @@ Fleet file::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,6 @@ class ServiceConfig:
     stop_grace_s: float = 60.0  # a run asked to checkpoint and stop is killed after this
     max_failures: int = 2  # Train retries of a worker crash on a live node
     state_dir: str = "~/.gpuyard"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def state_path(self) -> Path:

@@ -140,7 +140,7 @@ class SchedulerService:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.storage_path = str(state_dir / "runs")
         self.control_root = state_dir / "control"
-        self.priority_classes = _priority_classes(cfg, [n.name for n in fleet])
+        self.priority_classes = _priority_classes(cfg)
         self.core = self._fresh_core()
         self.records: dict[str, Record] = {}
         self.active: dict[str, ActiveRun] = {}
@@ -656,7 +656,7 @@ def _at(ev: Any, now_s: float) -> Any:
     return replace(ev, now_s=now_s)
 
 
-def _priority_classes(cfg: ServiceConfig, _nodes: list[str]) -> Any:
+def _priority_classes(cfg: ServiceConfig) -> Any:
     if cfg.priority_classes is None:
         return None
     from simulations.priority_file import load_priority_classes
