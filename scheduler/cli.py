@@ -70,14 +70,14 @@ def cmd_simulate_packing(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_simulate_queue(args: argparse.Namespace, console: Console) -> int:
-    from simulations.priority_file import load_priority_classes
+    from scheduler.files.priority_file import load_priority_classes
+    from scheduler.files.quota_file import load_quotas
     from simulations.queue import GPU_MODEL, QueueOptions
     from simulations.queue_experiment import (
         parse_queue_policies,
         run_queue_grid,
         write_queue_outputs,
     )
-    from simulations.quota_file import load_quotas
     from simulations.traces.jobs import load_jobs
 
     policies = parse_queue_policies(args.policy)

@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from scheduler.files.priority_file import load_priority_classes
+from scheduler.files.quota_file import load_quotas
 from scheduler.policies.registry import PACKING, QUEUE
 from simulations.bound import offline_gap_pct
 from simulations.packing_experiment import RunResult, run_grid
-from simulations.priority_file import load_priority_classes
 from simulations.queue import (
     GPU_MODEL,
     QueueOptions,
@@ -41,7 +42,6 @@ from simulations.queue import (
     replay_queue,
     summarize,
 )
-from simulations.quota_file import load_quotas
 from simulations.scale import run_scale
 from simulations.traces.alibaba import load_pods
 from simulations.traces.jobs import TraceJob, load_jobs

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.core.model import Gpu, Node
-from simulations.yamlfile import YamlFileError, read_yaml
+from scheduler.files.yamlfile import YamlFileError, read_yaml
 
 
 class ConfigFileError(YamlFileError):
@@ -157,7 +157,7 @@ class ServiceConfig:
     queue: str = "priority"
     backfill: str = "easy"
     preemption: bool = True
-    quotas: str | None = None  # quota file (simulations/quota_file.py format)
+    quotas: str | None = None  # quota file (scheduler/files/quota_file.py format)
     priority_classes: str | None = None  # priority-class file
     tokens: str | None = None  # API tokens file (auth.py format)
     api_host: str = "127.0.0.1"

@@ -156,7 +156,7 @@ class SchedulerService:
 
     # ----------------------------------------------------------------- setup
     def _fresh_core(self) -> ClusterState:
-        from simulations.quota_file import load_quotas
+        from scheduler.files.quota_file import load_quotas
 
         cfg = self.cfg
         models = sorted({n.gpu_model for n in self.fleet_specs.values()})
@@ -659,6 +659,6 @@ def _at(ev: Any, now_s: float) -> Any:
 def _priority_classes(cfg: ServiceConfig) -> Any:
     if cfg.priority_classes is None:
         return None
-    from simulations.priority_file import load_priority_classes
+    from scheduler.files.priority_file import load_priority_classes
 
     return load_priority_classes(Path(cfg.priority_classes))

@@ -163,7 +163,7 @@ def test_the_tiresias_60_job_trace_replays_with_every_policy(tmp_path: Path) -> 
 
 
 def test_quota_file_errors_name_the_path_value_and_what_is_allowed(tmp_path: Path) -> None:
-    from simulations.quota_file import QuotaFileError, load_quotas
+    from scheduler.files.quota_file import QuotaFileError, load_quotas
 
     def bad(text: str) -> str:
         p = tmp_path / "q.yaml"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from simulations.yamlfile import YamlFileError, read_yaml
+from scheduler.files.yamlfile import YamlFileError, read_yaml
 
 GPU_NODE_SELECTOR = "nvidia.com/gpu.present=true"
 TRIGGER_REASONS = ("xid", "ecc", "drain", "operator", "hot")

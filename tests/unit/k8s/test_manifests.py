@@ -17,11 +17,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from scheduler.files.priority_file import load_priority_classes
+from scheduler.files.quota_file import load_quotas
 from scheduler.runtime.auth import load_token_file
 from scheduler.runtime.config import load_config
 from scheduler.runtime.k8s.settings import parse_k8s_settings
-from simulations.priority_file import load_priority_classes
-from simulations.quota_file import load_quotas
 from tests.k8s_tools import kustomize_command, render
 
 ROOT = Path(__file__).resolve().parents[3]

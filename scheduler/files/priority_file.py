@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from scheduler.core.priority import PriorityClasses
-from simulations.yamlfile import YamlFileError, read_yaml
+from scheduler.files.yamlfile import YamlFileError, read_yaml
 
 
 class PriorityFileError(YamlFileError):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.core.quota import ANY_MODEL, Quota, QuotaConfig
-from simulations.yamlfile import YamlFileError, read_yaml
+from scheduler.files.yamlfile import YamlFileError, read_yaml
 
 
 class QuotaFileError(YamlFileError):
