@@ -279,3 +279,18 @@ def test_after_a_restart_a_stopping_run_still_holds_its_gpus(world: Any) -> None
     old.end("stopped")
     again.step()
     assert len(launcher.of(nxt.job_id)) == 1
+
+
+def test_a_priority_class_sets_the_job_s_priority(world: Any, tmp_path: Path) -> None:
+    launcher, cluster, clock, cfg = world
+    classes = tmp_path / "classes.yaml"
+    classes.write_text("classes: {production: 1000, research: 100}\ndefault: research\n")
+    cfg = ServiceConfig(state_dir=cfg.state_dir, priority_classes=str(classes))
+    svc = SchedulerService(cfg, FLEET, launcher, cluster, simulated=True, clock=clock)
+    svc.step()
+    assert svc.submit(spec("p", priority_class="production")).priority == 1000
+    assert svc.submit(spec("r")).priority == 100
+    with pytest.raises(SpecRejected) as unknown:
+        svc.submit(spec("x", priority_class="urgent"))
+    assert unknown.value.errors[0]["loc"] == ["priority_class"]
+    assert "known: production (1000), research (100)" in unknown.value.errors[0]["msg"]
