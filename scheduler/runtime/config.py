@@ -17,12 +17,12 @@ Fleet file::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from scheduler.core.model import Gpu, Node
-from scheduler.files.yamlfile import YamlFileError, read_yaml
+from scheduler.files.yamlfile import YamlFileError, integer_at, number_at, read_yaml
 
 
 class ConfigFileError(YamlFileError):
@@ -74,16 +74,15 @@ _NODE_KEYS = {"name", "count", "gpus", "gpu_model", "gpu_memory_gib", "cpus", "m
               "nvlink_domains", "labels"}  # fmt: skip
 
 
-def _int(path: Path, where: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigFileError(path, where, value, f"an integer >= {low}")
-    return value
+def _field_int(
+    path: Path, where: str, raw: dict[str, Any], key: str, default: int, low: int
+) -> int:
+    return integer_at(ConfigFileError, path, f"{where}.{key}", raw.get(key, default), low)
 
 
-def _num(path: Path, where: str, value: Any, low: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-        raise ConfigFileError(path, where, value, f"a number >= {low}")
-    return float(value)
+def _field_mib(path: Path, where: str, raw: dict[str, Any], key: str, default: float) -> int:
+    """A size given in GiB (>= 1), in MiB."""
+    return int(number_at(ConfigFileError, path, f"{where}.{key}", raw.get(key, default), 1) * 1024)
 
 
 def parse_fleet(doc: Any, path: Path) -> list[NodeSpec]:
@@ -114,27 +113,21 @@ def parse_fleet(doc: Any, path: Path) -> list[NodeSpec]:
         labels = raw.get("labels", {})
         if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
             raise ConfigFileError(path, f"{where}.labels", labels, "a mapping of string to string")
-        count = _int(path, f"{where}.count", raw.get("count", 1), 1)
-        for k in range(count):
-            specs.append(
-                NodeSpec(
-                    name=name if "count" not in raw else f"{name}-{k}",
-                    gpus=_int(path, f"{where}.gpus", raw.get("gpus", 4), 0),
-                    gpu_model=model,
-                    gpu_memory_mib=int(
-                        _num(path, f"{where}.gpu_memory_gib", raw.get("gpu_memory_gib", 80), 1)
-                        * 1024
-                    ),
-                    cpus=_int(path, f"{where}.cpus", raw.get("cpus", 8), 1),
-                    memory_mib=int(
-                        _num(path, f"{where}.memory_gib", raw.get("memory_gib", 32), 1) * 1024
-                    ),
-                    nvlink_domains=_int(
-                        path, f"{where}.nvlink_domains", raw.get("nvlink_domains", 1), 1
-                    ),
-                    labels=tuple(sorted((str(k2), v) for k2, v in labels.items())),
-                )
-            )
+        count = _field_int(path, where, raw, "count", 1, 1)
+        node = NodeSpec(
+            name=name,
+            gpus=_field_int(path, where, raw, "gpus", 4, 0),
+            gpu_model=model,
+            gpu_memory_mib=_field_mib(path, where, raw, "gpu_memory_gib", 80),
+            cpus=_field_int(path, where, raw, "cpus", 8, 1),
+            memory_mib=_field_mib(path, where, raw, "memory_gib", 32),
+            nvlink_domains=_field_int(path, where, raw, "nvlink_domains", 1, 1),
+            labels=tuple(sorted((str(k), v) for k, v in labels.items())),
+        )
+        if "count" not in raw:
+            specs.append(node)
+        else:  # name-0 .. name-(count-1)
+            specs.extend(replace(node, name=f"{name}-{k}") for k in range(count))
     names = [s.name for s in specs]
     for n in names:
         if names.count(n) > 1:

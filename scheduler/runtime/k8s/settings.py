@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from scheduler.files.yamlfile import YamlFileError, read_yaml
+from scheduler.files.yamlfile import YamlFileError, integer_at, number_at, read_yaml
 
 GPU_NODE_SELECTOR = "nvidia.com/gpu.present=true"
 TRIGGER_REASONS = ("xid", "ecc", "drain", "operator", "hot")
@@ -105,8 +105,8 @@ def _inventory(p: Path, inv: dict[str, Any]) -> InventorySettings:
         if set(size) != {"cpus", "memory_gib"}:
             raise K8sSettingsError(p, where, size, "both cpus and memory_gib")
         pods[str(model)] = PodSize(
-            _int(p, f"{where}.cpus", size["cpus"], 1),
-            _num(p, f"{where}.memory_gib", size["memory_gib"], 0.001),
+            integer_at(K8sSettingsError, p, f"{where}.cpus", size["cpus"], 1),
+            number_at(K8sSettingsError, p, f"{where}.memory_gib", size["memory_gib"], 0.001),
         )
     domains = inv.get("nvlink_domains", {})
     _mapping(p, "inventory.nvlink_domains", domains, None)
@@ -117,7 +117,8 @@ def _inventory(p: Path, inv: dict[str, Any]) -> InventorySettings:
         models={str(k): str(v) for k, v in models.items()},
         worker_pod=pods,
         nvlink_domains={
-            str(k): _int(p, f"inventory.nvlink_domains.{k}", v, 1) for k, v in domains.items()
+            str(k): integer_at(K8sSettingsError, p, f"inventory.nvlink_domains.{k}", v, 1)
+            for k, v in domains.items()
         },
     )
 
@@ -127,7 +128,8 @@ def _remediation(p: Path, rem: dict[str, Any]) -> RemediationSettings:
     enabled = rem.get("enabled", d.enabled)
     if not isinstance(enabled, bool):
         raise K8sSettingsError(p, "remediation.enabled", enabled, "true or false")
-    share = _num(
+    share = number_at(
+        K8sSettingsError,
         p,
         "remediation.max_cordoned_share",
         rem.get("max_cordoned_share", d.max_cordoned_share),
@@ -146,19 +148,30 @@ def _remediation(p: Path, rem: dict[str, Any]) -> RemediationSettings:
     return RemediationSettings(
         enabled=enabled,
         max_cordoned_share=share,
-        min_cordon_allowed=_int(
+        min_cordon_allowed=integer_at(
+            K8sSettingsError,
             p,
             "remediation.min_cordon_allowed",
             rem.get("min_cordon_allowed", d.min_cordon_allowed),
             0,
         ),
-        healthy_checks=_int(
-            p, "remediation.healthy_checks", rem.get("healthy_checks", d.healthy_checks), 1
+        healthy_checks=integer_at(
+            K8sSettingsError,
+            p,
+            "remediation.healthy_checks",
+            rem.get("healthy_checks", d.healthy_checks),
+            1,
         ),
-        healthy_for_s=_num(
-            p, "remediation.healthy_for_s", rem.get("healthy_for_s", d.healthy_for_s), 0.0
+        healthy_for_s=number_at(
+            K8sSettingsError,
+            p,
+            "remediation.healthy_for_s",
+            rem.get("healthy_for_s", d.healthy_for_s),
+            0.0,
         ),
-        period_s=_num(p, "remediation.period_s", rem.get("period_s", d.period_s), 0.1),
+        period_s=number_at(
+            K8sSettingsError, p, "remediation.period_s", rem.get("period_s", d.period_s), 0.1
+        ),
         trigger_reasons=tuple(triggers),
         namespace=_str(p, "remediation.namespace", rem.get("namespace", d.namespace)),
     )
@@ -184,15 +197,3 @@ def _str(p: Path, where: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise K8sSettingsError(p, where, value, "a non-empty string")
     return value
-
-
-def _int(p: Path, where: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise K8sSettingsError(p, where, value, f"an integer >= {low}")
-    return value
-
-
-def _num(p: Path, where: str, value: Any, low: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-        raise K8sSettingsError(p, where, value, f"a number >= {low}")
-    return float(value)
