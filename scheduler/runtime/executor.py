@@ -40,6 +40,7 @@ from typing import Any
 NAMESPACE = "gpuyard"
 STOP_FILE = "STOP"
 RUNNER_LOG = "runner.log"
+ENDED_STATES = frozenset({"succeeded", "failed", "stopped"})  # a run's final states
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,7 @@ class RunStatus:
 
     @property
     def ended(self) -> bool:
-        return self.state in ("succeeded", "failed", "stopped")
+        return self.state in ENDED_STATES
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -42,7 +42,7 @@ from scheduler.policies.base import PolicyContext
 from scheduler.policies.registry import make_packing, make_queue
 from scheduler.runtime import spec as specs
 from scheduler.runtime.config import NodeSpec, ServiceConfig
-from scheduler.runtime.executor import RunRequest, WorkerSlot, read_logs
+from scheduler.runtime.executor import ENDED_STATES, RunRequest, WorkerSlot, read_logs
 from scheduler.runtime.journal import Journal, rebuild
 from scheduler.runtime.metrics import ServiceMetrics
 from scheduler.runtime.views import (
@@ -249,7 +249,10 @@ class SchedulerService:
 
     # --------------------------------------------------------- feeding core
     def _feed(self, events: list[Event]) -> list[Action]:
-        seq = self.journal.append(events)
+        return self._answer(self.journal.append(events), events)
+
+    def _answer(self, seq: int, events: list[Event]) -> list[Action]:
+        """Hand the batch journaled as ``seq`` to the core; journal and act on its actions."""
         t0 = time.perf_counter()
         actions = self.core.handle(*events)
         self.metrics.observe_cycle(time.perf_counter() - t0)
@@ -380,7 +383,7 @@ class SchedulerService:
             if st is not None and st.get("metrics"):
                 rec.metrics = dict(st["metrics"])
             stopping = run.stop_deadline_s is not None
-            if st is None or st["state"] in ("succeeded", "failed", "stopped"):
+            if st is None or st["state"] in ENDED_STATES:
                 outcome = "lost" if st is None else st["state"]
                 detail = "runner died" if st is None else st.get("detail", "")
                 self.journal.run_ended(run.job_id, run.attempt, outcome, detail, rec.metrics, now)
@@ -512,13 +515,8 @@ class SchedulerService:
             )
             if not created:
                 return self._view(self.records[job_id])
-            seq = self.journal.last_seq()
             self.records[job_id] = Record(job_id, spec.name, spec.team, priority, stored, now)
-            t0 = time.perf_counter()
-            actions = self.core.handle(event)
-            self.metrics.observe_cycle(time.perf_counter() - t0)
-            self.journal.record_actions(seq, actions)
-            self._note_actions(actions, replaying=False)
+            self._answer(self.journal.last_seq(), [event])  # journal.submit appended it
             return self._view(self.records[job_id])
 
     def list_jobs(self, team: str | None = None, state: JobState | None = None) -> list[JobView]:
