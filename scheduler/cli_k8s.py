@@ -58,7 +58,7 @@ def cmd_inventory(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_up(args: argparse.Namespace, console: Console) -> int:
     from scheduler.runtime.config import load_config
-    from scheduler.runtime.k8s.up import start_service
+    from scheduler.runtime.ray_service import start_service
 
     err = Console(stderr=True, soft_wrap=True)
     cfg = load_config(args.config)

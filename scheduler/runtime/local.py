@@ -103,9 +103,7 @@ def up(
     address: str | None,
     teams: list[str],
 ) -> dict[str, Any]:
-    import ray
-
-    from scheduler.runtime.ray_service import serve_api, start_scheduler
+    from scheduler.runtime.ray_service import start_service
 
     state_dir = cfg.state_path
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -116,19 +114,13 @@ def up(
     if cfg.tokens is None:
         tokens_path, _ = dev_tokens(state_dir, teams)
         cfg = replace(cfg, tokens=str(tokens_path))
-    ray.init(address=address, namespace="gpuyard", log_to_driver=False)
-    start_scheduler(cfg, fleet, simulated)
-    api = serve_api(cfg)
-    info = {
-        "address": address,
-        "local": simulated,
-        "simulated": simulated,
-        "api": api,
-        "state_dir": str(state_dir),
-        "tokens": cfg.tokens,
-        "nodes": [n.name for n in fleet],
-        "up_s": round(time.time() - started, 1),
-    }
+    info = start_service(cfg, fleet, address, simulated, wait_s=0.0)
+    info.update(
+        local=simulated,
+        state_dir=str(state_dir),
+        tokens=cfg.tokens,
+        up_s=round(time.time() - started, 1),  # the local cluster's start included
+    )
     (state_dir / "up.json").write_text(json.dumps(info, indent=2))
     return info
 

@@ -314,3 +314,41 @@ def serve_api(cfg: ServiceConfig) -> str:
     deployment: Any = GpuyardApi  # a Serve Deployment once decorated
     serve.run(deployment.bind(), name="gpuyard", route_prefix="/", blocking=False)
     return f"http://{cfg.api_host}:{cfg.api_port}"
+
+
+def connect(address: str, wait_s: float) -> None:
+    """``ray.init`` to ``address``, retrying for ``wait_s`` seconds while the head is still
+    starting (on Kubernetes the same container starts it just before)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+            return
+        except (ConnectionError, RuntimeError, TimeoutError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(2.0)
+
+
+def start_service(
+    cfg: ServiceConfig, fleet: list[NodeSpec], address: str, simulated: bool, wait_s: float
+) -> dict[str, Any]:
+    """Connect to the Ray cluster at ``address`` and start the scheduler actor and the Serve
+    API on it (``gpuyard up`` after it has started a local cluster, ``gpuyard k8s up`` in the
+    KubeRay head pod). ``simulated``: the fleet's GPUs and their NVML are simulated."""
+    if cfg.tokens is None:
+        raise ValueError(
+            "the service config needs a tokens file (key tokens); on Kubernetes it is the "
+            "ConfigMap's tokens.yaml, whose token_env entries read the gpuyard-tokens Secret"
+        )
+    started = time.time()
+    connect(address, wait_s)
+    start_scheduler(cfg, fleet, simulated)
+    api = serve_api(cfg)
+    return {
+        "address": address,
+        "api": api,
+        "simulated": simulated,
+        "nodes": [n.name for n in fleet],
+        "up_s": round(time.time() - started, 1),
+    }
