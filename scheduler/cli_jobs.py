@@ -63,7 +63,17 @@ def add_job_commands(subparsers: Any) -> None:
     p.add_argument("job_id")
     p.add_argument("--tail", type=int, default=200, help="lines (default 200)")
     add("queue", "pending jobs in queue order and why they wait", _queue)
-    add("nodes", "nodes and GPUs: health, allocation, telemetry", _nodes)
+    add("nodes", "nodes and GPUs: health, allocation, why off and since when (admin)", _nodes)
+    for verb, what in (
+        ("cordon", "no new work on a node; running work stays (admin)"),
+        ("drain", "cordon a node, then checkpoint and move its jobs (admin)"),
+        ("uncordon", "a node takes work again; clears drain and GPU health marks (admin)"),
+    ):
+        add(verb, what, _node_command(verb)).add_argument("node", help="a fleet node's name")
+    p = add("audit", "who submitted, cancelled, cordoned... and what was refused (admin)", _audit)
+    p.add_argument("--since", help="from this time: ISO 8601 (2026-12-01T08:00) or epoch seconds")
+    p.add_argument("--team", help="only this team's calls")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many, newest (1000)")
 
 
 class _BadInput(Exception):
@@ -209,6 +219,52 @@ def _nodes(client: Client, args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _node_command(verb: str) -> Command:
+    def run(client: Client, args: argparse.Namespace, console: Console) -> int:
+        node = getattr(client, verb)(args.node)
+        if _json(args, console, node):
+            return 0
+        console.print(Text.assemble((f"{node['name']}: ", "bold"), _node_status(node)))
+        return 0
+
+    return run
+
+
+def _since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise _BadInput(
+            f"--since {text!r}: not a time; give ISO 8601 (2026-12-01T08:00) or epoch seconds"
+        ) from None
+
+
+def _audit(client: Client, args: argparse.Namespace, console: Console) -> int:
+    if args.limit < 1:
+        raise _BadInput(f"--limit {args.limit}: must be >= 1")
+    rows = client.audit(_since(args.since), args.team, args.limit)
+    if _json(args, console, rows):
+        return 0
+    table = Table(title=f"{len(rows)} audit entries")
+    for col in ("TIME", "WHO", "TEAM", "ACTION", "TARGET", "OUTCOME", "DETAIL"):
+        table.add_column(col)
+    for r in rows:
+        ok = r["outcome"] == "ok"
+        table.add_row(
+            _when(r["at_s"]), Text(r["principal"]), Text(r["team"] or "-"), Text(r["action"]),
+            Text(r["target"] or "-"), Text(r["outcome"], style="green" if ok else "red"),
+            Text(r["detail"]),
+        )  # fmt: skip
+    console.print(table)
+    return 0
+
+
 def _print_job(j: dict[str, Any], console: Console) -> None:
     table = Table(show_header=False, title=f"job {j['job_id']}")
     table.add_column(style="bold")
@@ -259,7 +315,12 @@ def _node_status(n: dict[str, Any]) -> Text:
     if not n["alive"]:
         return Text("lost", style="red")
     if not n["schedulable"]:
-        return Text("off: " + (", ".join(n.get("off_reasons", [])) or "?"), style="yellow")
+        parts = [
+            f"{o['reason']} since {_when(o.get('since_s'))}"
+            + (f" ({o['cause']})" if o.get("cause") else "")
+            for o in n.get("off", [])
+        ] or n.get("off_reasons", [])
+        return Text("off: " + ("; ".join(parts) or "?"), style="yellow")
     return Text("ready", style="green")
 
 

@@ -77,7 +77,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         down(state_dir)
     for old in ("journal.db", "journal.db-wal", "journal.db-shm"):
         (state_dir / old).unlink(missing_ok=True)
-    cfg = load_config(None, state_dir=str(state_dir), api_port=args.port, stop_grace_s=30.0)
+    cfg = load_config(args.config, state_dir=str(state_dir), api_port=args.port, stop_grace_s=30.0)
     fleet = load_fleet(None)
     with console.status("starting a local Ray cluster with simulated GPU nodes"):
         info = up(cfg, fleet, None, DEMO_TEAMS)
@@ -141,6 +141,31 @@ def _show_jobs(client: Any, console: Console, title: str) -> None:
     console.print(table)
 
 
+def cmd_journal_verify(args: argparse.Namespace, console: Console) -> int:
+    """Replay the journal from its oldest snapshot and compare every batch's actions."""
+    from scheduler.runtime.journal import Journal
+    from scheduler.runtime.recovery import verify
+
+    path = Path(args.state_dir).expanduser() / "journal.db"
+    if not path.exists():
+        raise ValueError(f"{path}: no journal there (--state-dir is the service's state_dir)")
+    with Journal(path) as journal:
+        verdict = verify(journal)
+    if verdict.mismatches:
+        for line in verdict.mismatches:
+            console.print(f"[red]mismatch[/] {line}")
+        console.print(
+            f"{path}: {len(verdict.mismatches)} difference(s) in {verdict.batches} batch(es) "
+            f"after seq {verdict.from_seq}: this code does not decide as the journal recorded"
+        )
+        return 1
+    console.print(
+        f"{path}: {verdict.batches} batch(es) after the snapshot at seq {verdict.from_seq} "
+        "replay to exactly the recorded actions"
+    )
+    return 0
+
+
 def add_service_commands(sub: Any) -> None:
     default_state = os.environ.get("GPUYARD_HOME", "~/.gpuyard")
     u = sub.add_parser("up", help="start the scheduler service (and a local simulated cluster)")
@@ -153,10 +178,22 @@ def add_service_commands(sub: Any) -> None:
     d = sub.add_parser("down", help="stop what `gpuyard up` started")
     d.add_argument("--state-dir", default=default_state)
     d.set_defaults(func=cmd_down)
+    jr = sub.add_parser("journal", help="the service's journal (offline tools)")
+    jrsub = jr.add_subparsers(dest="journal_command", required=True)
+    jv = jrsub.add_parser("verify", help="replay from the oldest snapshot; compare the actions")
+    jv.add_argument("--state-dir", default=default_state)
+    jv.set_defaults(func=cmd_journal_verify)
     demo = sub.add_parser("demo", help="the live service end to end on a local simulated cluster")
     demo.add_argument("--state-dir", default="out/demo-service")
     demo.add_argument(
         "--examples", default=str(Path(__file__).resolve().parent.parent / "examples")
+    )
+    demo.add_argument(
+        "--config",
+        default=str(
+            Path(__file__).resolve().parent.parent / "examples" / "config" / "service.yaml"
+        ),
+        help="service config (default: the examples' one, which grants their priorities)",
     )
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--timeout", type=float, default=600.0)

@@ -95,6 +95,35 @@ class Client:
         out: list[dict[str, Any]] = self._call("GET", "/v1/nodes")
         return out
 
+    def cordon(self, node: str) -> dict[str, Any]:
+        """No new work on ``node`` (admin token); returns the node's view."""
+        return self._node_op(node, "cordon")
+
+    def drain(self, node: str) -> dict[str, Any]:
+        """Cordon ``node``, then checkpoint and move its jobs (admin token)."""
+        return self._node_op(node, "drain")
+
+    def uncordon(self, node: str) -> dict[str, Any]:
+        """``node`` takes work again: clears cordon, drain and the GPU health marks the
+        scheduler set, and the ECC baseline becomes the current count (admin token)."""
+        return self._node_op(node, "uncordon")
+
+    def _node_op(self, node: str, op: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._call("POST", f"/v1/nodes/{_seg(node)}/{op}")
+        return out
+
+    def audit(
+        self, since_s: float | None = None, team: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The audit log, oldest first (admin token)."""
+        params: dict[str, Any] = {"limit": limit}
+        if since_s is not None:
+            params["since"] = since_s
+        if team is not None:
+            params["team"] = team
+        out: list[dict[str, Any]] = self._call("GET", "/v1/audit", params=params)
+        return out
+
     def healthz(self) -> dict[str, Any]:
         out: dict[str, Any] = self._call("GET", "/healthz")
         return out

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from scheduler.config import SchedulerConfig, build_core
 from scheduler.core.actions import Launch
 from scheduler.core.events import JobSubmitted
 from scheduler.core.fragmentation import FragTracker, TypicalShapes, frag_model
 from scheduler.core.model import Node
-from scheduler.core.state import ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
-from scheduler.policies.registry import make_packing
 from simulations.protocol import arrivals
 from simulations.traces.alibaba import TracePod
 
@@ -76,9 +75,12 @@ def replay(
 ) -> Trajectory:
     """Replay ``pods`` (shuffled and inflated by the published protocol) onto ``nodes``."""
     typical = typical or typical_shapes(pods)
-    packing = make_packing(policy, PolicyContext(seed=seed, typical=typical))
+    # the FGD protocol: a pod that fits nowhere now fails (no queue, no preemption)
+    config = SchedulerConfig(
+        packing=policy, seed=seed, fail_fast=True, backfill="greedy", preemption=False
+    )
     t0 = time.perf_counter()
-    state = ClusterState(nodes, packing, CoreConfig(seed=seed, fail_fast=True))
+    state = build_core(config, list(nodes), PolicyContext(seed=seed, typical=typical))
     fleet = state.fleet
     tracker = FragTracker(frag_model(fleet, typical))
     seq = arrivals(pods, fleet.total_gpu_milli, seed, inflate)

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scheduler.config import SchedulerConfig, build_core
 from scheduler.core.actions import Launch, Preempt, Reject
 from scheduler.core.events import Event, JobFinished, JobSubmitted
 from scheduler.core.model import Gpu, Job, Node, WorkerRequest
 from scheduler.core.priority import PriorityClasses
 from scheduler.core.quota import QuotaConfig
-from scheduler.core.state import Backfill, ClusterState, CoreConfig
-from scheduler.policies.base import PolicyContext
-from scheduler.policies.registry import make_packing, make_queue
+from scheduler.core.state import Backfill
 from simulations.traces.jobs import TraceJob
 
 GPU_MODEL = "GPU"
@@ -108,14 +107,17 @@ def replay_queue(
     opt = options or QueueOptions(backfill=backfill)
     nodes = uniform_fleet(gpus, gpus_per_node)
     t0 = time.perf_counter()
-    config = CoreConfig(
+    config = SchedulerConfig(
+        packing=opt.packing,
+        queue=queue,
         backfill=opt.backfill,
         preemption=opt.preemption,
         aging_s=opt.aging_s,
         fair_share_half_life_s=opt.fair_share_half_life_s,
+        quotas=opt.quotas,
+        priority_classes=opt.priority_classes,
     )
-    packing = make_packing(opt.packing, PolicyContext())
-    state = ClusterState(nodes, packing, config, make_queue(queue), opt.quotas)
+    state = build_core(config, nodes)
     by_id = {j.job_id: j for j in jobs}
     # event heap: (time, kind, seq, job id, run); kind 0 = finish, 1 = arrival, so finishes at
     # the same instant free their GPUs before arrivals are considered; a finish whose run

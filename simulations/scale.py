@@ -8,13 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scheduler.config import SchedulerConfig, build_core
 from scheduler.core.actions import Launch
 from scheduler.core.events import JobSubmitted
 from scheduler.core.fragmentation import TypicalShapes
 from scheduler.core.model import Gpu, Job, Node, Topology, WorkerRequest
-from scheduler.core.state import ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
-from scheduler.policies.registry import make_packing
 
 GANG_SHAPES = (  # (workers, GPUs per worker, topology, weight)
     (1, 1, Topology.ANY, 0.30),
@@ -94,11 +93,8 @@ def run_scale(
     fleet_nodes = synthetic_fleet(nodes)
     work = synthetic_jobs(jobs, seed)
     typical = TypicalShapes.from_requests(j.worker for j in work)
-    state = ClusterState(
-        fleet_nodes,
-        make_packing(policy, PolicyContext(seed=seed, typical=typical)),
-        CoreConfig(seed=seed),
-    )
+    config = SchedulerConfig(packing=policy, seed=seed, backfill="greedy", preemption=False)
+    state = build_core(config, fleet_nodes, PolicyContext(seed=seed, typical=typical))
     times: list[float] = []
     placed_jobs = placed_workers = 0
     for start in range(0, len(work), batch):

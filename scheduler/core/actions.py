@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scheduler.core.model import Placement
+from scheduler.core.outcomes import PreemptReason, ReleaseOutcome
 from scheduler.core.verdict import Code
 
 
@@ -31,11 +32,13 @@ class Reject:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """The job's resources were returned to the fleet (after finish or cancel)."""
+    """The job's resources were returned to the fleet for good (``outcome``: it succeeded,
+    failed or was cancelled; ``cause`` says it in words)."""
 
     job_id: str
     now_s: float
     cause: str
+    outcome: ReleaseOutcome = ReleaseOutcome.SUCCEEDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class Preempt:
     cause: str
     resume_from_s: float
     lost_gpu_s: float
+    reason: PreemptReason = PreemptReason.PRIORITY
 
 
 Action = Launch | Reject | Release | Preempt

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scheduler.core.model import Job
+from scheduler.core.outcomes import RunOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,9 +17,12 @@ class JobSubmitted:
 
 @dataclass(frozen=True, slots=True)
 class JobFinished:
+    """The job's run ended for good: it succeeded or failed (``cause`` says how, in words)."""
+
     now_s: float
     job_id: str
     cause: str = "finished"
+    outcome: RunOutcome = RunOutcome.SUCCEEDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,16 @@ class NodeUncordoned:
     now_s: float
     node: str
     cause: str = "uncordon"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDrained:
+    """An operator drains the node: it takes no new work and its running jobs are preempted
+    (checkpoint, requeue) to move elsewhere; ``NodeUncordoned`` clears it."""
+
+    now_s: float
+    node: str
+    cause: str = "drain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +131,7 @@ Event = (
     | JobCancelled
     | NodeCordoned
     | NodeUncordoned
+    | NodeDrained
     | GpuHealthChanged
     | GpuTelemetry
     | NodeLost

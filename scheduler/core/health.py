@@ -6,13 +6,16 @@ A GPU takes no new work while any reason holds against it:
   cools ``cool_down_c`` below that (hysteresis, so a GPU hovering at the limit does not flap);
 * ``xid N``: NVML reported an XID event whose code NVIDIA's XID catalog says needs the GPU
   reset or the node drained (``drain_xids``; https://docs.nvidia.com/deploy/xid-errors/);
-* ``ecc``: the volatile uncorrected ECC count grew;
+* ``ecc``: the volatile uncorrected ECC count grew since the GPU's previous reading. The
+  baseline is the last reading, not the largest: a reset sets the volatile count back to 0,
+  and errors after it must count from there (a drop is the reset, not an error);
 * ``operator``: a ``GpuHealthChanged(healthy=False)`` event.
 
 An XID or ECC reason also *drains* the node: it is cordoned and every job running on it is
-preempted (checkpoint, requeue) so it moves elsewhere. Only an operator clears those reasons
-(``GpuHealthChanged(healthy=True)`` for the GPU, ``NodeUncordoned`` for the node), since the
-GPU needs a reset; a hot GPU clears by itself.
+preempted (checkpoint, requeue) so it moves elsewhere. Only an operator clears those reasons,
+since the GPU needs a reset: ``GpuHealthChanged(healthy=True)`` for one GPU, or
+``NodeUncordoned`` for the whole node (:meth:`HealthBook.all_clear`, which lifts every mark but
+``hot``); a hot GPU clears by itself, as it is a live reading.
 
 Memory: on a GPU where gpuyard placed nothing, every MiB NVML reports used belongs to someone
 else. That foreign use is subtracted from the GPU's memory when a job asks for a minimum.
@@ -53,7 +56,10 @@ class Observation:
 
 @dataclass(slots=True)
 class HealthBook:
-    """The reasons held against each GPU, keyed by (node, GPU index)."""
+    """The reasons held against each GPU, keyed by (node, GPU index). A GPU with a key in
+    ``reasons`` (even an empty set) has been judged here, and its fleet health is ``not
+    reasons``; ``ecc_seen`` is each GPU's last uncorrected ECC count (the baseline of the next
+    reading; 0 before the first)."""
 
     rules: HealthRules
     reasons: dict[tuple[str, int], set[str]] = field(default_factory=dict)
@@ -72,8 +78,9 @@ class HealthBook:
             if code in rules.drain_xids:
                 held.add(f"xid {code}")
                 drain.append(f"XID {code} on GPU {ev.gpu_index}")
+        # growth over the last reading is new errors; a drop is a reset and the new baseline
         before = self.ecc_seen.get(key, 0)
-        self.ecc_seen[key] = max(before, ev.ecc_uncorrected)
+        self.ecc_seen[key] = ev.ecc_uncorrected
         if rules.drain_on_ecc and ev.ecc_uncorrected > before:
             held.add("ecc")
             drain.append(
@@ -91,6 +98,22 @@ class HealthBook:
         else:
             held.add("operator")
         return not held
+
+    def all_clear(self, node: str, gpus: int) -> list[tuple[int, bool]]:
+        """The operator's all-clear for ``node`` (``NodeUncordoned``): its GPUs ``0..gpus-1``
+        were seen to, so every reason this book set on them (``xid N``, ``ecc``, ``operator``)
+        is lifted, except ``hot``, a live reading that clears itself when the GPU cools. The
+        ECC baseline stays the last reading, so only errors after the all-clear count.
+        Returns ``(GPU index, healthy now)`` for each GPU judged here, in index order, for
+        the fleet's health to follow."""
+        out: list[tuple[int, bool]] = []
+        for gpu in range(gpus):
+            held = self.reasons.get((node, gpu))
+            if held is None:
+                continue  # never judged: the fleet keeps the node's own health for it
+            held.intersection_update(("hot",))
+            out.append((gpu, not held))
+        return out
 
     def why(self, node: str, gpu: int) -> tuple[str, ...]:
         return tuple(sorted(self.reasons.get((node, gpu), ())))

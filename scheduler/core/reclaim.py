@@ -25,6 +25,7 @@ from scheduler.core.actions import Action, Launch
 from scheduler.core.admission import admit, within_nominal
 from scheduler.core.gang_room import GangRoom
 from scheduler.core.model import MILLI_PER_GPU, Job
+from scheduler.core.outcomes import PreemptReason
 from scheduler.core.preemption import lost_s, select_victims
 from scheduler.core.verdict import Code
 
@@ -95,7 +96,7 @@ class Reclaimer:
             self._no_victims.add(memo)
             return None
         for v in victims:
-            actions.append(s.preempt(v, f"preempted for {job.job_id}"))
+            actions.append(s.preempt(v, f"preempted for {job.job_id}", self._reason(job, v)))
             requeue.append(s.jobs[v])
         admitted: Job | None = job
         if s.quota is not None:
@@ -106,6 +107,16 @@ class Reclaimer:
         s.start(admitted, placement)
         s.set_verdict(job.job_id, Code.FIT, f"placed after preempting {', '.join(victims)}")
         return Launch(job.job_id, placement, s.now_s, trigger)
+
+    def _reason(self, job: Job, victim_id: str) -> PreemptReason:
+        """Why ``victim_id`` makes way for ``job`` (the tiers of the module docstring)."""
+        victim = self.s.jobs[victim_id]
+        quota = self.s.quota
+        if quota is not None and victim.team != job.team and quota.is_borrowing(victim.team):
+            return PreemptReason.QUOTA_RECLAIM
+        if victim.priority < job.priority:
+            return PreemptReason.PRIORITY
+        return PreemptReason.ATTAINED_SERVICE
 
     def exhausted(self, team: str) -> bool:
         """Have ``preemption_depth`` of ``team``'s jobs looked for victims in this cycle

@@ -39,6 +39,7 @@ from scheduler.core.events import (
     JobInterrupted,
     JobSubmitted,
     NodeCordoned,
+    NodeDrained,
     NodeJoined,
     NodeLost,
     NodeUncordoned,
@@ -48,13 +49,14 @@ from scheduler.core.fairshare import DecayedUsage
 from scheduler.core.fleet import Fleet
 from scheduler.core.health import HealthBook, HealthRules
 from scheduler.core.model import MILLI_PER_GPU, Job, Node, Placement
+from scheduler.core.outcomes import PreemptReason, ReleaseOutcome, RunOutcome
 from scheduler.core.packing import PackingPolicy
 from scheduler.core.placer import Placer
 from scheduler.core.preemption import saved_and_lost_s
 from scheduler.core.queueing import CanonicalOrder, FleetTotals, QueueOrder, TeamQueues, TeamUsage
 from scheduler.core.quota import QuotaBook, QuotaConfig
 from scheduler.core.reclaim import Reclaimer
-from scheduler.core.reservation import release
+from scheduler.core.reservation import Reservation, release
 from scheduler.core.verdict import Code, Verdict
 
 Backfill = Literal["none", "greedy", "easy"]
@@ -139,6 +141,8 @@ class ClusterState:
         self._shadow_memo: tuple[tuple[str, int, int], float] = (("", -1, -1), 0.0)
         self.health = HealthBook(self.config.health)
         self.off: dict[str, set[str]] = {}  # node -> why it takes no work: cordon, drain, lost
+        # node -> reason -> (since when, what set it), for "why is this node off"
+        self.off_since: dict[str, dict[str, tuple[float, str]]] = {}
         self.now_s = 0.0
         self._team_keys: dict[str, float] = {}
         self._team_keys_at = -math.inf
@@ -210,12 +214,21 @@ class ClusterState:
                 return [Reject(job.job_id, Code.NEVER, reason, ev.now_s, ev.cause)]
             self._enqueue(job)
             return []
-        if isinstance(ev, (JobFinished, JobCancelled)):
-            return self._end(ev.job_id, ev.now_s, ev.cause)
+        if isinstance(ev, JobFinished):
+            return self._end(ev.job_id, ev.now_s, ev.cause, _RELEASE_OF[ev.outcome])
+        if isinstance(ev, JobCancelled):
+            return self._end(ev.job_id, ev.now_s, ev.cause, ReleaseOutcome.CANCELLED)
         if isinstance(ev, NodeCordoned):
-            self._set_off(ev.node, "cordon", True)
+            self._set_off(ev.node, "cordon", True, ev.cause)
             return []
+        if isinstance(ev, NodeDrained):
+            self._set_off(ev.node, "drain", True, ev.cause)
+            return self._evacuate(ev.node, f"drain {ev.node} ({ev.cause})", PreemptReason.DRAIN)
         if isinstance(ev, NodeUncordoned):  # the operator's all-clear lifts a drain too
+            n = self._node(ev.node)
+            # ... and the GPU marks that caused it (the GPUs were seen to; health.py)
+            for g, healthy in self.health.all_clear(ev.node, int(fleet.gpu_count[n])):
+                fleet.set_gpu_health(n, g, healthy)
             self._set_off(ev.node, "cordon", False)
             self._set_off(ev.node, "drain", False)
             return []
@@ -223,8 +236,8 @@ class ClusterState:
             self._set_off(ev.node, "lost", False)
             return []
         if isinstance(ev, NodeLost):
-            self._set_off(ev.node, "lost", True)
-            return self._evacuate(ev.node, f"{ev.node} lost ({ev.cause})")
+            self._set_off(ev.node, "lost", True, ev.cause)
+            return self._evacuate(ev.node, f"{ev.node} lost ({ev.cause})", PreemptReason.NODE_LOST)
         if isinstance(ev, GpuHealthChanged):
             self._gpu(ev.node, ev.gpu_index)
             healthy = self.health.set_operator(ev.node, ev.gpu_index, ev.healthy)
@@ -238,12 +251,12 @@ class ClusterState:
             fleet.set_gpu_health(n, g, seen.healthy)
             if seen.drain is None:
                 return []
-            self._set_off(ev.node, "drain", True)
-            return self._evacuate(ev.node, seen.drain)
+            self._set_off(ev.node, "drain", True, seen.drain)
+            return self._evacuate(ev.node, seen.drain, PreemptReason.DRAIN)
         if isinstance(ev, JobInterrupted):
             if ev.job_id not in self.running:
                 return []
-            action = self.preempt(ev.job_id, ev.cause)
+            action = self.preempt(ev.job_id, ev.cause, PreemptReason.INTERRUPTED)
             self._enqueue(self.jobs[ev.job_id])
             return [action]
         if isinstance(ev, Tick):
@@ -262,19 +275,23 @@ class ClusterState:
             raise ValueError(f"node {node!r} has no GPU {gpu} (it has {self.fleet.gpu_count[n]})")
         return n, gpu
 
-    def _set_off(self, node: str, why: str, on: bool) -> None:
+    def _set_off(self, node: str, why: str, on: bool, cause: str = "") -> None:
         held = self.off.setdefault(node, set())
+        since = self.off_since.setdefault(node, {})
         if on:
+            if why not in held:
+                since[why] = (self.now_s, cause)
             held.add(why)
         else:
             held.discard(why)
+            since.pop(why, None)
         self.fleet.set_schedulable(self._node(node), not held)
 
-    def _evacuate(self, node: str, cause: str) -> list[Action]:
+    def _evacuate(self, node: str, cause: str, reason: PreemptReason) -> list[Action]:
         """Preempt every job running on ``node`` (in job id order) and requeue it."""
         actions: list[Action] = []
         for job_id in sorted(j for j, p in self.running.items() if node in p.nodes):
-            actions.append(self.preempt(job_id, cause))
+            actions.append(self.preempt(job_id, cause, reason))
             self._enqueue(self.jobs[job_id])
         return actions
 
@@ -307,26 +324,66 @@ class ClusterState:
         """``checked``: started under EASY's rules for the current reservation (it ends by
         the shadow time or leaves the head room at it), which cannot move the shadow time."""
         self.run_changes += 1
-        self.running_priorities[job.priority] = self.running_priorities.get(job.priority, 0) + 1
         if not checked:
             self._profile_version += 1
+        self._book_start(job, placement, self.now_s)
+        self._account(job, 1)
+
+    def _book_start(self, job: Job, placement: Placement, started_at_s: float) -> None:
+        """Record a running job in the books derived from the running set: priorities,
+        estimated end (after its checkpointed progress), quota charge."""
+        self.running_priorities[job.priority] = self.running_priorities.get(job.priority, 0) + 1
         self.running[job.job_id] = placement
-        self.started_at_s[job.job_id] = self.now_s
+        self.started_at_s[job.job_id] = started_at_s
         est = job.estimated_duration_s
         if est is not None:
-            entry = (self.now_s + max(0.0, est - self.progress_s.get(job.job_id, 0.0)), job.job_id)
+            left = max(0.0, est - self.progress_s.get(job.job_id, 0.0))
+            entry = (started_at_s + left, job.job_id)
             bisect.insort(self._end_list, entry)
             self._end_of[job.job_id] = entry
         if self.quota is not None:
             self.charged[job.job_id] = placement_models(self.fleet, placement)
             self.quota.charge(job.team, self.charged[job.job_id])
-        self._account(job, 1)
 
-    def _account(self, job: Job, sign: int) -> None:
-        """Add (1) or take back (-1) the job's resources in its team's usage (fair shares)."""
+    # ---------------------------------------------------- restoring (snapshot.py)
+    def install_running(self, job: Job, placement: Placement, started_at_s: float) -> None:
+        """Put back a job that was running when a snapshot was taken, without a cycle: take
+        ``placement`` (its ``node_index`` values must be this fleet's) from the fleet and
+        rebuild what derives from it (quota charge, team usage, estimated end, priorities).
+        Its ``progress_s`` must be installed first (the estimated end counts it). The
+        fair-share average is left alone: the caller installs it as it was. Raises
+        ``ValueError`` if the placement over-allocates the fleet (nothing is taken then)."""
+        res = Reservation(self.fleet, job.job_id)
+        try:
+            for w in placement.workers:
+                res.take(w.node_index, w.gpu_indices, w.gpu_milli, w.cpu_milli, w.memory_mib)
+        except ValueError:
+            res.discard()
+            raise
+        self.jobs[job.job_id] = job
+        self._book_start(job, placement, started_at_s)
+        self._account(job, 1, decay=False)
+
+    def install_pending(self, job: Job, front: bool) -> None:
+        """Put back a job that was pending when a snapshot was taken, without a cycle: in the
+        front lane (past the aging bound, or a reserved head) or the normal lane, whose key the
+        queue order computes from the job and its attained service (install that first)."""
+        self.jobs[job.job_id] = job
+        if front:
+            self._queues.add(job, _front_key(job))
+            return
+        self._queues.add(
+            job, (1, *self.queue.job_key(job, self.attained_gpu_s.get(job.job_id, 0.0)))
+        )
+        if self.config.aging_s is not None:
+            heapq.heappush(self._aging, (job.submitted_at_s, job.job_id))
+
+    def _account(self, job: Job, sign: int, decay: bool = True) -> None:
+        """Add (1) or take back (-1) the job's resources in its team's usage (fair shares).
+        ``decay=False`` leaves the decayed average alone (a restore installs it as it was)."""
         self._team_keys.pop(job.team, None)
         u = self.usage.setdefault(job.team, TeamUsage())
-        if self._fair is not None:
+        if self._fair is not None and decay:
             self._fair.advance(job.team, self.now_s, u)
         u.gpu_milli += sign * job.total_gpu_milli
         u.cpu_milli += sign * job.worker.cpu_milli * job.num_workers
@@ -349,7 +406,9 @@ class ClusterState:
         if self.quota is not None:
             self.quota.charge(job.team, self.charged.pop(job.job_id), sign=-1)
 
-    def preempt(self, victim_id: str, trigger: str) -> Preempt:
+    def preempt(
+        self, victim_id: str, trigger: str, reason: PreemptReason = PreemptReason.PRIORITY
+    ) -> Preempt:
         """Stop a running job (the caller requeues it); it keeps the work of its last
         checkpoint."""
         job = self.jobs[victim_id]
@@ -367,9 +426,11 @@ class ClusterState:
         self._unuse(job)
         # until a cycle reaches it again, it waits because it was stopped (not "placed")
         self.set_verdict(victim_id, Code.WAIT_CAPACITY, f"requeued: {trigger}")
-        return Preempt(victim_id, self.now_s, trigger, self.progress_s[victim_id], lost * gpus)
+        return Preempt(
+            victim_id, self.now_s, trigger, self.progress_s[victim_id], lost * gpus, reason
+        )
 
-    def _end(self, job_id: str, now_s: float, cause: str) -> list[Action]:
+    def _end(self, job_id: str, now_s: float, cause: str, outcome: ReleaseOutcome) -> list[Action]:
         placement = self.running.pop(job_id, None)
         job = self.jobs.get(job_id)
         if placement is not None and job is not None:
@@ -379,9 +440,9 @@ class ClusterState:
                 self.attained_gpu_s.get(job_id, 0.0) + ran_s * job.total_gpu_milli / MILLI_PER_GPU
             )
             self._unuse(job)
-            return [Release(job_id, now_s, cause)]
+            return [Release(job_id, now_s, cause, outcome)]
         if job is not None and self._queues.remove(job):
-            return [Release(job_id, now_s, cause)]
+            return [Release(job_id, now_s, cause, outcome)]
         return []
 
     def _cycle(self, trigger: str) -> list[Action]:
@@ -623,6 +684,12 @@ class ClusterState:
             v = self.verdict_of(job.job_id)
             out.append(PendingInfo(job.job_id, job.team, pos, v.code, v.reason, start))
         return out
+
+
+_RELEASE_OF = {
+    RunOutcome.SUCCEEDED: ReleaseOutcome.SUCCEEDED,
+    RunOutcome.FAILED: ReleaseOutcome.FAILED,
+}
 
 
 def _describe(events: tuple[Event, ...], most: int = 3) -> str:

@@ -1,35 +1,46 @@
 """The HTTP API of the live scheduler service (FastAPI): thin routes over a ``Backend``.
 
 Authentication: ``Authorization: Bearer TOKEN``, tokens from the token file (``auth.py``).
-A team's token acts for its team only; an admin token acts for every team.
+A team's token acts for its team only; an admin token acts for every team and is the only one
+that may use the operator routes. Every route passes the caller (a ``Principal``) to the
+backend, which checks what it may ask for (priority, classes: ``authz.py``) and writes the
+audit log; refusals here (401, 403) are recorded there too.
 
 Routes (JSON unless said otherwise; every error body is ``{"detail": ...}`` saying why):
 
-====== ============================ ======================================================
-POST   /v1/jobs                     submit a spec; 201 + JobView. ``Idempotency-Key``
-                                    header is passed to the backend (a retry returns the
-                                    job the first call made). A team token may omit
-                                    ``team`` (its own is filled in); naming another team
-                                    is 403. An admin token must name ``team`` (422).
-GET    /v1/jobs?state=S             the caller's jobs (admin: all), optionally one state
-GET    /v1/jobs/{id}                one job
-POST   /v1/jobs/{id}/cancel         cancel; 409 if the job has already ended
-GET    /v1/jobs/{id}/logs?tail=N    the last N lines of the job's log (1..100000, def. 200)
-GET    /v1/queue                    pending jobs in queue order, with why they wait
-                                    (team tokens: their team's entries, global positions)
-GET    /v1/nodes                    nodes and GPUs (any valid token)
-GET    /metrics                     Prometheus text; no token unless ``make_app(...,
-                                    metrics_require_token=True)`` (scrapers rarely carry
-                                    one, and the metrics name teams, not jobs)
-GET    /healthz                     ``{"status": "ok"}``; no token (liveness probes)
-GET    /openapi.json, /docs         FastAPI's schema (bearer scheme declared) and UI
-====== ============================ ======================================================
+====== ================================ ==================================================
+POST   /v1/jobs                         submit a spec; 201 + JobView. ``Idempotency-Key``
+                                        is the caller's team's: a retry by the same team
+                                        with the same body returns its job, with another
+                                        body 409; another team's same key is its own.
+                                        A team token may omit ``team``; naming another
+                                        team is 403; a priority or class above the team's
+                                        grant is 403. An admin token must name ``team``.
+GET    /v1/jobs?state=S                 the caller's jobs (admin: all), optionally one state
+GET    /v1/jobs/{id}                    one job
+POST   /v1/jobs/{id}/cancel             cancel; 409 if the job has already ended
+GET    /v1/jobs/{id}/logs?tail=N        the last N lines of the job's log (1..100000)
+GET    /v1/queue                        pending jobs in queue order, with why they wait
+                                        (team tokens: their team's entries, global positions)
+GET    /v1/nodes                        nodes and GPUs, why a node is off and since when
+                                        (admin)
+POST   /v1/nodes/{name}/cordon          no new work on the node (admin)
+POST   /v1/nodes/{name}/drain           cordon, then checkpoint and move its jobs (admin)
+POST   /v1/nodes/{name}/uncordon        schedulable again: clears cordon, drain and the GPU
+                                        health marks the core set (admin)
+GET    /v1/audit?since=T&team=X&limit=N the audit log, oldest first (admin)
+GET    /metrics                         Prometheus text; no token unless ``make_app(...,
+                                        metrics_require_token=True)``
+GET    /healthz                         ``{"status": "ok"}``; no token (liveness probes)
+GET    /openapi.json, /docs             FastAPI's schema (bearer scheme declared) and UI
+====== ================================ ==================================================
 
-Status codes: 401 missing or unknown token (with ``WWW-Authenticate: Bearer``); 403 a team
-token acting on another team's job or spec; 404 no such job; 409 cancel of an ended job;
-422 an invalid request or spec: ``{"detail": [{"loc": [...], "msg": ..., "input": ...}]}``
-with ``loc`` starting at ``"body"`` for spec fields (the backend's ``SpecRejected`` errors are
-re-rooted there, as FastAPI roots its own).
+Status codes: 401 missing or unknown token (with ``WWW-Authenticate: Bearer``); 403 the
+caller may not do this (another team's job or spec, a priority above its grant, an operator
+route with a team token), with the reason; 404 no such job or node; 409 cancel of an ended
+job, an idempotency key reused with another body; 422 an invalid request or spec:
+``{"detail": [{"loc": [...], "msg": ..., "input": ...}]}`` with ``loc`` starting at
+``"body"``; 503 the journal cannot be written (disk full, locked): nothing was applied.
 
 Another team's job is 403, not 404: job ids are not secrets (they appear in logs, Ray and
 dashboards), cancel must say 403, and one answer for every per-job route does not leak
@@ -50,17 +61,25 @@ from pydantic import BaseModel
 from scheduler.runtime.auth import Principal, TokenAuth
 from scheduler.runtime.metrics import CONTENT_TYPE
 from scheduler.runtime.views import (
+    AuditView,
     Backend,
+    Conflict,
+    Forbidden,
     JobState,
     JobView,
+    NodeOp,
     NodeView,
     QueueEntry,
     SpecRejected,
+    Unavailable,
     UnknownJob,
+    UnknownNode,
 )
 
 API_VERSION = "v1"
 MAX_LOG_TAIL = 100_000
+MAX_AUDIT = 10_000
+ANONYMOUS = Principal("anonymous", None, False)  # who a refused token is recorded as
 
 
 class LogsView(BaseModel):
@@ -79,11 +98,16 @@ class ErrorBody(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or unknown bearer token"},
-    403: {"model": ErrorBody, "description": "the token's team may not do this"},
+    403: {"model": ErrorBody, "description": "the caller may not do this (says why)"},
+    503: {"model": ErrorBody, "description": "journal unwritable; nothing was applied"},
 }
 _JOB_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
     404: {"model": ErrorBody, "description": "no such job"},
+}
+_NODE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    404: {"model": ErrorBody, "description": "no such node in the fleet"},
 }
 
 _bearer = HTTPBearer(
@@ -99,30 +123,57 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
         title="gpuyard",
         version=API_VERSION,
         description="GPU cluster scheduler: submit and follow training jobs, see the queue "
-        "and why jobs wait, see nodes and GPUs.",
+        "and why jobs wait; operators: nodes, cordon, drain, uncordon, the audit log.",
     )
 
+    async def refuse(
+        who: Principal, action: str, target: str, code: int, why: str, **headers: str
+    ) -> HTTPException:
+        """Record the refusal in the audit log, then the exception to raise."""
+        await backend.refused(who, action, target, str(code), why)
+        return HTTPException(code, why, headers=headers or None)
+
     async def principal(
+        request: Request,
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
+        action = f"{request.method} {request.url.path}"
         if creds is None:
-            raise _unauthorized("no bearer token: send 'Authorization: Bearer TOKEN'")
+            raise await refuse(
+                ANONYMOUS, action, "", 401,
+                "no bearer token: send 'Authorization: Bearer TOKEN'",
+                **{"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
         who = auth.authenticate(creds.credentials)
         if who is None:
-            raise _unauthorized("unknown token")
+            raise await refuse(
+                ANONYMOUS, action, "", 401, "unknown token", **{"WWW-Authenticate": "Bearer"}
+            )
         return who
 
     Caller = Annotated[Principal, Depends(principal)]
     JobId = Annotated[str, Path(min_length=1, max_length=200, description="the job's id")]
+    NodeName = Annotated[str, Path(min_length=1, max_length=253, description="a fleet node")]
 
-    async def owned_job(job_id: JobId, who: Caller) -> JobView:
+    async def admin(request: Request, who: Caller) -> Principal:
+        if not who.admin:
+            raise await refuse(
+                who, f"{request.method} {request.url.path}", "", 403,
+                f"{request.url.path} is for operators: the token of {who.name!r} acts for team "
+                f"{who.team!r} only; use an admin token",
+            )  # fmt: skip
+        return who
+
+    Admin = Annotated[Principal, Depends(admin)]
+
+    async def owned_job(request: Request, job_id: JobId, who: Caller) -> JobView:
         job = await _get(backend, job_id)
         if not who.admin and job.team != who.team:
-            raise HTTPException(
-                403,
+            raise await refuse(
+                who, f"{request.method} {request.url.path}", job_id, 403,
                 f"job {job_id!r} belongs to another team; "
                 f"the token of {who.name!r} acts for team {who.team!r} only",
-            )
+            )  # fmt: skip
         return job
 
     OwnedJob = Annotated[JobView, Depends(owned_job)]
@@ -131,7 +182,11 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
         "/v1/jobs",
         status_code=201,
         response_model=JobView,
-        responses={**_ERRORS, 422: {"description": "invalid spec: each error names its field"}},
+        responses={
+            **_ERRORS,
+            409: {"model": ErrorBody, "description": "idempotency key reused, other body"},
+            422: {"description": "invalid spec: each error names its field"},
+        },
     )
     async def submit(
         who: Caller,
@@ -140,7 +195,14 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
             str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
         ] = None,
     ) -> JobView:
-        return await backend.submit(_spec_for(who, spec), idempotency_key)
+        team = spec.get("team")
+        if not who.admin and isinstance(team, str) and team != who.team:
+            raise await refuse(
+                who, "submit", "", 403,
+                f"the token of {who.name!r} submits for team {who.team!r} "
+                f"only, not {team!r}; leave 'team' out or set it to {who.team!r}",
+            )  # fmt: skip
+        return await backend.submit(who, _spec_for(who, spec), idempotency_key)
 
     @app.get("/v1/jobs", response_model=list[JobView], responses=_ERRORS)
     async def list_jobs(who: Caller, state: JobState | None = None) -> list[JobView]:
@@ -158,15 +220,15 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
             409: {"model": ErrorBody, "description": "the job has already ended"},
         },
     )
-    async def cancel(job: OwnedJob) -> JobView:
+    async def cancel(who: Caller, job: OwnedJob) -> JobView:
         if job.state.terminal:
-            raise HTTPException(
-                409,
+            why = (
                 f"job {job.job_id!r} has already ended ({job.state.value}: "
-                f"{job.reason}); nothing to cancel",
+                f"{job.reason}); nothing to cancel"
             )
+            raise HTTPException(409, why)
         try:
-            return await backend.cancel(job.job_id)
+            return await backend.cancel(who, job.job_id)
         except UnknownJob:
             raise _no_job(job.job_id) from None
 
@@ -185,8 +247,35 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
         return await backend.queue(who.team)
 
     @app.get("/v1/nodes", response_model=list[NodeView], responses=_ERRORS)
-    async def nodes(who: Caller) -> list[NodeView]:
+    async def nodes(who: Admin) -> list[NodeView]:
         return await backend.nodes()
+
+    async def node_op(who: Principal, name: str, op: NodeOp) -> NodeView:
+        try:
+            return await backend.node_op(who, name, op)
+        except UnknownNode:
+            raise HTTPException(404, f"no node {name!r} in the fleet") from None
+
+    @app.post("/v1/nodes/{name}/cordon", response_model=NodeView, responses=_NODE_ERRORS)
+    async def cordon(who: Admin, name: NodeName) -> NodeView:
+        return await node_op(who, name, NodeOp.CORDON)
+
+    @app.post("/v1/nodes/{name}/drain", response_model=NodeView, responses=_NODE_ERRORS)
+    async def drain(who: Admin, name: NodeName) -> NodeView:
+        return await node_op(who, name, NodeOp.DRAIN)
+
+    @app.post("/v1/nodes/{name}/uncordon", response_model=NodeView, responses=_NODE_ERRORS)
+    async def uncordon(who: Admin, name: NodeName) -> NodeView:
+        return await node_op(who, name, NodeOp.UNCORDON)
+
+    @app.get("/v1/audit", response_model=list[AuditView], responses=_ERRORS)
+    async def audit(
+        who: Admin,
+        since: Annotated[float | None, Query(description="seconds since the epoch")] = None,
+        team: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_AUDIT)] = 1000,
+    ) -> list[AuditView]:
+        return await backend.audit(since, team, limit)
 
     metrics_deps = [Depends(principal)] if metrics_require_token else []
 
@@ -201,6 +290,22 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
     @app.exception_handler(SpecRejected)
     async def spec_rejected(request: Request, exc: SpecRejected) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _rooted(exc.errors)})
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse(status_code=403, content={"detail": exc.message})
+
+    @app.exception_handler(Conflict)
+    async def conflict(request: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"nothing was applied: {exc.reason}; retry later"},
+            headers={"Retry-After": "5"},
+        )
 
     return app
 
@@ -224,12 +329,6 @@ def _spec_for(who: Principal, spec: dict[str, Any]) -> dict[str, Any]:
                 ]
             )
         return spec
-    if team is not None and team != who.team:
-        raise HTTPException(
-            403,
-            f"the token of {who.name!r} submits for team {who.team!r} "
-            f"only, not {team!r}; leave 'team' out or set it to {who.team!r}",
-        )
     return {**spec, "team": who.team}
 
 
@@ -242,10 +341,6 @@ async def _get(backend: Backend, job_id: str) -> JobView:
 
 def _no_job(job_id: str) -> HTTPException:
     return HTTPException(404, f"no job {job_id!r}")
-
-
-def _unauthorized(why: str) -> HTTPException:
-    return HTTPException(401, why, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _rooted(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:

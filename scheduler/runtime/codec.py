@@ -1,17 +1,19 @@
-"""Exact JSON round trip of the core's events, actions and placements (for the journal).
+"""Exact JSON round trip of the core's events, actions, placements (for the journal) and
+snapshots (``scheduler.core.snapshot``, for restarts).
 
 Format: a dataclass value is a ``dict``: ``"kind"`` (its class name, e.g. ``"Launch"``), then
 one key per field in field order, valued by the field's type: ``str``, ``bool``, ``int`` as
 themselves; ``float`` as an ``int`` if it is one, else the exact finite float, else ``"inf"``,
-``"-inf"`` or ``"nan"``; ``X | None`` as ``null`` or ``X``; ``tuple[T, ...]`` as a list; a
-``StrEnum`` (``Topology``, ``Code``) as its value; a nested dataclass (``Job``, ``Placement``...)
-as its own such dict. numpy scalars encode as Python ones. ``json.dumps(d, allow_nan=False)``
-always works and ``decode_*(json.loads(...)) == x``. Renaming a class or field changes the format.
+``"-inf"`` or ``"nan"``; ``X | None`` as ``null`` or ``X``; ``tuple[T, ...]`` and fixed
+``tuple[A, B]`` as a list; a ``StrEnum`` (``Topology``, ``Code``) as its value; a nested
+dataclass (``Job``, ``Placement``...) as its own such dict. numpy scalars encode as Python
+ones. ``json.dumps(d, allow_nan=False)`` always works and ``decode_*(json.loads(...)) == x``.
+Renaming a class or field changes the format.
 
 Nothing here is per class: the codec reads ``dataclasses.fields`` and ``get_type_hints`` of the
 ``Event`` and ``Action`` unions' members, so a new member needs no change here (a field of
-another type fails at import). Decoding is strict: a missing or extra field, a wrong type, an
-unknown enum value or ``kind`` raises ``ValueError`` naming kind and field (encoding: TypeError).
+another type fails at import). Decoding is strict: a missing field (except one with a default:
+an older gpuyard wrote none), an extra field, a wrong type, an unknown enum value or ``kind`` raises ``ValueError`` naming kind and field (encoding: TypeError).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import numpy as np
 from scheduler.core.actions import Action
 from scheduler.core.events import Event
 from scheduler.core.model import Job, Placement
+from scheduler.core.snapshot import FORMAT as SNAPSHOT_FORMAT
+from scheduler.core.snapshot import CoreSnapshot
 
 JsonDict = dict[str, Any]
 _Fn = Callable[[Any, str], Any]  # (value, "Kind.field") -> JSON value, or back
@@ -86,6 +90,8 @@ def _codec(tp: Any) -> tuple[_Fn, _Fn]:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return _tuple_codec(*_codec(args[0]))
+    if origin is tuple and args and Ellipsis not in args:
+        return _fixed_tuple_codec([_codec(a) for a in args])
     if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
         enc, dec = _codec(next(a for a in args if a is not type(None)))
         return (
@@ -125,6 +131,27 @@ def _tuple_codec(enc: _Fn, dec: _Fn) -> tuple[_Fn, _Fn]:
     return enc_all, dec_all
 
 
+def _fixed_tuple_codec(items: list[tuple[_Fn, _Fn]]) -> tuple[_Fn, _Fn]:
+    """``tuple[A, B]`` (e.g. a node's ``(key, value)`` labels): a list of exactly that many."""
+    n = len(items)
+
+    def enc_all(xs: Any, where: str) -> list[Any]:
+        if not isinstance(xs, tuple) or len(xs) != n:
+            raise _wrong(where, f"a tuple of {n}", xs)
+        return [
+            enc(x, f"{where}[{i}]") for i, (x, (enc, _)) in enumerate(zip(xs, items, strict=True))
+        ]
+
+    def dec_all(vs: Any, where: str) -> tuple[Any, ...]:
+        if not isinstance(vs, list) or len(vs) != n:
+            raise _bad(where, f"a list of {n}", vs)
+        return tuple(
+            dec(v, f"{where}[{i}]") for i, (v, (_, dec)) in enumerate(zip(vs, items, strict=True))
+        )
+
+    return enc_all, dec_all
+
+
 def _kind_of(d: Any, where: str = "") -> str:
     if not isinstance(d, Mapping):
         raise _bad(where or "encoded value", "an object (a dict with 'kind')", d)
@@ -140,6 +167,12 @@ class _Shape:
         self.cls, self.kind = cls, cls.__name__
         hints = typing.get_type_hints(cls)
         self.fields = {f.name: _codec(hints[f.name]) for f in dataclasses.fields(cls)}
+        # a field added later with a default may be missing from what older gpuyards wrote
+        self.optional = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        }
 
     def encode(self, x: Any, where: str = "") -> JsonDict:
         if type(x) is not self.cls:
@@ -150,11 +183,11 @@ class _Shape:
     def decode(self, d: Any, where: str = "") -> Any:
         if (kind := _kind_of(d, where)) != self.kind:
             raise ValueError(f"expected kind {self.kind!r}, got {kind!r}")
-        if missing := [name for name in self.fields if name not in d]:
+        if missing := [n for n in self.fields if n not in d and n not in self.optional]:
             raise ValueError(f"{self.kind}: missing field {missing[0]!r}")
         if extra := [key for key in d if key != "kind" and key not in self.fields]:
             raise ValueError(f"{self.kind}: unexpected field {extra[0]!r}")
-        values = {n: dec(d[n], f"{self.kind}.{n}") for n, (_, dec) in self.fields.items()}
+        values = {n: dec(d[n], f"{self.kind}.{n}") for n, (_, dec) in self.fields.items() if n in d}
         try:
             return self.cls(**values)
         except ValueError as e:  # the class's own checks (__post_init__)
@@ -181,6 +214,7 @@ def _decode_in(shapes: dict[str, _Shape], what: str, d: Any) -> Any:
 
 
 _EVENTS, _ACTIONS = _registry(Event), _registry(Action)
+_shape(CoreSnapshot)  # an unsupported field type fails at import, as for events
 EVENT_KINDS: tuple[str, ...] = tuple(_EVENTS)
 ACTION_KINDS: tuple[str, ...] = tuple(_ACTIONS)
 
@@ -224,6 +258,23 @@ def encode_placement(p: Placement) -> JsonDict:
 def decode_placement(d: Mapping[str, Any]) -> Placement:
     """Inverse of ``encode_placement``; raises ``ValueError`` on a malformed dict."""
     return typing.cast(Placement, _shape(Placement).decode(d))
+
+
+def encode_snapshot(s: CoreSnapshot) -> JsonDict:
+    """A core snapshot (``scheduler.core.snapshot``) as a JSON-ready dict, kind
+    ``"CoreSnapshot"``; every nested fact is encoded by the rules above."""
+    return _shape(CoreSnapshot).encode(s)
+
+
+def decode_snapshot(d: Mapping[str, Any]) -> CoreSnapshot:
+    """Inverse of ``encode_snapshot``; raises ``ValueError`` on a malformed dict or a snapshot
+    format this build does not read (``snapshot.FORMAT``)."""
+    if isinstance(d, Mapping) and d.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError(
+            f"CoreSnapshot.format: this build reads format {SNAPSHOT_FORMAT}, "
+            f"got {d.get('format')!r}"
+        )
+    return typing.cast(CoreSnapshot, _shape(CoreSnapshot).decode(d))
 
 
 def event_job_id(ev: Event) -> str | None:

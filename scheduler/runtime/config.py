@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from scheduler.config import SchedulerConfig
 from scheduler.core.model import Gpu, Node
 from scheduler.files.yamlfile import YamlFileError, integer_at, number_at, read_yaml
 
@@ -143,6 +144,17 @@ def load_fleet(path: str | Path | None) -> list[NodeSpec]:
 
 
 @dataclass(frozen=True, slots=True)
+class TeamGrant:
+    """What a team's tokens may ask for: the priority classes it may name (besides the
+    default class its jobs get anyway) and its highest plain ``priority``. A team the config
+    does not list gets ``TeamGrant(team)``: the default class only, priority 0."""
+
+    team: str
+    priority_classes: tuple[str, ...] = ()
+    max_priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceConfig:
     """How the live service schedules and where it keeps its state."""
 
@@ -150,6 +162,11 @@ class ServiceConfig:
     queue: str = "priority"
     backfill: str = "easy"
     preemption: bool = True
+    aging_s: float | None = None  # SchedulerConfig.aging_s
+    fair_share_half_life_s: float | None = None
+    backfill_depth: int = 500
+    preemption_depth: int = 8
+    teams: tuple[TeamGrant, ...] = ()  # what each team may ask for (priority, classes)
     quotas: str | None = None  # quota file (scheduler/files/quota_file.py format)
     priority_classes: str | None = None  # priority-class file
     tokens: str | None = None  # API tokens file (auth.py format)
@@ -160,10 +177,47 @@ class ServiceConfig:
     stop_grace_s: float = 60.0  # a run asked to checkpoint and stop is killed after this
     max_failures: int = 2  # Train retries of a worker crash on a live node
     state_dir: str = "~/.gpuyard"
+    snapshot_every: int = 200  # batches between two snapshots of the core (and compactions)
 
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir).expanduser()
+
+    def grant(self, team: str) -> TeamGrant:
+        for g in self.teams:
+            if g.team == team:
+                return g
+        return TeamGrant(team)
+
+    def scheduler_config(self, models: list[str] | None = None) -> SchedulerConfig:
+        """The core's configuration, with the quota and priority-class files read now."""
+        from scheduler.files.priority_file import load_priority_classes
+        from scheduler.files.quota_file import load_quotas
+
+        quotas = load_quotas(self.quotas, models=models) if self.quotas else None
+        classes = load_priority_classes(self.priority_classes) if self.priority_classes else None
+        for g in self.teams:
+            for name in g.priority_classes:
+                if classes is None or name not in classes.values:
+                    known = ", ".join(sorted(classes.values)) if classes else "none configured"
+                    raise ConfigFileError(
+                        Path("<service config>"),
+                        f"teams.{g.team}.priority_classes",
+                        name,
+                        f"a class of the priority-class file ({known})",
+                    )
+        return SchedulerConfig(
+            packing=self.packing,
+            queue=self.queue,
+            backfill=self.backfill,  # type: ignore[arg-type]
+            preemption=self.preemption,
+            aging_s=self.aging_s,
+            fair_share_half_life_s=self.fair_share_half_life_s,
+            backfill_depth=self.backfill_depth,
+            preemption_depth=self.preemption_depth,
+            quotas=quotas,
+            priority_classes=classes,
+        )
 
 
 _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
@@ -171,7 +225,38 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "quotas": (str,), "priority_classes": (str,), "tokens": (str,), "api_host": (str,),
     "api_port": (int,), "loop_period_s": (int, float), "telemetry_period_s": (int, float),
     "stop_grace_s": (int, float), "max_failures": (int,), "state_dir": (str,),
+    "aging_s": (int, float), "fair_share_half_life_s": (int, float), "backfill_depth": (int,),
+    "preemption_depth": (int,), "snapshot_every": (int,), "teams": (dict,),
 }  # fmt: skip
+_POSITIVE = {"aging_s", "fair_share_half_life_s", "backfill_depth", "preemption_depth",
+             "snapshot_every", "loop_period_s", "telemetry_period_s", "api_port"}  # fmt: skip
+_GRANT_KEYS = {"priority_classes", "max_priority"}
+
+
+def _grants(path: Path, doc: Any) -> tuple[TeamGrant, ...]:
+    """``teams: {perception: {priority_classes: [production], max_priority: 10}}``."""
+    out = []
+    for team, raw in sorted(doc.items(), key=lambda kv: str(kv[0])):
+        where = f"teams.{team}"
+        if not isinstance(team, str) or not team:
+            raise ConfigFileError(path, where, team, "a team name (a string; quote numbers)")
+        if not isinstance(raw, dict):
+            raise ConfigFileError(path, where, raw, "a mapping with priority_classes, max_priority")
+        extra = sorted(str(k) for k in set(raw) - _GRANT_KEYS)
+        if extra:
+            raise ConfigFileError(
+                path, f"{where}.{extra[0]}", raw[extra[0]], "priority_classes or max_priority"
+            )
+        classes = raw.get("priority_classes", [])
+        if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
+            raise ConfigFileError(
+                path, f"{where}.priority_classes", classes, "a list of priority class names"
+            )
+        top = raw.get("max_priority", 0)
+        if isinstance(top, bool) or not isinstance(top, int):
+            raise ConfigFileError(path, f"{where}.max_priority", top, "an integer")
+        out.append(TeamGrant(team, tuple(sorted(set(classes))), top))
+    return tuple(out)
 
 
 def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
@@ -191,7 +276,11 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
             types = _CONFIG_TYPES[key]
             if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
                 raise ConfigFileError(p, key, value, " or ".join(t.__name__ for t in types))
-            if (
+            if key in _POSITIVE and isinstance(value, int | float) and value <= 0:
+                raise ConfigFileError(p, key, value, "a number > 0")
+            if key == "teams":
+                value = _grants(p, value)
+            elif (
                 key in ("quotas", "priority_classes", "tokens")
                 and not Path(str(value)).is_absolute()
             ):

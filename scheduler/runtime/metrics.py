@@ -11,11 +11,13 @@ from __future__ import annotations
 import threading
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST as _CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from scheduler.core.outcomes import PreemptReason
 from scheduler.runtime.views import JobState
 
 CONTENT_TYPE = _CONTENT_TYPE  # the Content-Type of ``render()``'s text
@@ -53,6 +55,15 @@ class PendingRow(Protocol):
     def code(self) -> str: ...
 
 
+class TelemetryRefusal(StrEnum):
+    """Why a telemetry sample was refused at the edge (bounded label values)."""
+
+    UNKNOWN_NODE = "unknown_node"
+    EXTRA_GPU = "extra_gpu"  # a GPU index the fleet file does not declare
+    NOT_FINITE = "not_finite"  # NaN or infinite reading
+    NEGATIVE = "negative"  # a count or reading below zero
+
+
 class ServiceMetrics:
     """The service's metrics. Thread-safe: ``set_pending`` and ``render`` hold one lock so a
     scrape never sees the pending gauge half rewritten."""
@@ -87,7 +98,27 @@ class ServiceMetrics:
             registry=r,
         )
         self._preemptions = Counter(
-            "gpuyard_preemptions", "Preempted jobs by team and cause", ["team", "cause"], registry=r
+            "gpuyard_preemptions",
+            "Preempted jobs by team and reason (one of the core's PreemptReason values)",
+            ["team", "reason"],
+            registry=r,
+        )
+        self._refused = Counter(
+            "gpuyard_telemetry_refused",
+            "Telemetry samples refused before the journal, by why (they contradict the fleet)",
+            ["reason"],
+            registry=r,
+        )
+        self._journal_failures = Counter(
+            "gpuyard_journal_write_failures",
+            "Batches not applied because the journal could not be written",
+            registry=r,
+        )
+        self._batch = Histogram(
+            "gpuyard_batch_inputs",
+            "Inputs (submissions, cancels, observations) committed together in one batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
         )
         self._jobs = Counter(
             "gpuyard_jobs",
@@ -104,8 +135,17 @@ class ServiceMetrics:
     def observe_admission(self, team: str, seconds: float) -> None:
         self._admission.labels(team=team).observe(max(0.0, seconds))
 
-    def preempted(self, team: str, cause: str) -> None:
-        self._preemptions.labels(team=team, cause=cause).inc()
+    def preempted(self, team: str, reason: PreemptReason) -> None:
+        self._preemptions.labels(team=team, reason=PreemptReason(reason).value).inc()
+
+    def telemetry_refused(self, reason: TelemetryRefusal) -> None:
+        self._refused.labels(reason=TelemetryRefusal(reason).value).inc()
+
+    def journal_failed(self) -> None:
+        self._journal_failures.inc()
+
+    def observe_batch(self, inputs: int) -> None:
+        self._batch.observe(inputs)
 
     def finished(self, team: str, state: JobState | str) -> None:
         """Count a job that ended; ``state`` must be terminal (SUCCEEDED, FAILED, CANCELLED,

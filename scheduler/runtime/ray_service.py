@@ -11,7 +11,6 @@ cluster views it uses, and the backend the HTTP API calls.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,9 +18,10 @@ from typing import Any
 import ray
 
 from scheduler.core.model import Placement
+from scheduler.runtime.auth import Principal
 from scheduler.runtime.config import NodeSpec, ServiceConfig
 from scheduler.runtime.executor import NAMESPACE, RunRequest, find_runner, new_runner
-from scheduler.runtime.views import JobState, JobView, NodeView, QueueEntry
+from scheduler.runtime.views import AuditView, JobState, JobView, NodeOp, NodeView, QueueEntry
 
 SCHEDULER_NAME = "gpuyard-scheduler"
 NODE_LABEL = "gpuyard.io/node"  # names a Ray node after its fleet node
@@ -146,7 +146,8 @@ class RayCluster:
 
 
 class SchedulerActor:
-    """The service in a Ray actor, with its loop in a thread."""
+    """The service in a Ray actor; its poller, committer and effector run in threads
+    (``SchedulerService.start``), so API calls never wait on a slow Ray call."""
 
     def __init__(self, cfg: ServiceConfig, fleet: list[NodeSpec], simulated: bool) -> None:
         from scheduler.runtime.service import SchedulerService
@@ -154,26 +155,13 @@ class SchedulerActor:
         head = str(ray.get_runtime_context().get_node_id())
         self.cluster = RayCluster(fleet, simulated, cfg.telemetry_period_s)
         self.service = SchedulerService(cfg, fleet, RayLauncher(head), self.cluster, simulated)
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        import traceback
-
-        while not self._stop.is_set():
-            try:
-                self.service.step()
-            except Exception:  # keep serving; the error is visible through errors()
-                self.errors = [*self.errors[-9:], traceback.format_exc()]
-            self._stop.wait(self.service.cfg.loop_period_s)
+        self.service.start()
 
     def ready(self) -> bool:
         return True
 
-    def submit(self, spec: dict[str, Any], idempotency_key: str | None) -> JobView:
-        return self.service.submit(spec, idempotency_key)
+    def submit(self, who: Principal, spec: dict[str, Any], idempotency_key: str | None) -> JobView:
+        return self.service.submit(spec, idempotency_key, who)
 
     def list_jobs(self, team: str | None, state: JobState | None) -> list[JobView]:
         return self.service.list_jobs(team, state)
@@ -181,8 +169,8 @@ class SchedulerActor:
     def get_job(self, job_id: str) -> JobView:
         return self.service.get_job(job_id)
 
-    def cancel(self, job_id: str) -> JobView:
-        return self.service.cancel(job_id)
+    def cancel(self, who: Principal, job_id: str) -> JobView:
+        return self.service.cancel(job_id, who)
 
     def logs(self, job_id: str, tail_lines: int) -> str:
         return self.service.logs(job_id, tail_lines)
@@ -192,6 +180,15 @@ class SchedulerActor:
 
     def nodes(self) -> list[NodeView]:
         return self.service.nodes()
+
+    def node_op(self, who: Principal, node: str, op: NodeOp) -> NodeView:
+        return self.service.node_op(node, op, who)
+
+    def audit(self, since_s: float | None, team: str | None, limit: int) -> list[AuditView]:
+        return self.service.audit(since_s, team, limit)
+
+    def refused(self, who: Principal, action: str, target: str, outcome: str, detail: str) -> None:
+        self.service.refused(who, action, target, outcome, detail)
 
     def metrics_text(self) -> str:
         return self.service.metrics_text()
@@ -204,7 +201,7 @@ class SchedulerActor:
         self.cluster.inject(node, kind, gpu, value)
 
     def loop_errors(self) -> list[str]:
-        return list(self.errors)
+        return list(self.service.errors)
 
     def pid(self) -> int:
         import os
@@ -212,8 +209,6 @@ class SchedulerActor:
         return os.getpid()
 
     def shutdown(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
         self.service.close()
 
 
@@ -227,7 +222,7 @@ def start_scheduler(cfg: ServiceConfig, fleet: list[NodeSpec], simulated: bool) 
         lifetime="detached",
         max_restarts=-1,
         max_task_retries=0,
-        max_concurrency=16,
+        max_concurrency=64,  # API calls wait on the committer; group commit needs many
         num_cpus=0,
         label_selector={"ray.io/node-id": head},
         get_if_exists=True,
@@ -260,8 +255,10 @@ class ActorBackend:
                 raise cause from None
             raise
 
-    async def submit(self, spec: dict[str, Any], idempotency_key: str | None) -> JobView:
-        return await self._call("submit", spec, idempotency_key)  # type: ignore[no-any-return]
+    async def submit(
+        self, who: Principal, spec: dict[str, Any], idempotency_key: str | None
+    ) -> JobView:
+        return await self._call("submit", who, spec, idempotency_key)  # type: ignore[no-any-return]
 
     async def list_jobs(self, team: str | None, state: JobState | None) -> list[JobView]:
         return await self._call("list_jobs", team, state)  # type: ignore[no-any-return]
@@ -269,8 +266,8 @@ class ActorBackend:
     async def get_job(self, job_id: str) -> JobView:
         return await self._call("get_job", job_id)  # type: ignore[no-any-return]
 
-    async def cancel(self, job_id: str) -> JobView:
-        return await self._call("cancel", job_id)  # type: ignore[no-any-return]
+    async def cancel(self, who: Principal, job_id: str) -> JobView:
+        return await self._call("cancel", who, job_id)  # type: ignore[no-any-return]
 
     async def logs(self, job_id: str, tail_lines: int) -> str:
         return await self._call("logs", job_id, tail_lines)  # type: ignore[no-any-return]
@@ -280,6 +277,18 @@ class ActorBackend:
 
     async def nodes(self) -> list[NodeView]:
         return await self._call("nodes")  # type: ignore[no-any-return]
+
+    async def node_op(self, who: Principal, node: str, op: NodeOp) -> NodeView:
+        return await self._call("node_op", who, node, op)  # type: ignore[no-any-return]
+
+    async def audit(self, since_s: float | None, team: str | None, limit: int) -> list[AuditView]:
+        return await self._call("audit", since_s, team, limit)  # type: ignore[no-any-return]
+
+    async def refused(
+        self, who: Principal, action: str, target: str, outcome: str, detail: str
+    ) -> None:
+        with contextlib.suppress(Exception):  # auditing a refusal never turns it into a 500
+            await self._call("refused", who, action, target, outcome, detail)
 
     async def metrics_text(self) -> str:
         return await self._call("metrics_text")  # type: ignore[no-any-return]

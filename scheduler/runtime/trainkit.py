@@ -47,6 +47,7 @@ __all__ = [
     "STATE_FILE",
     "STOP_FILE",
     "RunContext",
+    "Superseded",
     "context",
     "device",
     "devices",
@@ -55,11 +56,13 @@ __all__ = [
     "restore",
     "should_checkpoint",
     "stop_requested",
+    "superseded",
     "user_config",
 ]
 
 CONFIG_KEY = "gpuyard"
 STOP_FILE = "STOP"
+ATTEMPT_FILE = "ATTEMPT"  # the job's current attempt, written by the service (runs.py)
 FIRST_STEP_FILE = "first_step"
 METRICS_FILE = "metrics.json"
 STATE_FILE = "state.pt"  # inside each checkpoint directory
@@ -188,10 +191,29 @@ def _rank_zero_says(ctx: RunContext, local: bool) -> bool:
     return bool(flag.item())
 
 
+def superseded(ctx: RunContext) -> bool:
+    """Whether a newer attempt of this job has been started (``<control_dir>/ATTEMPT``, set
+    by the service before each attempt, names a higher number than ours). A superseded run
+    must neither checkpoint nor go on: :func:`report` refuses its checkpoints and
+    :func:`stop_requested` tells it to return. Local: no collective."""
+    if ctx.attempt <= 0:
+        return False  # run outside the service, or by an older service: no fence
+    try:
+        current = int((ctx.control_dir / ATTEMPT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return current > ctx.attempt
+
+
+class Superseded(RuntimeError):
+    """This run is an older attempt than the job's current one (see :func:`superseded`)."""
+
+
 def stop_requested(ctx: RunContext) -> bool:
     """Whether the service asked the job to checkpoint and stop (``<control_dir>/STOP``
-    exists: a preemption or a drain). A collective: every rank gets rank 0's answer."""
-    return _rank_zero_says(ctx, (ctx.control_dir / STOP_FILE).exists())
+    exists: a preemption or a drain), or this run was superseded by a newer attempt. A
+    collective: every rank gets rank 0's answer."""
+    return _rank_zero_says(ctx, (ctx.control_dir / STOP_FILE).exists() or superseded(ctx))
 
 
 def should_checkpoint(ctx: RunContext, last_checkpoint_s: float) -> bool:
@@ -222,6 +244,11 @@ def report(ctx: RunContext, metrics: dict[str, float], state: dict[str, Any] | N
     """Report ``metrics``, and checkpoint ``state`` when given. Every rank must call this at the
     same point (it is a collective); rank 0 writes the checkpoint, the other ranks report the
     metrics only. The checkpoint is uploaded to the run's storage before this returns."""
+    if ctx.is_rank_zero and superseded(ctx):
+        raise Superseded(
+            f"job {ctx.job_id}: attempt {ctx.attempt} is superseded by a newer attempt; "
+            "not writing its checkpoint over the newer one's"
+        )
     if ctx.is_rank_zero:
         _write_atomically(ctx.control_dir / METRICS_FILE, json.dumps(metrics, sort_keys=True))
     if state is None or not ctx.is_rank_zero:

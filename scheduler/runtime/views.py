@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from scheduler.runtime.auth import Principal
+
 
 class JobState(StrEnum):
     PENDING = "PENDING"  # queued (also after a preemption or node loss, until relaunched)
@@ -78,6 +80,12 @@ class GpuView(BaseModel):
     allocated_milli: int = 0
 
 
+class OffReason(BaseModel):
+    reason: str = Field(description="cordon, drain or lost")
+    since_s: float | None = Field(description="when it began (seconds since the epoch)")
+    cause: str = Field(default="", description="what set it: an operator, a fault, Ray")
+
+
 class NodeView(BaseModel):
     name: str
     ray_node_id: str | None
@@ -86,10 +94,32 @@ class NodeView(BaseModel):
     off_reasons: list[str] = Field(
         default=[], description="why it takes no work: cordon, drain, lost"
     )
+    off: list[OffReason] = Field(default=[], description="each reason, since when, and why")
     labels: dict[str, str] = {}
     simulated: bool = Field(description="GPUs and telemetry are simulated (no NVIDIA GPU)")
     sampled_at_s: float | None = None
     gpus: list[GpuView] = []
+
+
+class NodeOp(StrEnum):
+    """What an operator does to a node (kubectl's verbs)."""
+
+    CORDON = "cordon"  # no new work; running work stays
+    DRAIN = "drain"  # cordon, then checkpoint and move its jobs
+    UNCORDON = "uncordon"  # schedulable again; clears drain and the GPU health marks
+
+
+class AuditView(BaseModel):
+    """One line of the audit log: who did what to which job or node, and how it went."""
+
+    id: int
+    at_s: float
+    principal: str = Field(description="the token's name ('anonymous' for a refused token)")
+    team: str | None = Field(description="the caller's team; None for an admin or the service")
+    action: str
+    target: str = Field(description="job id, node name, or empty")
+    outcome: str = Field(description="'ok', or the HTTP status of a refusal (401, 403, ...)")
+    detail: str = ""
 
 
 class SpecRejected(Exception):
@@ -104,27 +134,77 @@ class SpecRejected(Exception):
         return (SpecRejected, (self.errors,))
 
 
+class Forbidden(Exception):
+    """The caller may not do this (HTTP 403). ``field`` names the spec field at fault, if
+    any; the message says what the caller may do instead."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __reduce__(self) -> tuple[type[Forbidden], tuple[str, str | None]]:
+        return (Forbidden, (self.message, self.field))
+
+
+class Unavailable(Exception):
+    """The service cannot take the request now (HTTP 503): its journal could not be written
+    (disk full, database locked). Nothing of the request was applied; retry later."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[Unavailable], tuple[str]]:
+        return (Unavailable, (self.reason,))
+
+
+class Conflict(Exception):
+    """The request contradicts what the service holds (HTTP 409): an idempotency key reused
+    with another body, a cancel of an ended job."""
+
+    def __reduce__(self) -> tuple[type[Conflict], tuple[str]]:
+        return (Conflict, (str(self),))
+
+
 class UnknownJob(KeyError):
+    pass
+
+
+class UnknownNode(KeyError):
     pass
 
 
 class Backend(Protocol):
     """What the HTTP API needs from the scheduler service (implemented by the Ray actor's
-    handle in ``service.py`` and by an in-memory fake in the API tests). ``team`` is None for
-    an admin (sees everything)."""
+    handle in ``ray_service.py`` and by an in-memory fake in the API tests). ``team`` is None
+    for an admin (sees everything). Calls that change something take the caller, whom the
+    backend authorises (``authz.py``) and records in the audit log."""
 
-    async def submit(self, spec: dict[str, Any], idempotency_key: str | None) -> JobView: ...
+    async def submit(
+        self, who: Principal, spec: dict[str, Any], idempotency_key: str | None
+    ) -> JobView: ...  # raises SpecRejected, Forbidden, Conflict, Unavailable
 
     async def list_jobs(self, team: str | None, state: JobState | None) -> list[JobView]: ...
 
     async def get_job(self, job_id: str) -> JobView: ...  # raises UnknownJob
 
-    async def cancel(self, job_id: str) -> JobView: ...  # raises UnknownJob
+    async def cancel(self, who: Principal, job_id: str) -> JobView: ...  # raises UnknownJob
 
     async def logs(self, job_id: str, tail_lines: int) -> str: ...  # raises UnknownJob
 
     async def queue(self, team: str | None) -> list[QueueEntry]: ...
 
     async def nodes(self) -> list[NodeView]: ...
+
+    async def node_op(self, who: Principal, node: str, op: NodeOp) -> NodeView: ...
+
+    async def audit(
+        self, since_s: float | None, team: str | None, limit: int
+    ) -> list[AuditView]: ...
+
+    async def refused(
+        self, who: Principal, action: str, target: str, outcome: str, detail: str
+    ) -> None: ...  # a call refused before it reached the service (401, 403)
 
     async def metrics_text(self) -> str: ...  # Prometheus text exposition format

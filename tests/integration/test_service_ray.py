@@ -15,6 +15,7 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from scheduler.runtime.auth import Principal  # noqa: E402
 from scheduler.runtime.config import (  # noqa: E402
     ServiceConfig,
     load_fleet,
@@ -31,6 +32,7 @@ FLEET = {
     ]
 }  # fmt: skip
 TEAMS = ("perception", "planning", "mapping")
+OPS = Principal("ops", None, True)  # the tests call the scheduler actor as an admin
 
 
 def job(
@@ -112,9 +114,11 @@ def test_three_teams_quotas_and_packing_hold_and_a_job_trains_and_checkpoints(
     cluster: Any, scheduler: Any
 ) -> None:
     _, _, state, _ = cluster
-    a = ray.get(scheduler.submit.remote(job("p1", "perception", workers=2, gpus=2), None))
-    b = ray.get(scheduler.submit.remote(job("p2", "perception", workers=1, gpus=1), None))
-    c = ray.get(scheduler.submit.remote(job("m1", "mapping", workers=1, gpus=2, epochs=2), None))
+    a = ray.get(scheduler.submit.remote(OPS, job("p1", "perception", workers=2, gpus=2), None))
+    b = ray.get(scheduler.submit.remote(OPS, job("p2", "perception", workers=1, gpus=1), None))
+    c = ray.get(
+        scheduler.submit.remote(OPS, job("m1", "mapping", workers=1, gpus=2, epochs=2), None)
+    )
     # perception's quota is 4 H100s: p1 takes all of it, p2 waits for quota
     assert get(scheduler, a.job_id).state == "RUNNING"
     pending = get(scheduler, b.job_id)
@@ -146,7 +150,7 @@ def test_a_removed_node_s_job_resumes_from_its_checkpoint_on_another_node(
     c, nodes, state, _ = cluster
     j = ray.get(
         scheduler.submit.remote(
-            job("long", "planning", workers=1, gpus=2, epochs=8, sleep=0.1), None
+            OPS, job("long", "planning", workers=1, gpus=2, epochs=8, sleep=0.1), None
         )
     )
     first = get(scheduler, j.job_id)
@@ -175,7 +179,7 @@ def test_an_injected_xid_drains_the_node_and_no_new_work_lands_there(
     alive = [n.name for n in ray.get(scheduler.nodes.remote()) if n.alive and n.schedulable]
     j = ray.get(
         scheduler.submit.remote(
-            job("drained", "mapping", workers=1, gpus=1, epochs=8, sleep=0.1), None
+            OPS, job("drained", "mapping", workers=1, gpus=1, epochs=8, sleep=0.1), None
         )
     )
     node = get(scheduler, j.job_id).placement[0].node
@@ -192,7 +196,7 @@ def test_an_injected_xid_drains_the_node_and_no_new_work_lands_there(
     assert not view.schedulable and view.off_reasons == ["drain"]
     assert view.gpus[0].why_unhealthy == ["xid 79"]
     k = ray.get(
-        scheduler.submit.remote(job("after", "perception", workers=1, gpus=1, epochs=1), None)
+        scheduler.submit.remote(OPS, job("after", "perception", workers=1, gpus=1, epochs=1), None)
     )
     assert get(scheduler, k.job_id).placement[0].node != node
     wait_for(lambda: get(scheduler, j.job_id).state == "SUCCEEDED", 180, "drained job finishes")
@@ -207,11 +211,11 @@ def test_kill_minus_9_of_the_scheduler_loses_nothing_and_launches_nothing_twice(
     _, _, state, _ = cluster
     run = ray.get(
         scheduler.submit.remote(
-            job("survivor", "perception", workers=1, gpus=4, epochs=6, sleep=0.1), None
+            OPS, job("survivor", "perception", workers=1, gpus=4, epochs=6, sleep=0.1), None
         )
     )
     queued = ray.get(
-        scheduler.submit.remote(job("queued", "perception", workers=1, gpus=2, epochs=1), None)
+        scheduler.submit.remote(OPS, job("queued", "perception", workers=1, gpus=2, epochs=1), None)
     )
     assert get(scheduler, queued.job_id).state == "PENDING"
     wait_for(lambda: get(scheduler, run.job_id).metrics.get("epoch", -1) >= 0, 120, "first epoch")

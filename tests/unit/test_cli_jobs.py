@@ -124,14 +124,31 @@ def test_queue_and_nodes(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "job-0001" in out and "job-0002" not in out
     code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "queue", "--output", "json")
     assert [(q["job_id"], q["position"]) for q in json.loads(out)] == [("job-0002", 2)]
-    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "nodes")
+    code, _, err = gpuyard(capsys, url, NLP_TOKEN, "nodes")
+    assert code == 1 and err.startswith("error: 403: /v1/nodes is for operators")
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "nodes")
     lines = out.splitlines()
     sim = next(line for line in lines if "sim-0" in line)
     real = next(line for line in lines if "gpu-1" in line)
     assert "simulated" in sim and "3/4" in sim and "ready" in sim
     assert "simulated" not in real and "NVML" in real and "off: cordon" in real
-    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "nodes", "--output", "json")
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "nodes", "--output", "json")
     assert [n["simulated"] for n in json.loads(out)] == [True, False]
+
+
+def test_cordon_drain_uncordon_and_audit(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = gpuyard(capsys, url, NLP_TOKEN, "drain", "gpu-1")
+    assert code == 1 and err.startswith("error: 403: /v1/nodes/gpu-1/drain is for operators")
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "drain", "gpu-1")
+    assert (code, out.strip()) == (0, "gpu-1: off: drain")
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "uncordon", "gpu-1", "--output", "json")
+    assert code == 0 and json.loads(out)["schedulable"] is True
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "audit", "--output", "json")
+    assert [(a["principal"], a["action"], a["outcome"]) for a in json.loads(out)] == [
+        ("nlp", "POST /v1/nodes/gpu-1/drain", "403")
+    ]
+    code, _, err = gpuyard(capsys, url, ADMIN_TOKEN, "audit", "--since", "yesterday")
+    assert code == 2 and "--since 'yesterday': not a time" in err
 
 
 def test_token_and_api_from_the_environment(

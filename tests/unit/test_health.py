@@ -52,11 +52,11 @@ def test_xid_79_drains_the_node_the_job_moves_and_nothing_new_lands_there() -> N
     # the other GPU of the drained node is healthy, but the node is cordoned
     assert kinds(state.handle(JobSubmitted(6, make_job("k", gpus=1)))) == []
     assert state.check_invariants() == []
-    # an operator's all-clear: the node takes work again but the XID'd GPU waits for a reset
-    assert kinds(state.handle(NodeUncordoned(7, node))) == [("Launch", "k")]
-    assert state.health.why(node, 1) == ("xid 79",)
-    state.handle(GpuHealthChanged(8, node, 1, True))
-    assert state.health.why(node, 1) == ()
+    # an operator's all-clear for the one GPU: its mark goes, the node stays drained
+    state.handle(GpuHealthChanged(7, node, 1, True))
+    assert state.health.why(node, 1) == () and state.off[node] == {"drain"}
+    # ... and for the node: it takes work again
+    assert kinds(state.handle(NodeUncordoned(8, node))) == [("Launch", "k")]
 
 
 def test_application_xids_do_not_drain_and_ecc_growth_does() -> None:
@@ -104,3 +104,46 @@ def test_an_interrupted_run_is_requeued_and_relaunched() -> None:
     assert kinds(acts) == [("Preempt", "j"), ("Launch", "j")]
     assert state.preemptions["j"] == 1
     assert state.handle(JobInterrupted(6, "unknown")) == []
+
+
+def test_after_a_gpu_reset_new_ecc_errors_drain_the_node_again() -> None:
+    state = make_state([make_node("a", gpus=1), make_node("b", gpus=1)])
+    state.handle(reading(0, "a", 0, ecc_uncorrected=5))  # drained: 5 errors
+    state.handle(NodeUncordoned(1, "a"))
+    state.handle(JobSubmitted(2, make_job("j")), JobSubmitted(2, make_job("k")))
+    assert sorted(n for j in "jk" for n in state.running[j].nodes) == ["a", "b"]
+    on_a = "j" if state.running["j"].nodes == ("a",) else "k"
+    # the reset set the volatile count back to 0: no error, and 0 is the new baseline
+    assert state.handle(reading(3, "a", 0, ecc_uncorrected=0)) == []
+    # one new error: below the old maximum of 5, but growth over the last reading
+    acts = state.handle(reading(4, "a", 0, ecc_uncorrected=1))
+    assert kinds(acts) == [("Preempt", on_a)]
+    assert acts[0].cause == "drain a: 1 uncorrected ECC error(s) on GPU 0"
+    assert state.off["a"] == {"drain"} and state.health.why("a", 0) == ("ecc",)
+
+
+def test_uncordon_clears_xid_ecc_and_operator_marks_and_the_node_takes_work_again() -> None:
+    state = make_state([make_node("a", gpus=4)])
+    state.handle(
+        reading(0, "a", 0, xids=(79,)),
+        reading(0, "a", 1, ecc_uncorrected=2),
+        GpuHealthChanged(0, "a", 2, False),
+    )
+    assert [state.health.why("a", g) for g in range(3)] == [("xid 79",), ("ecc",), ("operator",)]
+    assert state.handle(JobSubmitted(1, make_job("j", gpus=4))) == []
+    acts = state.handle(NodeUncordoned(2, "a"))
+    assert kinds(acts) == [("Launch", "j")]
+    assert [state.health.why("a", g) for g in range(4)] == [(), (), (), ()]
+    assert state.off["a"] == set() and state.fleet.gpu_healthy[0].all()
+    # the baseline is the last reading: the same count again is no new error
+    assert state.handle(reading(3, "a", 1, ecc_uncorrected=2)) == []
+
+
+def test_uncordon_leaves_a_hot_gpu_out_until_it_cools() -> None:
+    state = make_state([make_node("a", gpus=1)])
+    state.handle(reading(0, "a", 0, temperature_c=95.0, xids=(48,)))
+    assert state.health.why("a", 0) == ("hot", "xid 48")
+    state.handle(JobSubmitted(1, make_job("j")))
+    assert state.handle(NodeUncordoned(2, "a")) == []
+    assert state.health.why("a", 0) == ("hot",) and state.pending == ("j",)
+    assert kinds(state.handle(reading(3, "a", 0, temperature_c=80.0))) == [("Launch", "j")]

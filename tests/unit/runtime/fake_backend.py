@@ -7,14 +7,18 @@ from typing import Any
 from scheduler.runtime.auth import Principal, TokenAuth, TokenEntry, hash_token
 from scheduler.runtime.metrics import ServiceMetrics
 from scheduler.runtime.views import (
+    AuditView,
     Backend,
+    Forbidden,
     GpuView,
     JobState,
     JobView,
+    NodeOp,
     NodeView,
     QueueEntry,
     SpecRejected,
     UnknownJob,
+    UnknownNode,
 )
 
 VISION_TOKEN = "tok-vision"
@@ -41,6 +45,7 @@ class FakeBackend:
         self.by_key: dict[str, str] = {}
         self.calls: list[tuple[str, Any]] = []
         self.metrics = ServiceMetrics()
+        self.audit_log: list[AuditView] = []
         self.log_text = "\n".join(f"line {i}" for i in range(1, 11)) + "\n"
 
     def add(self, team: str, name: str, state: JobState = JobState.PENDING) -> JobView:
@@ -52,10 +57,13 @@ class FakeBackend:
         self.jobs[job_id] = job
         return job
 
-    async def submit(self, spec: dict[str, Any], idempotency_key: str | None) -> JobView:
+    async def submit(
+        self, who: Principal, spec: dict[str, Any], idempotency_key: str | None
+    ) -> JobView:
         self.calls.append(("submit", (spec, idempotency_key)))
-        if idempotency_key is not None and idempotency_key in self.by_key:
-            return self.jobs[self.by_key[idempotency_key]]
+        scoped = None if idempotency_key is None else f"{spec.get('team')}/{idempotency_key}"
+        if scoped is not None and scoped in self.by_key:
+            return self.jobs[self.by_key[scoped]]
         errors = []
         if not isinstance(spec.get("name"), str):
             errors.append({"loc": ["name"], "msg": "Field required", "input": spec.get("name")})
@@ -64,9 +72,11 @@ class FakeBackend:
             errors.append({"loc": ["workers"], "msg": "must be an integer >= 1", "input": workers})
         if errors:
             raise SpecRejected(errors)
+        if spec.get("priority", 0) > 0 and not who.admin:
+            raise Forbidden("priority: above the team's grant", "priority")
         job = self.add(spec["team"], spec["name"])
-        if idempotency_key is not None:
-            self.by_key[idempotency_key] = job.job_id
+        if scoped is not None:
+            self.by_key[scoped] = job.job_id
         return job
 
     async def list_jobs(self, team: str | None, state: JobState | None) -> list[JobView]:
@@ -79,7 +89,7 @@ class FakeBackend:
             raise UnknownJob(job_id)
         return self.jobs[job_id]
 
-    async def cancel(self, job_id: str) -> JobView:
+    async def cancel(self, who: Principal, job_id: str) -> JobView:
         job = await self.get_job(job_id)
         done = job.model_copy(update={"state": JobState.CANCELLED, "reason": "cancelled by user"})
         self.jobs[job_id] = done
@@ -109,6 +119,28 @@ class FakeBackend:
             NodeView(name="gpu-1", ray_node_id="abc", alive=True, schedulable=False,
                      off_reasons=["cordon"], simulated=False, gpus=[]),
         ]  # fmt: skip
+
+    async def node_op(self, who: Principal, node: str, op: NodeOp) -> NodeView:
+        self.calls.append(("node_op", (who.name, node, op.value)))
+        for n in await self.nodes():
+            if n.name == node:
+                off = [] if op is NodeOp.UNCORDON else [op.value]
+                return n.model_copy(update={"schedulable": not off, "off_reasons": off})
+        raise UnknownNode(node)
+
+    async def audit(self, since_s: float | None, team: str | None, limit: int) -> list[AuditView]:
+        rows = [a for a in self.audit_log if (since_s is None or a.at_s >= since_s)
+                and (team is None or a.team == team)]  # fmt: skip
+        return rows[-limit:]
+
+    async def refused(
+        self, who: Principal, action: str, target: str, outcome: str, detail: str
+    ) -> None:
+        self.audit_log.append(
+            AuditView(id=len(self.audit_log) + 1, at_s=1_700_000_000.0 + len(self.audit_log),
+                      principal=who.name, team=who.team, action=action, target=target,
+                      outcome=outcome, detail=detail)
+        )  # fmt: skip
 
     async def metrics_text(self) -> str:
         self.metrics.set_pending(await self.queue(None))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from scheduler.core.outcomes import PreemptReason
 from scheduler.runtime.api import make_app
 from scheduler.runtime.views import JobState
 from tests.unit.runtime.fake_backend import (
@@ -164,17 +165,65 @@ def test_logs_tail(api: TestClient) -> None:
     assert api.get("/v1/jobs/job-0002/logs", headers=VISION).status_code == 403
 
 
-def test_nodes_for_any_token(api: TestClient) -> None:
+def test_nodes_are_for_admins_only(api: TestClient, backend: FakeBackend) -> None:
     r = api.get("/v1/nodes", headers=NLP)
+    assert r.status_code == 403
+    assert r.json()["detail"] == (
+        "/v1/nodes is for operators: the token of 'nlp' acts for team 'nlp' only; "
+        "use an admin token"
+    )
+    r = api.get("/v1/nodes", headers=ADMIN)
     assert r.status_code == 200
     assert [(n["name"], n["simulated"]) for n in r.json()] == [("sim-0", True), ("gpu-1", False)]
+    # the refusal is in the audit log, with who asked
+    assert [(a.principal, a.team, a.action, a.outcome) for a in backend.audit_log] == [
+        ("nlp", "nlp", "GET /v1/nodes", "403")
+    ]
+
+
+@pytest.mark.parametrize("op", ["cordon", "drain", "uncordon"])
+def test_node_operations_need_an_admin(api: TestClient, backend: FakeBackend, op: str) -> None:
+    r = api.post(f"/v1/nodes/gpu-1/{op}", headers=VISION)
+    assert r.status_code == 403
+    assert backend.calls == []  # never reached the backend
+    r = api.post(f"/v1/nodes/gpu-1/{op}", headers=ADMIN)
+    assert r.status_code == 200
+    assert r.json()["off_reasons"] == ([] if op == "uncordon" else [op])
+    assert backend.calls == [("node_op", ("ops", "gpu-1", op))]
+    r = api.post(f"/v1/nodes/nope/{op}", headers=ADMIN)
+    assert r.status_code == 404 and r.json() == {"detail": "no node 'nope' in the fleet"}
+
+
+def test_audit_is_for_admins_and_filters(api: TestClient, backend: FakeBackend) -> None:
+    api.get("/v1/jobs", headers=bearer("wrong"))  # 401, audited as anonymous
+    api.get("/v1/jobs/job-0002", headers=VISION)  # nlp's job: 403
+    r = api.get("/v1/audit", headers=VISION)
+    assert r.status_code == 403
+    rows = api.get("/v1/audit", headers=ADMIN).json()
+    assert [(a["principal"], a["action"], a["target"], a["outcome"]) for a in rows] == [
+        ("anonymous", "GET /v1/jobs", "", "401"),
+        ("vision", "GET /v1/jobs/job-0002", "job-0002", "403"),
+        ("vision", "GET /v1/audit", "", "403"),
+    ]
+    rows = api.get("/v1/audit", params={"team": "vision", "limit": 1}, headers=ADMIN).json()
+    assert [(a["action"], a["outcome"]) for a in rows] == [("GET /v1/audit", "403")]
+    assert api.get("/v1/audit", params={"limit": 0}, headers=ADMIN).status_code == 422
+
+
+def test_priority_above_the_grant_is_403_naming_the_field(api: TestClient) -> None:
+    r = api.post("/v1/jobs", json={**SPEC, "priority": 1099511627776}, headers=VISION)
+    assert r.status_code == 403
+    assert r.json() == {"detail": "priority: above the team's grant"}
+    r = api.post("/v1/jobs", json={**SPEC, "team": "vision", "priority": 5}, headers=ADMIN)
+    assert r.status_code == 201
 
 
 def test_openapi_lists_paths_and_bearer_scheme(api: TestClient) -> None:
     doc = api.get("/openapi.json").json()
     assert set(doc["paths"]) == {
         "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/jobs/{job_id}/logs",
-        "/v1/queue", "/v1/nodes", "/metrics", "/healthz",
+        "/v1/queue", "/v1/nodes", "/v1/nodes/{name}/cordon", "/v1/nodes/{name}/drain",
+        "/v1/nodes/{name}/uncordon", "/v1/audit", "/metrics", "/healthz",
     }  # fmt: skip
     assert doc["components"]["securitySchemes"]["bearer"] == {
         "type": "http",
@@ -183,13 +232,15 @@ def test_openapi_lists_paths_and_bearer_scheme(api: TestClient) -> None:
     }
     assert doc["paths"]["/v1/jobs"]["post"]["security"] == [{"bearer": []}]
     assert "security" not in doc["paths"]["/healthz"]["get"]
-    assert set(doc["paths"]["/v1/jobs"]["post"]["responses"]) == {"201", "401", "403", "422"}
+    assert set(doc["paths"]["/v1/jobs"]["post"]["responses"]) == {
+        "201", "401", "403", "409", "422", "503"
+    }  # fmt: skip
 
 
 def test_metrics_and_healthz_need_no_token(api: TestClient, backend: FakeBackend) -> None:
     backend.metrics.observe_cycle(0.002)
     backend.metrics.observe_admission("vision", 42.0)
-    backend.metrics.preempted("nlp", "priority")
+    backend.metrics.preempted("nlp", PreemptReason.PRIORITY)
     backend.metrics.finished("vision", "SUCCEEDED")
     backend.metrics.set_gpus(allocated=3.5, free=4.5, unhealthy=1)
     r = api.get("/metrics")
@@ -202,7 +253,7 @@ def test_metrics_and_healthz_need_no_token(api: TestClient, backend: FakeBackend
         'gpuyard_gpus{state="unhealthy"} 1.0',
         "gpuyard_cycle_seconds_count 1.0",
         'gpuyard_admission_latency_seconds_bucket{le="60.0",team="vision"} 1.0',
-        'gpuyard_preemptions_total{cause="priority",team="nlp"} 1.0',
+        'gpuyard_preemptions_total{reason="priority",team="nlp"} 1.0',
         'gpuyard_jobs_total{state="SUCCEEDED",team="vision"} 1.0',
     ):
         assert line in text.splitlines(), line

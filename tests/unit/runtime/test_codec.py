@@ -22,12 +22,14 @@ from scheduler.core.events import (
     JobInterrupted,
     JobSubmitted,
     NodeCordoned,
+    NodeDrained,
     NodeJoined,
     NodeLost,
     NodeUncordoned,
     Tick,
 )
 from scheduler.core.model import Job, Placement, Topology, WorkerPlacement, WorkerRequest
+from scheduler.core.outcomes import PreemptReason, ReleaseOutcome, RunOutcome
 from scheduler.core.verdict import Code
 from scheduler.runtime import codec
 from scheduler.runtime.codec import (
@@ -192,6 +194,7 @@ def test_every_class_of_the_unions_is_covered_with_all_its_fields() -> None:
         JobInterrupted: JobInterrupted(1, "j"),
         NodeCordoned: NodeCordoned(1, "n"),
         NodeUncordoned: NodeUncordoned(1, "n"),
+        NodeDrained: NodeDrained(1, "n"),
         NodeLost: NodeLost(1, "n"),
         NodeJoined: NodeJoined(1, "n"),
         GpuHealthChanged: GpuHealthChanged(1, "n", 0, False),
@@ -207,6 +210,18 @@ def test_every_class_of_the_unions_is_covered_with_all_its_fields() -> None:
         d = encode_event(value) if cls in typing.get_args(Event) else encode_action(value)  # type: ignore[arg-type]
         assert d["kind"] == cls.__name__
         assert set(d) == {"kind"} | {f.name for f in dataclasses.fields(cls)}
+
+
+def test_a_field_added_with_a_default_may_be_missing_from_old_records() -> None:
+    old = {"kind": "Release", "job_id": "j", "now_s": 1, "cause": "succeeded"}
+    assert decode_action(old) == Release("j", 1, "succeeded", ReleaseOutcome.SUCCEEDED)
+    old = {"kind": "Preempt", "job_id": "j", "now_s": 1, "cause": "c", "resume_from_s": 0,
+           "lost_gpu_s": 2}  # fmt: skip
+    assert decode_action(old).reason is PreemptReason.PRIORITY  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="Release: missing field 'cause'"):
+        decode_action({"kind": "Release", "job_id": "j", "now_s": 1})
+    done = JobFinished(1, "j", "failed: boom", RunOutcome.FAILED)
+    assert decode_event(_through_json(encode_event(done))[1]) == done
 
 
 def test_the_job_inside_a_submission_keeps_request_topology_and_optionals() -> None:

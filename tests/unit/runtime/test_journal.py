@@ -135,12 +135,27 @@ def test_a_repeated_idempotency_key_returns_the_first_job_and_writes_nothing(
     assert submit(journal, make_job("job-000002"), key="same") == ("job-000001", False)
     assert journal.last_seq() == 1
     assert [s.job_id for s in journal.submissions()] == ["job-000001"]
-    assert journal.job_for_key("same") == "job-000001"
-    assert journal.job_for_key("other") is None
+    found = journal.find_submission("default", "same")
+    assert found is not None and found.job_id == "job-000001"
+    assert journal.find_submission("default", "other") is None
+    assert journal.find_submission("vision", "same") is None  # keys are per team
+    assert submit(journal, make_job("job-000009", team="vision"), key="same") == (
+        "job-000009",
+        True,
+    )
+    assert journal.idempotency_keys() == {
+        ("default", "same"): "job-000001",
+        ("vision", "same"): "job-000009",
+    }
     # no key: never deduplicated
     assert submit(journal, make_job("job-000003")) == ("job-000003", True)
     assert submit(journal, make_job("job-000004")) == ("job-000004", True)
-    assert [s.job_id for s in journal.submissions()] == ["job-000001", "job-000003", "job-000004"]
+    assert [s.job_id for s in journal.submissions()] == [
+        "job-000001",
+        "job-000009",
+        "job-000003",
+        "job-000004",
+    ]
 
 
 def test_a_reused_job_id_or_a_mismatched_event_is_refused_and_nothing_is_written(
@@ -156,7 +171,7 @@ def test_a_reused_job_id_or_a_mismatched_event_is_refused_and_nothing_is_written
     with pytest.raises(ValueError, match="spec is not JSON"):
         journal.submit("job-000003", "default", "n", {"x": object()}, T0, None,
                        JobSubmitted(T0, make_job("job-000003")))  # fmt: skip
-    assert journal.last_seq() == 1 and journal.job_for_key("fresh") is None
+    assert journal.last_seq() == 1 and journal.find_submission("default", "fresh") is None
     assert len(journal.submissions()) == 1
 
 

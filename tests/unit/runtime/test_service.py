@@ -121,7 +121,9 @@ def test_a_launch_runs_pinned_to_the_chosen_nodes_and_success_is_recorded(world:
     launcher, _, clock, cfg = world
     svc = service(world)
     job = svc.submit(spec("j", gpus=1, workers=2))
-    assert job.state is JobState.RUNNING and job.attempts == 1
+    # the answer is the committed decision; the run is started right after it
+    assert job.state is JobState.RUNNING and job.attempts == 0
+    assert svc.get_job(job.job_id).attempts == 1
     (run,) = launcher.of(job.job_id)
     assert run.req is not None
     assert [w.ray_node_id for w in run.req.workers] == [f"id-{p.node}" for p in job.placement]

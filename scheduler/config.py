@@ -1,0 +1,101 @@
+"""One configuration of the scheduling core, and one way to build the core from it.
+
+The live service, the simulators and the benchmarks all describe how they schedule with a
+``SchedulerConfig`` and get their core from ``build_core(config, nodes)``, so whatever a
+simulation measures the service can run (aging, the fair-share half-life, the depths...).
+
+A ``SchedulerConfig`` is plain data (pydantic, frozen): the policies by name, the switches of
+``CoreConfig``, and the *content* of the quota and priority-class files (not their paths), so
+that the service can store the exact configuration a snapshot of its core was taken under
+(``model_dump_json``) and rebuild it later (``model_validate_json``) even if the files changed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from scheduler.core.health import HealthRules
+from scheduler.core.model import Node
+from scheduler.core.priority import PriorityClasses
+from scheduler.core.quota import QuotaConfig
+from scheduler.core.state import ClusterState, CoreConfig
+from scheduler.policies.base import PolicyContext
+from scheduler.policies.registry import PACKING, QUEUE, make_packing, make_queue
+
+
+class SchedulerConfig(BaseModel):
+    """How the core schedules. Field names are those of the service config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=False)
+
+    packing: str = Field(default="best_fit", description="packing policy: " + ", ".join(PACKING))
+    queue: str = Field(default="priority", description="queue order: " + ", ".join(QUEUE))
+    backfill: Literal["none", "greedy", "easy"] = "easy"
+    preemption: bool = True
+    aging_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="a job pending longer goes to the front lane and is reserved",
+    )
+    fair_share_half_life_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="half-life of past usage in team shares (None: current usage)",
+    )
+    backfill_depth: int = Field(
+        default=500, ge=1, description="jobs tried behind a reservation a cycle"
+    )
+    preemption_depth: int = Field(
+        default=8, ge=1, description="jobs per team seeking victims a cycle"
+    )
+    seed: int = 0
+    fail_fast: bool = False
+    quotas: QuotaConfig | None = None
+    priority_classes: PriorityClasses | None = None
+
+    @field_validator("packing")
+    @classmethod
+    def _known_packing(cls, v: str) -> str:
+        if v not in PACKING:
+            raise ValueError(f"unknown packing policy {v!r}; known: {', '.join(PACKING)}")
+        return v
+
+    @field_validator("queue")
+    @classmethod
+    def _known_queue(cls, v: str) -> str:
+        if v not in QUEUE:
+            raise ValueError(f"unknown queue order {v!r}; known: {', '.join(QUEUE)}")
+        return v
+
+    def core_config(self, health: HealthRules | None = None) -> CoreConfig:
+        return CoreConfig(
+            seed=self.seed,
+            fail_fast=self.fail_fast,
+            backfill=self.backfill,
+            preemption=self.preemption,
+            backfill_depth=self.backfill_depth,
+            preemption_depth=self.preemption_depth,
+            health=health or HealthRules(),
+            aging_s=self.aging_s,
+            fair_share_half_life_s=self.fair_share_half_life_s,
+        )
+
+    def context(self, ctx: PolicyContext | None = None) -> PolicyContext:
+        """The packing policy's context: ``ctx`` (seed, typical shapes) or one with our seed."""
+        return ctx if ctx is not None else PolicyContext(seed=self.seed)
+
+
+def build_core(
+    config: SchedulerConfig, nodes: list[Node] | tuple[Node, ...], ctx: PolicyContext | None = None
+) -> ClusterState:
+    """A fresh core over ``nodes`` scheduling as ``config`` says. ``ctx`` carries what a
+    packing policy may need beyond the config (FGD's typical shapes of the workload)."""
+    return ClusterState(
+        list(nodes),
+        make_packing(config.packing, config.context(ctx)),
+        config.core_config(),
+        make_queue(config.queue),
+        config.quotas,
+    )

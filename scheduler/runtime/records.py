@@ -1,0 +1,148 @@
+"""The service's view of each job (what the API shows); the core holds the scheduling state.
+
+``Records`` is rebuilt on start from the journal's tables (submissions, job states, runs) and
+follows the core's actions after each committed batch. It changes nothing until a batch is
+durable: ``states_for(actions)`` says what the actions *would* change (journaled with the
+batch), ``apply(actions)`` applies them once the batch is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scheduler.core.actions import Action, Launch, Preempt, Reject, Release
+from scheduler.core.model import Placement
+from scheduler.core.outcomes import ReleaseOutcome
+from scheduler.runtime.journal import Journal, StateChange
+from scheduler.runtime.views import JobState
+
+_TERMINAL_OF = {
+    ReleaseOutcome.SUCCEEDED: JobState.SUCCEEDED,
+    ReleaseOutcome.FAILED: JobState.FAILED,
+    ReleaseOutcome.CANCELLED: JobState.CANCELLED,
+}
+
+
+@dataclass(slots=True)
+class Record:
+    """One job as the service shows it."""
+
+    job_id: str
+    name: str
+    team: str
+    priority: int
+    spec: dict[str, Any]
+    submitted_at_s: float
+    idempotency_key: str | None = None
+    state: JobState = JobState.PENDING
+    reason: str = "queued"
+    started_at_s: float | None = None
+    finished_at_s: float | None = None
+    attempts: int = 0
+    preemptions: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    placement: Placement | None = None
+    cancel_asked: bool = False
+
+
+class Records:
+    """Every job the service accepted, by id, and the (team, idempotency key) index."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Record] = {}
+        self.keys: dict[tuple[str, str], str] = {}  # (team, key) -> job id
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def get(self, job_id: str) -> Record | None:
+        return self.by_id.get(job_id)
+
+    def add(self, rec: Record) -> None:
+        self.by_id[rec.job_id] = rec
+        if rec.idempotency_key is not None:
+            self.keys[(rec.team, rec.idempotency_key)] = rec.job_id
+
+    def values(self) -> Iterable[Record]:
+        return self.by_id.values()
+
+    @classmethod
+    def load(cls, journal: Journal, priorities: dict[str, int]) -> Records:
+        """From the journal's tables; ``priorities`` are the core's (live jobs); a finished
+        job shows the priority its spec asked for."""
+        out = cls()
+        states = journal.job_states()
+        runs = journal.runs_by_job()
+        for sub in journal.submissions():
+            spec = sub.spec
+            rec = Record(
+                sub.job_id,
+                sub.name,
+                sub.team,
+                priorities.get(sub.job_id, int(spec.get("priority", 0) or 0)),
+                spec,
+                sub.submitted_at_s,
+                sub.idempotency_key,
+            )
+            st = states.get(sub.job_id)
+            if st is not None:
+                rec.state, rec.reason = st.state, st.reason
+                if st.state.terminal:
+                    rec.finished_at_s = st.updated_at_s
+            job_runs = runs.get(sub.job_id, [])
+            if job_runs:
+                rec.attempts = max(r.attempt for r in job_runs)
+                rec.started_at_s = job_runs[0].started_at_s
+                rec.metrics = dict(job_runs[-1].metrics or {})
+            out.add(rec)
+        return out
+
+    # ------------------------------------------------------------- actions
+    def states_for(self, actions: Sequence[Action]) -> list[StateChange]:
+        """The job-state rows the actions give (journaled with their batch)."""
+        out: list[StateChange] = []
+        for a in actions:
+            rec = self.by_id.get(a.job_id)
+            if rec is None and not isinstance(a, (Launch, Reject)):
+                continue
+            change = _state_of(a, rec)
+            if change is not None:
+                out.append(StateChange(a.job_id, change[0], change[1], a.now_s))
+        return out
+
+    def apply(self, actions: Sequence[Action]) -> None:
+        """Follow the committed actions (launch, preempt, release, reject)."""
+        for a in actions:
+            rec = self.by_id.get(a.job_id)
+            if rec is None:
+                continue
+            change = _state_of(a, rec)
+            if isinstance(a, Launch):
+                rec.placement = a.placement
+            elif isinstance(a, Preempt):
+                rec.preemptions += 1
+                rec.placement = None
+            if change is not None:
+                rec.state, rec.reason = change
+                if change[0].terminal:
+                    rec.finished_at_s = a.now_s
+                    rec.placement = None
+
+
+def _state_of(a: Action, rec: Record | None) -> tuple[JobState, str] | None:
+    if isinstance(a, Launch):
+        return JobState.RUNNING, f"placed ({a.cause})"
+    if isinstance(a, Preempt):
+        return JobState.PENDING, f"requeued: {a.cause}"
+    if isinstance(a, Reject):
+        return JobState.REJECTED, a.reason
+    if isinstance(a, Release):
+        if rec is not None and rec.state.terminal:
+            return None
+        if rec is not None and rec.cancel_asked:
+            return JobState.CANCELLED, "cancelled"
+        state = _TERMINAL_OF[a.outcome]
+        return state, "finished" if state is JobState.SUCCEEDED else a.cause
+    return None
