@@ -239,6 +239,10 @@ class Driver:
                 except (SpecRejected, Forbidden, Conflict, UnknownJob, UnknownNode) as e:
                     if isinstance(inp, (Submit, Cancel, NodeCommand)):
                         inp.reply.fail(e)
+                except Exception as e:  # a bug at the edge: this input fails, the batch goes on
+                    log.exception("input %s refused by an internal error", type(inp).__name__)
+                    if isinstance(inp, (Submit, Cancel, NodeCommand)):
+                        inp.reply.fail(Unavailable(f"internal error: {type(e).__name__}: {e}"))
             # what Ray shows is not durable state: known at once, committed or not
             if b.node_ids is not None:
                 self.node_ids = b.node_ids

@@ -2,11 +2,13 @@
 that nothing answered 201 was lost or doubled, and that no run was launched twice.
 
 A real ``gpuyard up`` (its own process) starts a local Ray cluster with simulated GPU nodes,
-the scheduler actor and the Serve API. 16 client threads submit over real HTTP, each with an
+the scheduler actor and the Serve API, then exits (locally it starts the cluster and returns;
+the service lives in the cluster). 16 client threads submit over real HTTP, each with an
 ``Idempotency-Key`` it retries until it gets an answer (what a client of a flaky service
 does). Mid-burst, every service process is killed with SIGKILL: the scheduler actor, the
-Serve replica, the ``gpuyard up`` process and the Ray cluster (``ray stop --force``). Then
-``gpuyard up`` runs again on the same state directory and the clients finish.
+Serve replica, then every process of the Ray cluster, head and GCS included (as ``ray stop
+--force`` would, but only this cluster's). Then ``gpuyard up`` runs again on the same state
+directory and the clients finish.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,14 +33,13 @@ pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
 GPUYARD = str(Path(sys.executable).with_name("gpuyard"))
-RAY = str(Path(sys.executable).with_name("ray"))
 TEAMS = ("perception", "planning", "mapping")
 THREADS = 16
 PER_THREAD = 25  # 400 submissions in all
 
 
-def _up(state: Path, port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "GPUYARD_RAY_TMP": str(state.parent / "ray")}
+def _up(state: Path, port: int, ray_tmp: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "GPUYARD_RAY_TMP": str(ray_tmp)}
     return subprocess.Popen(
         [GPUYARD, "up", "--state-dir", str(state), "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -54,6 +56,24 @@ def _wait_api(url: str, timeout_s: float) -> None:
             pass
         time.sleep(0.5)
     raise AssertionError(f"the API at {url} did not come up in {timeout_s} s")
+
+
+def _kill_cluster(ray_tmp: Path) -> int:
+    """SIGKILL every process of this test's Ray cluster (head, GCS, raylets, workers): those
+    whose command line names its temp dir. Unlike ``ray stop --force`` it leaves any other
+    Ray cluster on the machine alone. Returns how many were killed."""
+    mine = str(ray_tmp).encode()
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if mine in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed += 1
+        except (OSError, ProcessLookupError):
+            continue
+    return killed
 
 
 def _ray_pids(state: Path, what: str) -> list[int]:
@@ -83,9 +103,10 @@ def _job(name: str, team: str, epochs: int = 1, sleep: float = 0.0) -> dict[str,
 
 def test_kill_minus_9_of_every_service_process_during_a_burst(tmp_path: Path) -> None:
     state = tmp_path / "state"
+    ray_tmp = Path(tempfile.mkdtemp(prefix="gy", dir="/tmp"))  # AF_UNIX paths: 107 bytes
     port = 18000 + os.getpid() % 1000
     url = f"http://127.0.0.1:{port}"
-    up = _up(state, port)
+    up = _up(state, port, ray_tmp)
     try:
         assert up.wait(240) == 0, up.stdout.read() if up.stdout else ""
         _wait_api(url, 60)
@@ -137,9 +158,9 @@ def test_kill_minus_9_of_every_service_process_during_a_burst(tmp_path: Path) ->
         for what in ("SchedulerActor", "ServeReplica"):
             for pid in _ray_pids(state, what):
                 os.kill(pid, signal.SIGKILL)
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+        assert _kill_cluster(ray_tmp) > 0  # the Ray head, GCS and raylets: all gone
         (state / "up.json").unlink(missing_ok=True)
-        up2 = _up(state, port)
+        up2 = _up(state, port, ray_tmp)
         assert up2.wait(240) == 0, up2.stdout.read() if up2.stdout else ""
         for t in threads:
             t.join(max(1.0, end - time.time()))
@@ -178,4 +199,4 @@ def test_kill_minus_9_of_every_service_process_during_a_burst(tmp_path: Path) ->
     finally:
         subprocess.run([GPUYARD, "down", "--state-dir", str(state)], capture_output=True,
                        timeout=120, env={**os.environ, "RAY_AUTH_MODE": "disabled"})  # fmt: skip
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+        _kill_cluster(ray_tmp)

@@ -60,3 +60,50 @@ def test_config_paths_resolve_against_the_file_and_types_are_checked(tmp_path: P
     cfg.write_text("api_port: '9000'\n")
     with pytest.raises(ConfigFileError, match=r"api_port: '9000' is not allowed \(int\)"):
         load_config(cfg)
+
+
+def test_team_grants_are_read_and_checked(tmp_path: Path) -> None:
+    from scheduler.runtime.config import TeamGrant
+
+    classes = tmp_path / "classes.yaml"
+    classes.write_text("classes: {production: 1000, research: 100}\n")
+    f = tmp_path / "service.yaml"
+    f.write_text(
+        "priority_classes: classes.yaml\naging_s: 600\nfair_share_half_life_s: 3600\n"
+        "teams:\n  perception: {max_priority: 10, priority_classes: [production]}\n"
+    )
+    cfg = load_config(f)
+    assert cfg.teams == (TeamGrant("perception", ("production",), 10),)
+    assert cfg.grant("mapping") == TeamGrant("mapping")  # unlisted: default class, priority 0
+    sched = cfg.scheduler_config()
+    assert (sched.aging_s, sched.fair_share_half_life_s) == (600, 3600)
+    assert sched.priority_classes is not None and sched.priority_classes.values["production"] == 1000
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("teams: {perception: {max_priority: high}}", "teams.perception.max_priority: 'high'"),
+        ("teams: {perception: {priority: 3}}", "teams.perception.priority: 3"),
+        ("teams: {perception: {priority_classes: production}}",
+         "teams.perception.priority_classes: 'production'"),  # fmt: skip
+        ("teams: {perception: 5}", "teams.perception: 5"),
+        ("aging_s: -1", "aging_s: -1"),
+        ("snapshot_every: 0", "snapshot_every: 0"),
+    ],
+)
+def test_bad_team_grants_and_settings_are_named(tmp_path: Path, text: str, message: str) -> None:
+    f = tmp_path / "service.yaml"
+    f.write_text(text + "\n")
+    with pytest.raises(ConfigFileError) as e:
+        load_config(f)
+    assert message in str(e.value)
+
+
+def test_a_granted_class_must_exist(tmp_path: Path) -> None:
+    f = tmp_path / "service.yaml"
+    f.write_text("teams: {perception: {priority_classes: [urgent]}}\n")
+    with pytest.raises(ConfigFileError) as e:
+        load_config(f).scheduler_config()
+    assert "teams.perception.priority_classes: 'urgent'" in str(e.value)
+    assert "none configured" in str(e.value)
