@@ -77,7 +77,9 @@ def test_team_grants_are_read_and_checked(tmp_path: Path) -> None:
     assert cfg.grant("mapping") == TeamGrant("mapping")  # unlisted: default class, priority 0
     sched = cfg.scheduler_config()
     assert (sched.aging_s, sched.fair_share_half_life_s) == (600, 3600)
-    assert sched.priority_classes is not None and sched.priority_classes.values["production"] == 1000
+    assert (
+        sched.priority_classes is not None and sched.priority_classes.values["production"] == 1000
+    )
 
 
 @pytest.mark.parametrize(
@@ -85,8 +87,10 @@ def test_team_grants_are_read_and_checked(tmp_path: Path) -> None:
     [
         ("teams: {perception: {max_priority: high}}", "teams.perception.max_priority: 'high'"),
         ("teams: {perception: {priority: 3}}", "teams.perception.priority: 3"),
-        ("teams: {perception: {priority_classes: production}}",
-         "teams.perception.priority_classes: 'production'"),  # fmt: skip
+        (
+            "teams: {perception: {priority_classes: production}}",
+            "teams.perception.priority_classes: 'production'",
+        ),
         ("teams: {perception: 5}", "teams.perception: 5"),
         ("aging_s: -1", "aging_s: -1"),
         ("snapshot_every: 0", "snapshot_every: 0"),
