@@ -315,6 +315,70 @@ def test_the_http_api_on_ray_serve_refuses_what_it_must(cluster: Any, scheduler:
         serve.shutdown()
 
 
+def test_restart_with_a_node_added_one_removed_and_a_changed_quota(
+    cluster: Any, scheduler: Any
+) -> None:
+    """Last in this module: it replaces the scheduler. The service is stopped, the fleet file
+    gains node-d (a new Ray node) and loses node-c, the quota file changes; the service comes
+    up on the same journal: node-d takes work, node-c's job is requeued and resumes from its
+    checkpoint, and every job keeps its team, priority and spec."""
+    from scheduler.runtime.journal import Journal
+    from scheduler.runtime.ray_service import start_scheduler
+
+    c, nodes, state, quotas = cluster
+    for n in ray.get(scheduler.nodes.remote()):  # earlier tests cordoned or lost some nodes
+        if n.alive and not n.schedulable:
+            ray.get(scheduler.node_op.remote(OPS, n.name, "uncordon"))
+    mover = ray.get(scheduler.submit.remote(
+        OPS, job("mover", "planning", workers=1, gpus=4, epochs=30, sleep=0.1,
+                 checkpoint_interval_s=1), None,
+    ))  # fmt: skip
+    wait_for(lambda: get(scheduler, mover.job_id).state == "RUNNING", 60, "mover runs")
+    node = get(scheduler, mover.job_id).placement[0].node
+    runs = state / "runs" / mover.job_id
+    wait_for(lambda: len(list(runs.glob("checkpoint_*"))) >= 1, 120, "a checkpoint")
+    before = {
+        v.job_id: (v.team, v.priority, v.spec)
+        for v in ray.get(scheduler.list_jobs.remote(None, None))
+    }
+    ray.get(scheduler.shutdown.remote())
+    ray.kill(scheduler, no_restart=True)
+    fleet = [n for n in FLEET["nodes"] if n["name"] != node]
+    fleet.append({**FLEET["nodes"][0], "name": "node-d"})
+    nodes["node-d"] = c.add_node(num_cpus=8, num_gpus=4, object_store_memory=80 * 1024**2,
+                                 labels={"rack": "r0", "zone": "z0", "gpuyard.io/node": "node-d"})  # fmt: skip
+    c.wait_for_nodes()
+    quotas.write_text(quotas.read_text().replace("nominal_gpus: 4", "nominal_gpus: 8"))
+    cfg = ServiceConfig(
+        state_dir=str(state), quotas=str(quotas), loop_period_s=0.3, telemetry_period_s=1.0,
+        stop_grace_s=30.0, backfill="easy", preemption=False,
+    )  # fmt: skip
+    again = start_scheduler(cfg, parse_fleet({"nodes": fleet}, Path("test")), simulated=True)
+    after = {
+        v.job_id: (v.team, v.priority, v.spec) for v in ray.get(again.list_jobs.remote(None, None))
+    }
+    assert after == before  # nothing lost; no job changed team, priority or spec
+    assert [n.name for n in ray.get(again.nodes.remote())] == sorted(x["name"] for x in fleet)
+    moved = wait_for(
+        lambda: (v := get(again, mover.job_id)).attempts >= 2 and v.state == "RUNNING" and v,
+        180, "the removed node's job relaunched",
+    )  # fmt: skip
+    assert moved.placement[0].node != node
+    done = wait_for(lambda: (v := get(again, mover.job_id)).state == "SUCCEEDED" and v, 300,
+                    "mover finishes")  # fmt: skip
+    assert done.metrics["start_epoch"] >= 1.0  # resumed from its checkpoint
+    for n in fleet:  # only the new node may take the next job
+        if n["name"] != "node-d":
+            ray.get(again.node_op.remote(OPS, n["name"], "cordon"))
+    nxt = ray.get(again.submit.remote(OPS, job("on-d", "mapping", workers=1, gpus=4, epochs=1),
+                                      None))  # fmt: skip
+    placed = wait_for(lambda: (v := get(again, nxt.job_id)).state == "RUNNING" and v, 60, "on-d")
+    assert placed.placement[0].node == "node-d"
+    with Journal(state / "journal.db") as j:
+        attempts = [r.attempt for r in j.runs(mover.job_id)]
+    assert attempts == list(range(1, len(attempts) + 1))
+
+
 def test_default_fleet_is_three_simulated_nodes_of_four_gpus() -> None:
     fleet = load_fleet(None)
     assert [(n.name, n.gpus) for n in fleet] == [

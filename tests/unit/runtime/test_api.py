@@ -281,3 +281,26 @@ def test_set_pending_takes_counts_or_rows() -> None:
     assert 'gpuyard_pending_jobs{reason="WAIT_QUOTA",team="vision"} 3.0' in m.render()
     m.set_pending([])
     assert "gpuyard_pending_jobs{" not in m.render()
+
+
+def test_a_journal_that_cannot_be_written_is_503_with_the_reason(backend: FakeBackend) -> None:
+    from scheduler.runtime.views import Unavailable
+
+    async def full(*_: object) -> None:
+        raise Unavailable("disk full")
+
+    backend.submit = full  # type: ignore[assignment,method-assign]
+    r = TestClient(make_app(backend, make_auth())).post("/v1/jobs", json=SPEC, headers=VISION)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+    assert r.json() == {"detail": "nothing was applied: disk full; retry later"}
+
+
+def test_an_idempotency_key_reused_with_another_body_is_409(backend: FakeBackend) -> None:
+    from scheduler.runtime.views import Conflict
+
+    async def clash(*_: object) -> None:
+        raise Conflict("Idempotency-Key 'k' of team 'vision' was used for job-0001")
+
+    backend.submit = clash  # type: ignore[assignment,method-assign]
+    r = TestClient(make_app(backend, make_auth())).post("/v1/jobs", json=SPEC, headers=VISION)
+    assert r.status_code == 409 and "Idempotency-Key 'k'" in r.json()["detail"]
