@@ -119,3 +119,15 @@ def test_a_tokens_key_may_hold_the_list(tmp_path: Path) -> None:
         TokenFileError, match=r"tokenz: 'tokenz' is not allowed \(the one top-level"
     ):
         load_token_file(p)
+
+
+def test_dev_tokens_are_kept_across_a_second_gpuyard_up(tmp_path: Path) -> None:
+    from scheduler.runtime.local import dev_tokens
+
+    path, first = dev_tokens(tmp_path, ["perception"])
+    again_path, again = dev_tokens(tmp_path, ["perception", "mapping"])
+    assert again_path == path and again["perception"] == first["perception"]
+    assert again["admin"] == first["admin"] and again["mapping"] not in first.values()
+    auth = TokenAuth.from_file(path)
+    assert auth.authenticate(first["perception"]) == Principal("perception", "perception", False)
+    assert auth.authenticate(again["mapping"]) == Principal("mapping", "mapping", False)
