@@ -151,17 +151,17 @@ class SchedulerService:
             self.runs, self.metrics, self.lock, self.clock, self.views,
         )  # fmt: skip
         now = self.driver.now()
-        effects: list[Effect] = []
         if found.gone:  # step 2: nodes removed from (or changed in) the fleet file
-            effects += self.driver.process([Internal([
+            # no run is attached yet: this batch's effects (launches on the old fleet) are
+            # superseded by step 4, which starts what the adopted core runs
+            self.driver.process([Internal([
                 NodeLost(now, n, "removed from the fleet file" if n not in self.fleet_specs
                          else "changed in the fleet file") for n in found.gone
             ])])  # fmt: skip
         with self.lock:  # step 3
             self.driver.core = adopt(self.driver.core, self.sched, nodes_now)
             save_snapshot(self.journal, self.driver.core, self.sched, self.driver.now())
-        effects += self._reattach(found.last_launch)
-        self._execute(effects)
+        self._execute(self._reattach(found.last_launch))
 
     def _reattach(self, last_launch: dict[str, Placement]) -> list[Effect]:
         """Step 4: open runs re-attached or ended; running jobs with no run launched."""
@@ -169,6 +169,7 @@ class SchedulerService:
         now = self.driver.now()
         lost = Internal()
         effects: list[Effect] = []
+        attached: set[str] = set()  # re-attached runs of jobs the core still runs there
         for run in self.journal.open_runs():
             handle = self.launcher.find(run.runner)
             if (
@@ -186,28 +187,30 @@ class SchedulerService:
                         JobInterrupted(now, run.job_id, "runner gone after a service restart")
                     )
                 continue
-            # a run the core already let go still holds its GPUs until it stops (Runs._blocked)
-            placement = (
-                core.running.get(run.job_id)
-                or run.placement
-                or last_launch.get(run.job_id, Placement(run.job_id))
-            )
+            # where the run is: a run the core let go still holds its GPUs until it stops
+            ran = run.placement or last_launch.get(run.job_id) or core.running.get(run.job_id)
+            placement = ran or Placement(run.job_id)
             with self.lock:
                 self.runs.active[run.job_id] = ActiveRun(
                     run.job_id, run.attempt, handle, placement, run.started_at_s
                 )
-            if run.job_id not in core.running:  # preempted or cancelled: finish that
+            now_at = core.running.get(run.job_id)
+            if now_at is not None and _where(now_at) == _where(placement):
+                attached.add(run.job_id)  # the core runs it where it runs: carry on
+            else:  # preempted, cancelled, or moved (its node left the fleet): finish that
                 effects.append(Stop(run.job_id, "preempt", "stopping after a service restart"))
         # one cycle on today's fleet and configuration (new nodes take work now)
         lost.events.append(Tick(now))
-        effects += self.driver.process([lost])
+        effects += [e for e in self.driver.process([lost]) if not isinstance(e, Start)]
         core = self.driver.core
         with self.lock:
             for rec in self.records.values():
                 rec.placement = core.running.get(rec.job_id)
                 rec.preemptions = max(rec.preemptions, core.preemptions.get(rec.job_id, 0))
+        # every job the core runs without its run attached gets a new attempt (it waits for
+        # an old run of the job still stopping); one Start per job
         for job_id, placement in sorted(core.running.items()):
-            if job_id not in self.runs.active:
+            if job_id not in attached:
                 effects.append(Start(Launch(job_id, placement, now, "relaunch after restart")))
         return effects
 
@@ -224,7 +227,10 @@ class SchedulerService:
         return Observed(reports, ids, samples)
 
     def _is_current(self, launch: Launch) -> bool:
-        return self.driver.core.running.get(launch.job_id) == launch.placement
+        """Is the launch still where the core runs the job? Compared by node name and GPUs:
+        a restart onto another fleet renumbers the nodes but moves nothing."""
+        now = self.driver.core.running.get(launch.job_id)
+        return now is not None and _where(now) == _where(launch.placement)
 
     def _request(self, launch: Launch, attempt: int) -> RunRequest | None:
         rec = self.records.get(launch.job_id)
@@ -383,6 +389,10 @@ class SchedulerService:
         self._threads = []
         with self.lock:
             self.journal.close()
+
+
+def _where(p: Placement) -> tuple[tuple[str, tuple[int, ...], int], ...]:
+    return tuple((w.node, tuple(w.gpu_indices), w.gpu_milli) for w in p.workers)
 
 
 def _forever(
