@@ -175,9 +175,9 @@ def _proc_cpu() -> dict[int, tuple[float, str]]:
 
 
 CPU_GROUPS = (  # (label, command-line prefix) of the processes a submission goes through
-    ("Serve proxy", "ray::ProxyActor"),
+    ("Serve proxy", "ray::ProxyActor"),  # when the API is a Ray Serve deployment
     ("API replica", "ray::ServeReplica:gpuyard"),
-    ("scheduler actor", "ray::SchedulerActor"),
+    ("scheduler actor", "ray::SchedulerActor"),  # the service (and the API, when it serves it)
 )
 
 
@@ -347,14 +347,16 @@ def _burst_row(design: str, f: BurstFigure, judged: bool) -> str:
     )
 
 
-def _burst_lines(figs: list[BurstFigure], inprocess: list[BurstFigure], n: int) -> list[str]:
+def _burst_lines(
+    figs: list[BurstFigure], inprocess: list[BurstFigure], n: int, where: str
+) -> list[str]:
     prev = PREVIOUS_BURST
     rows = [
         "| design | client threads | accepted/s | p50 ms | p99 ms | refused | lost (API / journal) "
         "| inputs per batch | core ms per batch | >= 500/s | p99 <= 200 ms | load avg at start |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| before: one transaction + one core cycle per submission (`{prev.commit}`, measured "
-        f"at `{prev.measured_at}`, {prev.submissions} submissions), HTTP | {prev.threads} | "
+        f"at `{prev.measured_at}`, {prev.submissions} submissions), HTTP via Ray Serve | {prev.threads} | "
         f"{prev.accepted_per_s:.0f} | not measured | not measured | 0 | 0 / 0 | 1 (by design) | "
         f"not measured | {_met(prev.accepted_per_s >= TARGET_RATE)} | not measured "
         "| not recorded |",
@@ -380,7 +382,8 @@ def _burst_lines(figs: list[BurstFigure], inprocess: list[BurstFigure], n: int) 
         "`GET /v1/jobs` or from the journal's submissions table. Between runs the burst's jobs "
         "are cancelled, so each run starts with an empty queue. Journal: SQLite WAL, "
         "`synchronous=FULL`, on this machine's disk. The client threads run in the benchmark's "
-        "own process, on the same 2 cores as Ray, Serve and the scheduler. Inputs per batch: "
+        f"own process, on the same {os.cpu_count()} cores as Ray, the API and the scheduler. "
+        f"The API: {where}. Inputs per batch: "
         "`gpuyard_batch_inputs` (`GET /metrics`) _sum/_count before and after the run "
         "(submissions plus the poller's observations that joined them); core ms per batch: "
         "`gpuyard_cycle_seconds`, the core's `handle()` per batch. The in-process rows are the "
@@ -401,7 +404,8 @@ def _burst_lines(figs: list[BurstFigure], inprocess: list[BurstFigure], n: int) 
 
 
 def _cpu_lines(figs: list[BurstFigure], inprocess: list[BurstFigure]) -> list[str]:
-    labels = [lb for lb, _ in CPU_GROUPS]
+    # only the process groups that ran (the API may live in the scheduler actor's process)
+    labels = [lb for lb, _ in CPU_GROUPS if any(f.cpu_s.get(lb, 0.0) > 0 for f in figs)]
     rows = [
         "| client threads | cores busy | " + " | ".join(labels) + " | clients (the benchmark's "
         "threads) | rest of the machine | total |",
@@ -418,12 +422,37 @@ def _cpu_lines(figs: list[BurstFigure], inprocess: list[BurstFigure]) -> list[st
         )
     judged = [f for f in figs if TARGET_THREADS[0] <= f.threads <= TARGET_THREADS[1]] or figs
     best = min(judged, key=lambda f: sum(f.cpu_s.values()) / max(1, len(f.accepted)))
-    per = sum(best.cpu_s.values()) / max(1, len(best.accepted))
-    serve = (best.cpu_s.get("Serve proxy", 0.0) + best.cpu_s.get("API replica", 0.0)) / max(
-        1, len(best.accepted)
+    n = max(1, len(best.accepted))
+    per = sum(best.cpu_s.values()) / n
+    parts = ", ".join(
+        f"{lb} {1000 * best.cpu_s.get(lb, 0.0) / n:.1f} ms" for lb in [*labels, "clients", "rest"]
     )
+    serve = sum(best.cpu_s.get(lb, 0.0) for lb in ("Serve proxy", "API replica")) / n
     cores = os.cpu_count() or 1
     alone = max((f.rate for f in inprocess), default=0.0)
+    text = (
+        f"At {best.threads} threads an accepted submission cost {1000 * per:.1f} ms of CPU in all "
+        f"({parts}): on {cores} cores that caps the rate near {cores / per:.0f}/s."
+    )
+    if serve > 0:
+        text += (
+            f" Serve's HTTP proxy and API replica (with the Ray actor calls between them and to "
+            f"the scheduler) took {1000 * serve:.1f} ms of it, which alone caps the API near "
+            f"{cores / serve:.0f}/s."
+        )
+    if inprocess:
+        text += (
+            f" The committer and SQLite alone took up to {alone:.0f}/s (in-process rows); "
+            f"through HTTP the submissions reached the committer "
+            f"{best.inputs / max(1.0, best.batches):.1f} at a time (inputs per batch at "
+            f"{best.threads} threads)."
+        )
+    text += "".join(
+        f" At {f.threads} threads the machine was only {sum(f.cpu_s.values()) / f.wall_s:.2f} "
+        f"of {cores} cores busy: requests waited rather than computed."
+        for f in figs
+        if sum(f.cpu_s.values()) / f.wall_s < 0.8 * cores
+    )
     return [
         "**Where the time goes** (CPU ms per accepted submission, by process, from `/proc` over "
         "each HTTP run; `rest` is everything else on the machine: Ray's GCS and raylets, the "
@@ -431,13 +460,7 @@ def _cpu_lines(figs: list[BurstFigure], inprocess: list[BurstFigure]) -> list[st
         "",
         *rows,
         "",
-        f"At {best.threads} threads an accepted submission costs {1000 * per:.1f} ms of CPU in all, "
-        f"{1000 * serve:.1f} ms of it in Serve (its HTTP proxy and the API replica, with the Ray "
-        f"actor calls between them and to the scheduler): on {cores} cores that alone caps the "
-        f"API near {cores / serve:.0f} submissions/s, and all of it near {cores / per:.0f}/s, "
-        f"whatever the committer does. The committer and SQLite alone took up to {alone:.0f}/s "
-        "(in-process rows); through HTTP the submissions reach the committer one or two at a "
-        "time, so a batch holds few of them.",
+        text,
     ]
 
 
@@ -747,6 +770,14 @@ def service_section(
     info = up(cfg, fleet, None, ["perception"])
     up_s = time.time() - t0
     bursts: list[BurstFigure] = []
+    serve = any(
+        a.get("namespace") == "serve" for a in ray.util.list_named_actors(all_namespaces=True)
+    )
+    where = (
+        "a Ray Serve deployment (HTTP proxy and a FastAPI replica) calling the scheduler actor"
+        if serve
+        else "FastAPI under uvicorn in the scheduler actor's own process"
+    )
     try:
         api = info["api"]
         token = (state / "tokens" / "perception").read_text().strip()
@@ -791,12 +822,12 @@ def service_section(
         "",
         f"A local cluster as `gpuyard up` starts it: a Ray head and {len(fleet)} raylets with "
         f"{sum(n.gpus for n in fleet)} simulated GPUs, CPU torch, on this machine (up in {up_s:.1f} s). "
-        "Real: Ray, Ray Train, Serve, the HTTP API and its clients, the scheduler actor, SQLite "
-        "on this disk. Simulated: the GPUs (fake `GPU` resources, simulated NVML). "
+        f"Real: Ray, Ray Train, the HTTP API ({where}) and its clients, the scheduler actor, "
+        "SQLite on this disk. Simulated: the GPUs (fake `GPU` resources, simulated NVML). "
         "Command: `python -m scheduler.runtime.bench` (or `make bench`, section 5).",
         "",
         f"**Submit -> first training step**, {samples} alternating runs each of a 1-worker, 1-GPU job of "
-        "`examples.driving_policy:train_loop`. Service: HTTP submit (Serve) -> journal -> core -> runner actor -> "
+        "`examples.driving_policy:train_loop`. Service: HTTP submit -> journal -> core -> runner actor -> "
         "`TorchTrainer.fit`; bare: `TorchTrainer.fit` called in the driver with the same pinning. Goal <= 1.2x.",
         "",
         "| path | p50 s | p95 s | runs (s) |",
@@ -806,7 +837,7 @@ def service_section(
         "",
         f"Ratio of medians: **{ratio50:.2f}x** ({_met(ratio50 <= 1.2)}); p95 ratio {_pct(svc, 0.95) / _pct(bare, 0.95):.2f}x.",
         "",
-        *_burst_lines(bursts, inprocess, burst),
+        *_burst_lines(bursts, inprocess, burst, where),
         "",
         *([*_restart_lines(restarts, repeats), ""] if restarts else []),
         "**Telemetry sampling** (one sampler actor per node, simulated NVML, every 2 s):",

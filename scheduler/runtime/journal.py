@@ -392,7 +392,15 @@ class RunRecord:
     outcome: str | None
     detail: str | None
     metrics: dict[str, float] | None
-    placement: Placement | None = None  # where it ran (None: recorded before v2)
+    placement_json: str | None = None  # where it ran, as codec JSON (None: before v2)
+
+    @property
+    def placement(self) -> Placement | None:
+        """Where the run was placed (decoded on demand: loading 100k runs on a restart must
+        not decode 100k placements nobody reads)."""
+        if self.placement_json is None:
+            return None
+        return decode_placement(json.loads(self.placement_json))
 
     @property
     def open(self) -> bool:
@@ -1402,7 +1410,7 @@ def _run(row: tuple[Any, ...]) -> RunRecord:
         outcome,
         detail,
         None if metrics is None else _metrics_of(metrics),
-        None if where is None else decode_placement(json.loads(where)),
+        where,
     )
 
 

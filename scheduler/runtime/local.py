@@ -143,17 +143,13 @@ def down(state_dir: Path) -> list[str]:
     try:
         if not ray.is_initialized():
             ray.init(address=info["address"], namespace="gpuyard", log_to_driver=False)
-        from ray import serve
-
         from scheduler.runtime.ray_service import scheduler_handle
 
-        serve.shutdown()  # type: ignore[no-untyped-call]
-        done.append("API stopped")
         try:
             actor = scheduler_handle()
             ray.get(actor.shutdown.remote(), timeout=30)
             ray.kill(actor, no_restart=True)
-            done.append("scheduler stopped")
+            done.append("scheduler and API stopped")
         except ValueError:
             pass
         for actor_info in ray.util.list_named_actors(all_namespaces=True):

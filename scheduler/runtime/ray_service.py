@@ -4,8 +4,8 @@ cluster views it uses, and the backend the HTTP API calls.
 * ``gpuyard-scheduler`` (namespace ``gpuyard``) is a detached threaded actor with
   ``max_restarts=-1``: if its process dies (``kill -9``), Ray starts it again and it recovers
   from the journal (``service.py``). It runs on the head node, where the journal lives.
-* The HTTP API is a Ray Serve deployment with a FastAPI ingress (``serve_api``); it holds no
-  state and calls the scheduler actor by name.
+* The HTTP API is served from that actor's process (``api_server.py``: uvicorn, FastAPI), so
+  a request reaches the service without a Ray hop, and a restarted actor serves it again.
 """
 
 from __future__ import annotations
@@ -147,15 +147,41 @@ class RayCluster:
 
 class SchedulerActor:
     """The service in a Ray actor; its poller, committer and effector run in threads
-    (``SchedulerService.start``), so API calls never wait on a slow Ray call."""
+    (``SchedulerService.start``), and so does its HTTP API when the config names a tokens
+    file (``api_server.py``)."""
 
     def __init__(self, cfg: ServiceConfig, fleet: list[NodeSpec], simulated: bool) -> None:
         from scheduler.runtime.service import SchedulerService
 
         head = str(ray.get_runtime_context().get_node_id())
+        self.cfg = cfg
         self.cluster = RayCluster(fleet, simulated, cfg.telemetry_period_s)
         self.service = SchedulerService(cfg, fleet, RayLauncher(head), self.cluster, simulated)
         self.service.start()
+        self.api: Any = None
+        self.backend: Any = None
+        if cfg.tokens is not None:
+            self.start_api()
+
+    def start_api(
+        self, tokens: str | None = None, host: str | None = None, port: int | None = None
+    ) -> str:
+        """Serve the HTTP API from this process (again after a restart: the constructor
+        calls it); the arguments override the config (tests)."""
+        from scheduler.runtime.api import make_app
+        from scheduler.runtime.api_server import ApiServer, ServiceBackend
+        from scheduler.runtime.auth import TokenAuth
+
+        path = tokens or self.cfg.tokens
+        if path is None:
+            raise ValueError("the API needs a tokens file (config key tokens)")
+        if self.api is not None:
+            return str(self.api.url)
+        self.backend = ServiceBackend(self.service)
+        app = make_app(self.backend, TokenAuth.from_file(path))
+        self.api = ApiServer(app, host or self.cfg.api_host, port or self.cfg.api_port)
+        url: str = self.api.start()
+        return url
 
     def ready(self) -> bool:
         return True
@@ -209,6 +235,9 @@ class SchedulerActor:
         return os.getpid()
 
     def shutdown(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+            self.backend.close()
         self.service.close()
 
 
@@ -235,65 +264,6 @@ def scheduler_handle() -> Any:
     return ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
 
 
-class ActorBackend:
-    """``views.Backend`` over the scheduler actor (used by the API replicas)."""
-
-    def __init__(self) -> None:
-        self._handle: Any = None
-
-    def _h(self) -> Any:
-        if self._handle is None:
-            self._handle = scheduler_handle()
-        return self._handle
-
-    async def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return await getattr(self._h(), method).remote(*args)
-        except ray.exceptions.RayTaskError as e:
-            cause = e.cause
-            if isinstance(cause, Exception):
-                raise cause from None
-            raise
-
-    async def submit(
-        self, who: Principal, spec: dict[str, Any], idempotency_key: str | None
-    ) -> JobView:
-        return await self._call("submit", who, spec, idempotency_key)  # type: ignore[no-any-return]
-
-    async def list_jobs(self, team: str | None, state: JobState | None) -> list[JobView]:
-        return await self._call("list_jobs", team, state)  # type: ignore[no-any-return]
-
-    async def get_job(self, job_id: str) -> JobView:
-        return await self._call("get_job", job_id)  # type: ignore[no-any-return]
-
-    async def cancel(self, who: Principal, job_id: str) -> JobView:
-        return await self._call("cancel", who, job_id)  # type: ignore[no-any-return]
-
-    async def logs(self, job_id: str, tail_lines: int) -> str:
-        return await self._call("logs", job_id, tail_lines)  # type: ignore[no-any-return]
-
-    async def queue(self, team: str | None) -> list[QueueEntry]:
-        return await self._call("queue", team)  # type: ignore[no-any-return]
-
-    async def nodes(self) -> list[NodeView]:
-        return await self._call("nodes")  # type: ignore[no-any-return]
-
-    async def node_op(self, who: Principal, node: str, op: NodeOp) -> NodeView:
-        return await self._call("node_op", who, node, op)  # type: ignore[no-any-return]
-
-    async def audit(self, since_s: float | None, team: str | None, limit: int) -> list[AuditView]:
-        return await self._call("audit", since_s, team, limit)  # type: ignore[no-any-return]
-
-    async def refused(
-        self, who: Principal, action: str, target: str, outcome: str, detail: str
-    ) -> None:
-        with contextlib.suppress(Exception):  # auditing a refusal never turns it into a 500
-            await self._call("refused", who, action, target, outcome, detail)
-
-    async def metrics_text(self) -> str:
-        return await self._call("metrics_text")  # type: ignore[no-any-return]
-
-
 def wait_until(pred: Any, timeout_s: float, period_s: float = 0.5) -> bool:
     deadline = time.time() + timeout_s
     while time.time() < deadline:
@@ -301,28 +271,6 @@ def wait_until(pred: Any, timeout_s: float, period_s: float = 0.5) -> bool:
             return True
         time.sleep(period_s)
     return False
-
-
-def serve_api(cfg: ServiceConfig) -> str:
-    """Run the HTTP API as a Ray Serve deployment with a FastAPI ingress; returns its URL."""
-    from ray import serve
-
-    from scheduler.runtime.api import make_app
-    from scheduler.runtime.auth import TokenAuth
-
-    if cfg.tokens is None:
-        raise ValueError("the API needs a tokens file (config key tokens)")
-    app = make_app(ActorBackend(), TokenAuth.from_file(cfg.tokens))
-    serve.start(http_options={"host": cfg.api_host, "port": cfg.api_port})
-
-    @serve.deployment(name="gpuyard-api", num_replicas=1, ray_actor_options={"num_cpus": 0})
-    @serve.ingress(app)
-    class GpuyardApi:
-        pass
-
-    deployment: Any = GpuyardApi  # a Serve Deployment once decorated
-    serve.run(deployment.bind(), name="gpuyard", route_prefix="/", blocking=False)
-    return f"http://{cfg.api_host}:{cfg.api_port}"
 
 
 def connect(address: str, wait_s: float) -> None:
@@ -342,8 +290,8 @@ def connect(address: str, wait_s: float) -> None:
 def start_service(
     cfg: ServiceConfig, fleet: list[NodeSpec], address: str, simulated: bool, wait_s: float
 ) -> dict[str, Any]:
-    """Connect to the Ray cluster at ``address`` and start the scheduler actor and the Serve
-    API on it (``gpuyard up`` after it has started a local cluster, ``gpuyard k8s up`` in the
+    """Connect to the Ray cluster at ``address`` and start the scheduler actor, which serves
+    the HTTP API, on it (``gpuyard up`` after it has started a local cluster, ``gpuyard k8s up`` in the
     KubeRay head pod). ``simulated``: the fleet's GPUs and their NVML are simulated."""
     if cfg.tokens is None:
         raise ValueError(
@@ -353,7 +301,7 @@ def start_service(
     started = time.time()
     connect(address, wait_s)
     start_scheduler(cfg, fleet, simulated)
-    api = serve_api(cfg)
+    api = f"http://{cfg.api_host}:{cfg.api_port}"
     return {
         "address": address,
         "api": api,

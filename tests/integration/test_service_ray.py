@@ -254,79 +254,73 @@ def _pid_after_restart(actor: Any, old: int) -> bool:
         return False
 
 
-def test_the_http_api_on_ray_serve_refuses_what_it_must(cluster: Any, scheduler: Any) -> None:
+def test_the_http_api_served_by_the_scheduler_actor_refuses_what_it_must(cluster: Any, scheduler: Any) -> None:
     import requests
 
     from scheduler.runtime.local import dev_tokens
-    from scheduler.runtime.ray_service import serve_api
 
     _, _, state, _ = cluster
     tokens_path, tokens = dev_tokens(state, list(TEAMS))
-    url = serve_api(ServiceConfig(tokens=str(tokens_path), api_port=18765))
-    try:
+    url = ray.get(scheduler.start_api.remote(str(tokens_path), "127.0.0.1", 18765))
 
-        def call(method: str, path: str, token: str | None, **kw: Any) -> Any:
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            headers.update(kw.pop("headers", {}))
-            return requests.request(method, url + path, headers=headers, timeout=30, **kw)
+    def call(method: str, path: str, token: str | None, **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(kw.pop("headers", {}))
+        return requests.request(method, url + path, headers=headers, timeout=30, **kw)
 
-        assert call("GET", "/v1/jobs", None).status_code == 401
-        assert call("GET", "/v1/jobs", "wrong").status_code == 401
-        r = call("POST", "/v1/jobs", tokens["mapping"], json=job("x", "perception"))
-        assert r.status_code == 403
-        bad = job("bad", "mapping")
-        bad["workers"] = 0
-        r = call("POST", "/v1/jobs", tokens["mapping"], json=bad)
-        assert r.status_code == 422 and "workers" in str(r.json()["detail"])
-        r = call("POST", "/v1/jobs", tokens["mapping"], json=job("ok", "mapping", epochs=1))
-        assert r.status_code == 201, r.text
-        mine = r.json()["job_id"]
-        assert call("POST", f"/v1/jobs/{mine}/cancel", tokens["planning"]).status_code == 403
-        assert call("GET", f"/v1/jobs/{mine}", tokens["planning"]).status_code == 403
-        seen = {j["job_id"] for j in call("GET", "/v1/jobs", tokens["planning"]).json()}
-        assert mine not in seen
-        assert call("GET", f"/v1/jobs/{mine}", tokens["admin"]).json()["team"] == "mapping"
-        # idempotency keys are the team's own: two teams, one key, two jobs
-        key = {"Idempotency-Key": "nightly-1"}
-        a = call("POST", "/v1/jobs", tokens["mapping"], json=job("k", "mapping", epochs=1),
+    assert call("GET", "/v1/jobs", None).status_code == 401
+    assert call("GET", "/v1/jobs", "wrong").status_code == 401
+    r = call("POST", "/v1/jobs", tokens["mapping"], json=job("x", "perception"))
+    assert r.status_code == 403
+    bad = job("bad", "mapping")
+    bad["workers"] = 0
+    r = call("POST", "/v1/jobs", tokens["mapping"], json=bad)
+    assert r.status_code == 422 and "workers" in str(r.json()["detail"])
+    r = call("POST", "/v1/jobs", tokens["mapping"], json=job("ok", "mapping", epochs=1))
+    assert r.status_code == 201, r.text
+    mine = r.json()["job_id"]
+    assert call("POST", f"/v1/jobs/{mine}/cancel", tokens["planning"]).status_code == 403
+    assert call("GET", f"/v1/jobs/{mine}", tokens["planning"]).status_code == 403
+    seen = {j["job_id"] for j in call("GET", "/v1/jobs", tokens["planning"]).json()}
+    assert mine not in seen
+    assert call("GET", f"/v1/jobs/{mine}", tokens["admin"]).json()["team"] == "mapping"
+    # idempotency keys are the team's own: two teams, one key, two jobs
+    key = {"Idempotency-Key": "nightly-1"}
+    a = call("POST", "/v1/jobs", tokens["mapping"], json=job("k", "mapping", epochs=1),
+             headers=key)  # fmt: skip
+    b = call("POST", "/v1/jobs", tokens["planning"], json=job("k", "planning", epochs=1),
+             headers=key)  # fmt: skip
+    assert (a.status_code, b.status_code) == (201, 201)
+    assert a.json()["job_id"] != b.json()["job_id"] and b.json()["team"] == "planning"
+    again = call("POST", "/v1/jobs", tokens["mapping"], json=job("k", "mapping", epochs=1),
                  headers=key)  # fmt: skip
-        b = call("POST", "/v1/jobs", tokens["planning"], json=job("k", "planning", epochs=1),
-                 headers=key)  # fmt: skip
-        assert (a.status_code, b.status_code) == (201, 201)
-        assert a.json()["job_id"] != b.json()["job_id"] and b.json()["team"] == "planning"
-        again = call("POST", "/v1/jobs", tokens["mapping"], json=job("k", "mapping", epochs=1),
-                     headers=key)  # fmt: skip
-        assert again.json()["job_id"] == a.json()["job_id"]
-        other = call("POST", "/v1/jobs", tokens["mapping"], json=job("k2", "mapping"), headers=key)
-        assert other.status_code == 409 and "nightly-1" in other.json()["detail"]
-        # a team cannot raise its priority over its grant (none configured: 0)
-        high = call("POST", "/v1/jobs", tokens["mapping"],
-                    json={**job("hi", "mapping"), "priority": 1099511627776})  # fmt: skip
-        assert high.status_code == 403 and high.json()["detail"].startswith("priority: ")
-        # operator routes are for admins; the audit log holds who did what
-        assert call("GET", "/v1/nodes", tokens["mapping"]).status_code == 403
-        assert call("POST", "/v1/nodes/node-a/cordon", tokens["mapping"]).status_code == 403
-        r = call("POST", "/v1/nodes/node-a/cordon", tokens["admin"])
-        assert r.status_code == 200 and r.json()["off_reasons"] == ["cordon"]
-        r = call("POST", "/v1/nodes/node-a/uncordon", tokens["admin"])
-        assert r.status_code == 200 and r.json()["schedulable"]
-        rows = call("GET", "/v1/audit", tokens["admin"], params={"limit": 10000}).json()
-        got = {(a["principal"], a["action"], a["outcome"]) for a in rows}
-        for want in (
-            ("anonymous", "GET /v1/jobs", "401"),
-            ("mapping", "submit", "403"),
-            ("mapping", "GET /v1/nodes", "403"),
-            ("admin", "cordon", "ok"),
-            ("admin", "uncordon", "ok"),
-            ("planning", f"GET /v1/jobs/{mine}", "403"),
-        ):
-            assert want in got, want
-        assert call("GET", "/v1/audit", tokens["mapping"]).status_code == 403
-        assert "gpuyard_gpus" in call("GET", "/metrics", None).text
-    finally:
-        from ray import serve
-
-        serve.shutdown()
+    assert again.json()["job_id"] == a.json()["job_id"]
+    other = call("POST", "/v1/jobs", tokens["mapping"], json=job("k2", "mapping"), headers=key)
+    assert other.status_code == 409 and "nightly-1" in other.json()["detail"]
+    # a team cannot raise its priority over its grant (none configured: 0)
+    high = call("POST", "/v1/jobs", tokens["mapping"],
+                json={**job("hi", "mapping"), "priority": 1099511627776})  # fmt: skip
+    assert high.status_code == 403 and high.json()["detail"].startswith("priority: ")
+    # operator routes are for admins; the audit log holds who did what
+    assert call("GET", "/v1/nodes", tokens["mapping"]).status_code == 403
+    assert call("POST", "/v1/nodes/node-a/cordon", tokens["mapping"]).status_code == 403
+    r = call("POST", "/v1/nodes/node-a/cordon", tokens["admin"])
+    assert r.status_code == 200 and r.json()["off_reasons"] == ["cordon"]
+    r = call("POST", "/v1/nodes/node-a/uncordon", tokens["admin"])
+    assert r.status_code == 200 and r.json()["schedulable"]
+    rows = call("GET", "/v1/audit", tokens["admin"], params={"limit": 10000}).json()
+    got = {(a["principal"], a["action"], a["outcome"]) for a in rows}
+    for want in (
+        ("anonymous", "GET /v1/jobs", "401"),
+        ("mapping", "submit", "403"),
+        ("mapping", "GET /v1/nodes", "403"),
+        ("admin", "cordon", "ok"),
+        ("admin", "uncordon", "ok"),
+        ("planning", f"GET /v1/jobs/{mine}", "403"),
+    ):
+        assert want in got, want
+    assert call("GET", "/v1/audit", tokens["mapping"]).status_code == 403
+    assert "gpuyard_gpus" in call("GET", "/metrics", None).text
 
 
 def test_restart_with_a_node_added_one_removed_and_a_changed_quota(
