@@ -254,7 +254,9 @@ def _pid_after_restart(actor: Any, old: int) -> bool:
         return False
 
 
-def test_the_http_api_served_by_the_scheduler_actor_refuses_what_it_must(cluster: Any, scheduler: Any) -> None:
+def test_the_http_api_served_by_the_scheduler_actor_refuses_what_it_must(
+    cluster: Any, scheduler: Any
+) -> None:
     import requests
 
     from scheduler.runtime.local import dev_tokens
