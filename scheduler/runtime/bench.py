@@ -10,8 +10,10 @@ raylets of 4 fake GPUs, CPU torch):
    queues), at several client thread counts (each thread its own HTTP session): accepted
    submissions per second, per-request submit latency (p50, p99, client side), refusals,
    and *lost* (answered 201 but missing from the API's job list or from the journal), with
-   the inputs per committed batch from ``gpuyard_batch_inputs`` (group commit). Targets:
-   >= 500 accepted/s, p99 <= 200 ms, 0 lost, at 8-32 client threads;
+   the inputs per committed batch from ``gpuyard_batch_inputs`` (group commit) and the CPU
+   each process spent per accepted submission (``/proc``). Targets: >= 500 accepted/s,
+   p99 <= 200 ms, 0 lost, at 8-32 client threads. The same burst in process (no HTTP, no
+   Ray: the fake ports below) shows what the committer and SQLite alone accept;
 3. telemetry: seconds per NVML sample on each node's sampler (simulated NVML here).
 
 Without Ray, with the small fake launcher and cluster of the unit tests copied here:
@@ -113,6 +115,30 @@ class PreviousBurst:
 
 
 PREVIOUS_BURST = PreviousBurst("e3eb935", "78010a0", 8, 1000, 31.0)
+
+
+# Group commit with the API still a Ray Serve deployment (proxy -> replica -> scheduler
+# actor), as this benchmark measured it at 5ffb5dd, before 25fb565 moved the API into the
+# scheduler actor's process; no longer in the code either.
+@dataclass(frozen=True)
+class QuotedBurst:
+    threads: int
+    accepted_per_s: float
+    p50_ms: float
+    p99_ms: float
+    inputs_per_batch: float
+    batches: int
+    core_ms: float
+    load_1min: float
+
+
+SERVE_COMMIT = "5ffb5dd"
+SERVE_BURSTS = (
+    QuotedBurst(1, 68, 13.4, 29.5, 1.0, 1000, 0.14, 2.7),
+    QuotedBurst(8, 93, 73.4, 163.0, 1.3, 792, 0.31, 5.9),
+    QuotedBurst(32, 48, 449.4, 2642.9, 1.3, 784, 0.30, 6.8),
+)
+SERVE_CPU_MS = "Serve proxy 6.0, API replica 5.6, scheduler actor 2.8, clients 0.9, rest 5.2"
 TARGET_RATE = 500.0  # accepted submissions per second, synchronous=FULL
 TARGET_P99_S = 0.200
 TARGET_THREADS = (8, 32)  # the targets are stated for 8-32 client threads
@@ -360,6 +386,14 @@ def _burst_lines(
         f"{prev.accepted_per_s:.0f} | not measured | not measured | 0 | 0 / 0 | 1 (by design) | "
         f"not measured | {_met(prev.accepted_per_s >= TARGET_RATE)} | not measured "
         "| not recorded |",
+        *[
+            f"| group commit, HTTP via Ray Serve (`{SERVE_COMMIT}`, 1000 submissions) | "
+            f"{q.threads} | {q.accepted_per_s:.0f} | {q.p50_ms:.1f} | {q.p99_ms:.1f} | 0 | 0 / 0 | "
+            f"{q.inputs_per_batch:.1f} ({q.batches} batches) | {q.core_ms:.2f} | "
+            f"{_met(q.accepted_per_s >= TARGET_RATE)} | {_met(q.p99_ms <= 1000 * TARGET_P99_S)} | "
+            f"{q.load_1min:.1f} |"
+            for q in SERVE_BURSTS
+        ],
         *[_burst_row("group commit (this commit), HTTP", f, True) for f in figs],
         *[_burst_row("group commit, in process: no HTTP, no Ray", f, False) for f in inprocess],
     ]
@@ -390,7 +424,11 @@ def _burst_lines(
         "same burst with neither HTTP nor Ray: `SchedulerService.start()` (its poller, committer "
         "and effector threads) with the fake launcher and cluster, the threads calling "
         "`submit()` directly, the same journal settings: what the committer and SQLite alone "
-        "accept.",
+        f"accept. The first four rows are quoted, not rerun: that code is gone. At `{SERVE_COMMIT}`"
+        f" an accepted submission at 8 threads cost 20.5 ms of CPU ({SERVE_CPU_MS} ms), which "
+        "capped the API near 100/s on 2 cores; at 32 threads Serve's default "
+        "`max_ongoing_requests` (5) kept requests in its router's backoff with cores idle "
+        "(1.2 of 2 busy; raised to 64 in a separate trial: 162/s, 1.94 busy).",
         "",
         *rows,
         "",
@@ -406,8 +444,12 @@ def _burst_lines(
 def _cpu_lines(figs: list[BurstFigure], inprocess: list[BurstFigure]) -> list[str]:
     # only the process groups that ran (the API may live in the scheduler actor's process)
     labels = [lb for lb, _ in CPU_GROUPS if any(f.cpu_s.get(lb, 0.0) > 0 for f in figs)]
+    serve_ran = bool({"Serve proxy", "API replica"} & set(labels))
+    shown = {"scheduler actor": "scheduler actor (service and API)"} if not serve_ran else {}
     rows = [
-        "| client threads | cores busy | " + " | ".join(labels) + " | clients (the benchmark's "
+        "| client threads | cores busy | "
+        + " | ".join(shown.get(lb, lb) for lb in labels)
+        + " | clients (the benchmark's "
         "threads) | rest of the machine | total |",
         "|---|---|" + "---|" * (len(labels) + 3),
     ]
@@ -425,7 +467,8 @@ def _cpu_lines(figs: list[BurstFigure], inprocess: list[BurstFigure]) -> list[st
     n = max(1, len(best.accepted))
     per = sum(best.cpu_s.values()) / n
     parts = ", ".join(
-        f"{lb} {1000 * best.cpu_s.get(lb, 0.0) / n:.1f} ms" for lb in [*labels, "clients", "rest"]
+        f"{shown.get(lb, lb)} {1000 * best.cpu_s.get(lb, 0.0) / n:.1f} ms"
+        for lb in [*labels, "clients", "rest"]
     )
     serve = sum(best.cpu_s.get(lb, 0.0) for lb in ("Serve proxy", "API replica")) / n
     cores = os.cpu_count() or 1
@@ -450,7 +493,7 @@ def _cpu_lines(figs: list[BurstFigure], inprocess: list[BurstFigure]) -> list[st
     text += "".join(
         f" At {f.threads} threads the machine was only {sum(f.cpu_s.values()) / f.wall_s:.2f} "
         f"of {cores} cores busy: requests waited rather than computed."
-        for f in figs
+        for f in judged
         if sum(f.cpu_s.values()) / f.wall_s < 0.8 * cores
     )
     return [
@@ -631,8 +674,15 @@ def _restart_one(n: int, root: Path, repeats: int) -> RestartFigure:
     clock.t += 1
     svc.step()
     before = {r.job_id: r.state.value for r in svc.records.values()}
+    # a crash image: the journal's files copied while the service still runs (every commit
+    # is already on disk), so a restart from it gets no snapshot from a clean close
+    image = root / f"image-{n}"
+    image.mkdir()
+    for p in state.glob("journal.db*"):
+        shutil.copy2(p, image / p.name)
     svc.close()
     build_s = time.perf_counter() - t0
+    state = image
     with Journal(state / "journal.db") as j:
         snap = j.latest_snapshot()
         after = snap.seq if snap is not None else 0
@@ -733,7 +783,8 @@ def _restart_lines(figs: list[RestartFigure], repeats: int) -> list[str]:
         f"{builds}. The core is snapshotted every 200 committed batches (`snapshot_every`, the "
         "default) and at each start; a restart restores the newest snapshot and replays the "
         "batches after it (`replayed`), so its cost follows that tail and the job count, not "
-        "the whole history (older batches are compacted: `batches kept`). Then, on a fresh copy of the journal, a new `SchedulerService` "
+        "the whole history (older batches are compacted: `batches kept`). The journal's files are copied while the service still runs (a crash image: "
+        "no snapshot from a clean close, which would leave no tail to replay). Then, on a fresh copy of that image, a new `SchedulerService` "
         "(restore the newest snapshot and replay the tail, `Records.load` of every job, reconcile "
         "fleet and configuration, re-attach the open runs, one cycle) and its first `step()`; "
         f"{repeats} copies each, median. `restore + tail` and `records` are those two parts "

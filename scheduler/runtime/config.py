@@ -178,6 +178,7 @@ class ServiceConfig:
     max_failures: int = 2  # Train retries of a worker crash on a live node
     state_dir: str = "~/.gpuyard"
     snapshot_every: int = 200  # batches between two snapshots of the core (and compactions)
+    snapshot_events: int = 10_000  # ... or events, whichever first (bounds a restart's replay)
 
     @property
     def state_path(self) -> Path:
@@ -226,10 +227,11 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "api_port": (int,), "loop_period_s": (int, float), "telemetry_period_s": (int, float),
     "stop_grace_s": (int, float), "max_failures": (int,), "state_dir": (str,),
     "aging_s": (int, float), "fair_share_half_life_s": (int, float), "backfill_depth": (int,),
-    "preemption_depth": (int,), "snapshot_every": (int,), "teams": (dict,),
+    "preemption_depth": (int,), "snapshot_every": (int,), "snapshot_events": (int,),
+    "teams": (dict,),
 }  # fmt: skip
 _POSITIVE = {"aging_s", "fair_share_half_life_s", "backfill_depth", "preemption_depth",
-             "snapshot_every", "loop_period_s", "telemetry_period_s", "api_port"}  # fmt: skip
+             "snapshot_every", "snapshot_events", "loop_period_s", "telemetry_period_s", "api_port"}  # fmt: skip
 _GRANT_KEYS = {"priority_classes", "max_priority"}
 
 

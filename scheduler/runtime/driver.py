@@ -17,7 +17,8 @@ one batch, in these steps:
  5. **follow**: once durable, the records follow the actions and the callers get their
     answers; the effects (start, stop, kill runs) are returned for ``Runs.execute``, which
     runs them without the lock;
- 6. **snapshot** the core every ``snapshot_every`` batches (the journal compacts behind it).
+ 6. **snapshot** the core every ``snapshot_every`` batches or ``snapshot_events`` events,
+    whichever comes first (the journal compacts behind it), and on a clean close.
 
 The lock is held through steps 1-6 (local work only: the core and SQLite); no remote call is
 made under it.
@@ -218,6 +219,7 @@ class Driver:
         self._fed: dict[tuple[str, int], tuple[object, ...]] = {}
         self._last_cycle_s = 0.0
         self._since_snapshot = 0
+        self._events_since = 0
 
     @property
     def lost(self) -> set[str]:
@@ -276,7 +278,11 @@ class Driver:
             if b.events:
                 self._last_cycle_s = now
                 self._since_snapshot += 1
-                if self._since_snapshot >= self.cfg.snapshot_every:  # step 6
+                self._events_since += len(b.events)
+                if (  # step 6: the tail a restart replays stays short in batches and events
+                    self._since_snapshot >= self.cfg.snapshot_every
+                    or self._events_since >= self.cfg.snapshot_events
+                ):
                     self.snapshot()
             return b.effects
 
@@ -523,7 +529,7 @@ class Driver:
     def snapshot(self) -> None:
         """Step 6: the core's state as of the last committed batch (lock held)."""
         save_snapshot(self.journal, self.core, self.sched, self.now())
-        self._since_snapshot = 0
+        self._since_snapshot = self._events_since = 0
 
 
 def _audit(

@@ -1303,6 +1303,33 @@ class Journal:
         )
         return [_run(r) for r in rows]
 
+    def submission_rows(self) -> list[tuple[str, str, str, str, float, str | None]]:
+        """Every submission as ``(job_id, team, name, spec_json, submitted_at_s,
+        idempotency_key)``, in acceptance order, the spec left as JSON text (a restart
+        parses it only when someone reads it)."""
+        rows = self._query(
+            "SELECT job_id, team, name, spec_json, submitted_at_s, idempotency_key "
+            "FROM submissions ORDER BY seq"
+        )
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def run_summaries(self) -> dict[str, tuple[int, float, dict[str, float]]]:
+        """Per job with runs: its latest attempt, when its first run started and the metrics
+        its latest run reported (only that run's metrics are decoded)."""
+        out: dict[str, tuple[int, float, dict[str, float]]] = {}
+        rows = self._query(
+            "SELECT job_id, MAX(attempt), MIN(started_at_s), "
+            "(SELECT r2.metrics_json FROM runs r2 WHERE r2.job_id = runs.job_id "
+            " ORDER BY r2.attempt DESC LIMIT 1) FROM runs GROUP BY job_id"
+        )
+        for job_id, attempt, started, metrics in rows:
+            out[job_id] = (
+                int(attempt),
+                float(started),
+                {} if metrics is None else _metrics_of(metrics),
+            )
+        return out
+
     def runs_by_job(self) -> dict[str, list[RunRecord]]:
         """Every job's runs by attempt, by job id (sorted), in one query; jobs never run are
         absent."""

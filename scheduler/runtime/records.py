@@ -8,6 +8,7 @@ batch), ``apply(actions)`` applies them once the batch is committed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +33,8 @@ class Record:
     job_id: str
     name: str
     team: str
-    priority: int
-    spec: dict[str, Any]
+    priority_src: int | None  # None: a finished job's, read from its spec when asked
+    spec_src: dict[str, Any] | str  # the spec, or its JSON text until first read (restart)
     submitted_at_s: float
     idempotency_key: str | None = None
     state: JobState = JobState.PENDING
@@ -45,6 +46,21 @@ class Record:
     metrics: dict[str, float] = field(default_factory=dict)
     placement: Placement | None = None
     cancel_asked: bool = False
+
+    @property
+    def priority(self) -> int:
+        if self.priority_src is None:
+            self.priority_src = int(self.spec.get("priority", 0) or 0)
+        return self.priority_src
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The submitted spec (parsed on first use: a restart with 100k finished jobs in
+        history must not parse 100k specs nobody asks for)."""
+        if isinstance(self.spec_src, str):
+            self.spec_src = json.loads(self.spec_src)
+        assert isinstance(self.spec_src, dict)
+        return self.spec_src
 
 
 class Records:
@@ -74,28 +90,17 @@ class Records:
         job shows the priority its spec asked for."""
         out = cls()
         states = journal.job_states()
-        runs = journal.runs_by_job()
-        for sub in journal.submissions():
-            spec = sub.spec
-            rec = Record(
-                sub.job_id,
-                sub.name,
-                sub.team,
-                priorities.get(sub.job_id, int(spec.get("priority", 0) or 0)),
-                spec,
-                sub.submitted_at_s,
-                sub.idempotency_key,
-            )
-            st = states.get(sub.job_id)
+        runs = journal.run_summaries()
+        for job_id, team, name, spec_json, submitted_at_s, key in journal.submission_rows():
+            rec = Record(job_id, name, team, priorities.get(job_id), spec_json, submitted_at_s, key)
+            st = states.get(job_id)
             if st is not None:
                 rec.state, rec.reason = st.state, st.reason
                 if st.state.terminal:
                     rec.finished_at_s = st.updated_at_s
-            job_runs = runs.get(sub.job_id, [])
-            if job_runs:
-                rec.attempts = max(r.attempt for r in job_runs)
-                rec.started_at_s = job_runs[0].started_at_s
-                rec.metrics = dict(job_runs[-1].metrics or {})
+            summary = runs.get(job_id)
+            if summary is not None:
+                rec.attempts, rec.started_at_s, rec.metrics = summary
             out.add(rec)
         return out
 

@@ -19,6 +19,7 @@ effector) so that a slow Ray call never delays a submission (the Ray actor).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -41,7 +42,7 @@ from scheduler.runtime.driver import (
     Submit,
 )
 from scheduler.runtime.executor import RunRequest, read_logs
-from scheduler.runtime.journal import Journal, RunEnd
+from scheduler.runtime.journal import Journal, JournalError, RunEnd
 from scheduler.runtime.metrics import ServiceMetrics
 from scheduler.runtime.presenter import Presenter
 from scheduler.runtime.records import Records
@@ -68,6 +69,7 @@ from scheduler.runtime.views import (
 
 __all__ = ["LOCAL", "Cluster", "Launcher", "SchedulerService"]
 
+log = logging.getLogger("gpuyard.service")
 LOCAL = Principal("local", None, True)  # an in-process caller (tests, benchmarks, demo)
 ANSWER_TIMEOUT_S = 60.0
 
@@ -383,11 +385,16 @@ class SchedulerService:
         return self.runs.active
 
     def close(self) -> None:
+        """Stop the threads; snapshot the core (a clean restart replays nothing); close."""
         self._stop.set()
         for t in self._threads:
             t.join(5)
         self._threads = []
         with self.lock:
+            try:
+                self.driver.snapshot()
+            except JournalError as e:  # disk full or locked: the journal still holds it all
+                log.warning("no snapshot at close: %s", e)
             self.journal.close()
 
 
