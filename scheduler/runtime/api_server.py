@@ -16,6 +16,7 @@ together on one group commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -96,7 +97,12 @@ class ApiServer:
         self.url = f"http://{host}:{port}"
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="gpuyard-api", daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="gpuyard-api", daemon=True)
+
+    def _serve(self) -> None:
+        # uvicorn exits (SystemExit) when it cannot bind; start() reports that to the caller
+        with contextlib.suppress(SystemExit):
+            self.server.run()
 
     def start(self, timeout_s: float = 30.0) -> str:
         """Serve, and return the URL once the socket listens; ``RuntimeError`` naming the

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.ray
 GPUYARD = str(Path(sys.executable).with_name("gpuyard"))
 TEAMS = ("perception", "planning", "mapping")
 THREADS = 16
-PER_THREAD = 25  # 400 submissions in all
+PER_THREAD = 63  # 1,008 submissions in all
 
 
 def _up(state: Path, port: int, ray_tmp: Path) -> subprocess.Popen[str]:
