@@ -298,7 +298,7 @@ class Driver:
         """Step 4: the core as the journal has it; every caller of the batch told why."""
         self.metrics.journal_failed()
         if b.events:
-            self.core = restore_core(self.journal, self.fleet)
+            self.core = restore_core(self.journal)
         self.counter = self.journal.job_counter()
         self._fed.clear()  # telemetry of the lost batch is fed again
         log.warning("batch of %d event(s) not applied: %s", len(b.events), reason)

@@ -30,8 +30,8 @@ The protocol the service follows (schema v2, group commit; each step is one tran
    ``seq``; the batches up to the oldest kept snapshot are compacted.
 4. On restart: restore the core from ``latest_snapshot()`` (a fresh core when there is none)
    and feed it the tail: ``rebuild(journal, core.handle, after_seq=snapshot.seq)`` also checks
-   the recorded actions. ``submissions()``, ``job_states()``, ``runs_by_job()``,
-   ``idempotency_keys()`` and ``job_counter()`` restore the service's maps, one query each;
+   the recorded actions. ``submission_rows()`` (specs left as JSON), ``job_states()``,
+   ``run_summaries()`` and ``job_counter()`` restore the service's maps, one query each;
    ``open_runs()`` are the runs that may still be alive (look them up by ``run_name`` before
    launching anything new).
 5. Offline (``gpuyard journal verify``): restore the *oldest* kept snapshot and ``rebuild``

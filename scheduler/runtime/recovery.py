@@ -29,7 +29,6 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from scheduler.config import SchedulerConfig, build_core
 from scheduler.core.actions import Launch
@@ -98,7 +97,7 @@ def save_snapshot(
     journal.save_snapshot(journal.last_seq(), encode_stored(take(core), sched), now_s)
 
 
-def restore_core(journal: Journal, fleet: Any = None) -> ClusterState:
+def restore_core(journal: Journal) -> ClusterState:
     """Step 1: the core exactly as the journal has it (newest snapshot + the batches after)."""
     snap = journal.latest_snapshot()
     if snap is None:
@@ -146,7 +145,7 @@ def recover(journal: Journal, sched_now: SchedulerConfig, nodes_now: Sequence[No
             "(gpuyard changed?); the journal's runs are reconciled with the core",
             journal.path, out.differed, out.tail,
         )  # fmt: skip
-    then = {n.name: n for n in take(core).nodes}
+    then = {n.name: n for n in core.fleet.nodes}  # the nodes a snapshot of it would hold
     now = {n.name: n for n in nodes_now}
     out.gone = sorted(name for name, node in then.items() if now.get(name) != node)
     return out
