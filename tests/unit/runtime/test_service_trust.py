@@ -467,3 +467,15 @@ def test_trainkit_refuses_to_checkpoint_a_superseded_attempt(tmp_path: Path) -> 
     with pytest.raises(trainkit.Superseded):
         trainkit.report(ctx, {"loss": 1.0}, {"w": 1})
     assert not os.path.exists(tmp_path / trainkit.METRICS_FILE)
+
+
+def test_gpuyard_journal_verify_by_hand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scheduler.cli import main
+
+    assert main(["journal", "verify", "--state-dir", str(tmp_path / "none")]) == 2
+    assert "no journal there" in capsys.readouterr().err
+    svc, *_ = make(tmp_path)
+    svc.submit(spec("j"))
+    svc.close()
+    assert main(["journal", "verify", "--state-dir", svc.cfg.state_dir]) == 0
+    assert "replay to exactly the recorded actions" in capsys.readouterr().out.replace("\n", " ")
