@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench plan clean venv
+.PHONY: demo test lint bench plan clean venv gpu-check
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check scheduler planner simulations tests examples
 	$(BIN)/ruff format --check scheduler planner simulations tests examples
 	$(BIN)/mypy scheduler simulations planner   # strict on scheduler/core and planner (pyproject)
+
+# tests/gpu on this machine's NVIDIA GPUs (NVML, CUDA torch, NCCL; each module skips with its
+# reason where something is missing), bounded to 5 minutes; the output is also in
+# out/gpu-check.txt. CUDA torch: the venv's torch must be a CUDA build.
+gpu-check: $(STAMP)
+	@mkdir -p out
+	@{ if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi -L; \
+	   else echo "nvidia-smi: not found"; fi; } 2>&1 | tee out/gpu-check.txt
+	@{ timeout 300 $(BIN)/python -m pytest -q -m gpu tests/gpu -rA 2>&1; \
+	   echo $$? > out/.gpu-check.rc; } | tee -a out/gpu-check.txt
+	@rc=$$(cat out/.gpu-check.rc); rm -f out/.gpu-check.rc; \
+	 if [ "$$rc" = 124 ]; then echo "gpu-check: timed out after 300 s" | tee -a out/gpu-check.txt; fi; \
+	 exit $$rc
 
 plan: $(STAMP)
 	$(BIN)/gpuyard plan simulations/scenarios/china-dc.yaml --out out/plan

@@ -4,7 +4,7 @@ Entrypoint ``examples.driving_policy:train_loop`` (a Ray Train per-worker functi
 network encodes each camera with one shared CNN, fuses the cameras' features and predicts
 steering and acceleration. Data parallel over the gang (DDP through Ray Train); it
 checkpoints every epoch, resumes from the last checkpoint, and stops cleanly (checkpoint,
-return) when the service asks through ``<control_dir>/STOP``.
+return) when the service asks it to (``scheduler.train.stop_requested``).
 
 The data are synthetic and deterministic (one ``seed``): each sample draws a steering and an
 acceleration in [-1, 1] and renders what the cameras would see: a lane marking whose position
@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from scheduler.runtime import trainkit
+from scheduler import train
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,15 +160,15 @@ def _mean_over_ranks(total: float, count: int, on: torch.device) -> float:
 
 def train_loop(config: dict[str, Any]) -> None:
     """The Ray Train per-worker function (``examples.driving_policy:train_loop``)."""
-    ctx = trainkit.context(config)
-    settings = Settings.from_config(trainkit.user_config(config))
-    dev = trainkit.device(ctx)
+    ctx = train.context(config)
+    settings = Settings.from_config(train.user_config(config))
+    dev = train.device(ctx)
     torch.manual_seed(settings.seed)
 
     model: nn.Module = DrivingPolicy(settings.cameras).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     start_epoch = 0
-    saved = trainkit.restore(ctx)
+    saved = train.restore(ctx)
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])  # after .to(dev): state follows params
@@ -197,14 +197,14 @@ def train_loop(config: dict[str, Any]) -> None:
         model.train()
         total, count = 0.0, 0
         for frames, targets in loader:
-            if trainkit.stop_requested(ctx):
+            if train.stop_requested(ctx):
                 # Weights may be part-way through this epoch; the epoch is redone on resume.
                 metrics = {
                     "epoch": float(epoch - 1),
                     "stopped": 1.0,
                     "start_epoch": float(start_epoch),
                 }
-                trainkit.report(ctx, metrics, state=state(epoch - 1))
+                train.report(ctx, metrics, state=state(epoch - 1))
                 return
             frames, targets = frames.to(dev), targets.to(dev)
             optimizer.zero_grad(set_to_none=True)
@@ -213,7 +213,7 @@ def train_loop(config: dict[str, Any]) -> None:
             optimizer.step()
             total += float(loss.detach()) * len(targets)
             count += len(targets)
-            trainkit.mark_first_step(ctx)
+            train.mark_first_step(ctx)
             if settings.step_sleep_s > 0:
                 time.sleep(settings.step_sleep_s)
         metrics = {
@@ -222,4 +222,4 @@ def train_loop(config: dict[str, Any]) -> None:
             "stopped": 0.0,
             "start_epoch": float(start_epoch),
         }
-        trainkit.report(ctx, metrics, state=state(epoch))
+        train.report(ctx, metrics, state=state(epoch))

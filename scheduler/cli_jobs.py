@@ -3,7 +3,13 @@
 Each command takes ``--api URL`` (default ``$GPUYARD_API`` or http://127.0.0.1:8000),
 ``--token TOKEN`` (default ``$GPUYARD_TOKEN``) and ``--output table|json``. Exit codes: 0 done,
 1 the API refused or could not be reached (the server's reason on stderr), 2 bad local input
-(no token, a spec file that is not a YAML mapping).
+(no token, a spec file that is not a YAML mapping, a local directory to upload that is not
+there or too large), 130 ``logs -f`` ended by Ctrl-C.
+
+``submit`` uploads what the spec's ``runtime_env`` names locally (``working_dir``,
+``py_modules``: relative to the spec file's folder; ``--working-dir``: relative to the current
+directory) as ``ray job submit`` does, and reads a ``pip``/``uv`` requirements file into its
+list (``scheduler.client.Client.submit``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +29,8 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from scheduler.client import Client
+    from scheduler.client import Client, Upload
+    from scheduler.runtime.views import JobView, NodeView
 
 # requests (through scheduler.client) loads when one of these commands runs, not for every
 # `gpuyard` command.
@@ -36,6 +44,7 @@ _STATE_STYLE = {
     "REJECTED": "red",
 }
 _STATES = tuple(_STATE_STYLE)
+_CHUNK_BYTES = 1024 * 1024  # log read per request by `logs -f --tail N` before following
 
 Command = Callable[["Client", argparse.Namespace, Console], int]
 
@@ -53,15 +62,30 @@ def add_job_commands(subparsers: Any) -> None:
         return p
 
     p = add("submit", "submit a job spec (YAML) to the scheduler service", _submit)
-    p.add_argument("file", help="job spec YAML (validated by the server)")
+    p.add_argument(
+        "file",
+        help="job spec YAML (validated by the server); a local runtime_env working_dir, "
+        "py_modules or requirements file in it is relative to the file's folder and uploaded",
+    )
+    p.add_argument(
+        "--working-dir",
+        help="a local directory (relative to the current directory) uploaded as the job's "
+        "runtime_env.working_dir, as `ray job submit --working-dir`; or a URI",
+    )
     p.add_argument("--idempotency-key", help="a retry with the same key returns the same job")
     p = add("jobs", "list your team's jobs (admin: all)", _jobs)
     p.add_argument("--state", choices=_STATES, type=str.upper, help="only jobs in this state")
+    p.add_argument("--limit", type=int, help="at most this many, oldest first (default all)")
     add("job", "one job: state, why, placement, metrics", _job).add_argument("job_id")
     add("cancel", "cancel a job", _cancel).add_argument("job_id")
-    p = add("logs", "the last lines of a job's log", _logs)
+    p = add("logs", "the last lines of a job's log, or follow it (-f)", _logs)
     p.add_argument("job_id")
-    p.add_argument("--tail", type=int, default=200, help="lines (default 200)")
+    p.add_argument(
+        "--tail", type=int, help="lines (default 200; with -f: the whole log unless given)"
+    )
+    p.add_argument(
+        "-f", "--follow", action="store_true", help="print the log as it grows until the job ends"
+    )
     add("queue", "pending jobs in queue order and why they wait", _queue)
     add("nodes", "nodes and GPUs: health, allocation, why off and since when (admin)", _nodes)
     for verb, what in (
@@ -112,19 +136,40 @@ def _submit(client: Client, args: argparse.Namespace, console: Console) -> int:
         raise _BadInput(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(spec, dict):
         raise _BadInput(f"{path}: a job spec is a YAML mapping, got {type(spec).__name__}")
-    job = client.submit(spec, args.idempotency_key)
+    # what is uploaded is told on stderr with --output json (stdout stays one JSON document)
+    told = Console(stderr=True, soft_wrap=True) if args.output == "json" else console
+
+    def tell(u: Upload) -> None:
+        if u.uploaded and u.size_bytes is not None:
+            line = Text.assemble(
+                f"uploaded {u.path}: ", (u.uri, "bold"), f" ({_size(u.size_bytes)})"
+            )
+        else:
+            line = Text.assemble(f"{u.path}: ", (u.uri, "bold"), " (already uploaded)")
+        told.print(line, soft_wrap=True)
+
+    try:
+        job = client.submit(
+            spec,
+            idempotency_key=args.idempotency_key,
+            working_dir=args.working_dir,
+            base_dir=path.absolute().parent,
+            on_upload=tell,
+        )
+    except (ValueError, TypeError) as e:  # a local path or requirements file (Ray's words)
+        raise _BadInput(f"{path}: {e}") from None
     if _json(args, console, job):
         return 0
     console.print(
-        Text.assemble(
-            "submitted ", (job["job_id"], "bold"), " ", _state(job["state"]), ": ", job["reason"]
-        )
+        Text.assemble("submitted ", (job.job_id, "bold"), " ", _state(job.state), ": ", job.reason)
     )
     return 0
 
 
 def _jobs(client: Client, args: argparse.Namespace, console: Console) -> int:
-    jobs = client.jobs(args.state)
+    if args.limit is not None and args.limit < 1:
+        raise _BadInput(f"--limit {args.limit}: must be >= 1")
+    jobs = client.jobs(args.state, limit=args.limit)
     if _json(args, console, jobs):
         return 0
     table = Table(title=f"{len(jobs)} jobs" + (f" ({args.state})" if args.state else ""))
@@ -132,13 +177,13 @@ def _jobs(client: Client, args: argparse.Namespace, console: Console) -> int:
         table.add_column(col, justify="right" if col == "PRIO" else "left")
     for j in jobs:
         table.add_row(
-            Text(j["job_id"]),
-            Text(j["name"]),
-            Text(j["team"]),
-            str(j["priority"]),
-            _state(j["state"]),
-            _when(j["submitted_at_s"]),
-            Text(j["reason"]),
+            Text(j.job_id),
+            Text(j.name),
+            Text(j.team),
+            str(j.priority),
+            _state(j.state),
+            _when(j.submitted_at_s),
+            Text(j.reason),
         )
     console.print(table)
     return 0
@@ -156,17 +201,64 @@ def _cancel(client: Client, args: argparse.Namespace, console: Console) -> int:
     j = client.cancel(args.job_id)
     if _json(args, console, j):
         return 0
-    console.print(Text.assemble((j["job_id"], "bold"), " ", _state(j["state"]), ": ", j["reason"]))
+    console.print(Text.assemble((j.job_id, "bold"), " ", _state(j.state), ": ", j.reason))
     return 0
 
 
 def _logs(client: Client, args: argparse.Namespace, console: Console) -> int:
-    out = client.logs(args.job_id, args.tail)
-    if _json(args, console, out):
+    if args.follow:
+        if args.tail is not None and args.tail < 1:
+            raise _BadInput(f"--tail {args.tail}: must be >= 1")
+        try:
+            _follow(client, args, console)
+        except KeyboardInterrupt:  # Ctrl-C: stop following, quietly
+            console.file.flush()
+            return 130
         return 0
-    text: str = out["text"]
+    tail = 200 if args.tail is None else args.tail
+    text = client.logs(args.job_id, tail)
+    if _json(args, console, {"job_id": args.job_id, "tail_lines": tail, "text": text}):
+        return 0
     console.file.write(text if not text or text.endswith("\n") else text + "\n")
     return 0
+
+
+def _follow(client: Client, args: argparse.Namespace, console: Console) -> None:
+    """The log from its start (or its last ``--tail`` lines), then as it grows, until the
+    job ends. With ``--output json``: one ``{"job_id", "text"}`` line per piece."""
+    out = console.file
+    offset = 0
+    last = ""
+
+    def write(text: str) -> None:
+        nonlocal last
+        if not text:
+            return
+        if args.output == "json":
+            out.write(json.dumps({"job_id": args.job_id, "text": text}) + "\n")
+        else:
+            out.write(text)
+            last = text
+        out.flush()
+
+    if args.tail is not None:  # read what is there, keep its last lines, then follow
+        lines: deque[str] = deque(maxlen=args.tail)
+        partial = ""
+        while True:
+            chunk = client.log_chunk(args.job_id, offset, _CHUNK_BYTES)
+            offset = chunk.next_offset
+            parts = (partial + chunk.text).splitlines(keepends=True)
+            partial = parts.pop() if parts and not parts[-1].endswith(("\n", "\r")) else ""
+            lines.extend(parts)
+            if chunk.next_offset - chunk.offset < _CHUNK_BYTES:  # read to the end, for now
+                break
+        if partial:
+            lines.append(partial)
+        write("".join(lines))
+    for text in client.follow_logs(args.job_id, offset=offset):
+        write(text)
+    if last and not last.endswith("\n"):
+        out.write("\n")
 
 
 def _queue(client: Client, args: argparse.Namespace, console: Console) -> int:
@@ -178,13 +270,13 @@ def _queue(client: Client, args: argparse.Namespace, console: Console) -> int:
         table.add_column(col, justify="right" if col == "POS" else "left")
     for q in rows:
         table.add_row(
-            str(q["position"]),
-            Text(q["job_id"]),
-            Text(q["name"]),
-            Text(q["team"]),
-            Text(q["code"]),
-            _when(q["estimated_start_s"]),
-            Text(q["reason"]),
+            str(q.position),
+            Text(q.job_id),
+            Text(q.name),
+            Text(q.team),
+            Text(q.code),
+            _when(q.estimated_start_s),
+            Text(q.reason),
         )
     console.print(table)
     return 0
@@ -198,22 +290,21 @@ def _nodes(client: Client, args: argparse.Namespace, console: Console) -> int:
     for col in ("NODE", "STATUS", "GPUS", "ALLOCATED", "UNHEALTHY", "UTIL %", "TELEMETRY"):
         table.add_column(col, justify="right" if col in ("ALLOCATED", "UTIL %") else "left")
     for n in nodes:
-        gpus = n["gpus"]
-        models = sorted({g["model"] for g in gpus})
-        sick = [g for g in gpus if not g["healthy"]]
-        utils = [g["utilization_pct"] for g in gpus if g.get("utilization_pct") is not None]
+        gpus = n.gpus
+        models = sorted({g.model for g in gpus})
+        sick = [g for g in gpus if not g.healthy]
+        utils = [g.utilization_pct for g in gpus if g.utilization_pct is not None]
         table.add_row(
-            Text(n["name"]),
+            Text(n.name),
             _node_status(n),
             Text(f"{len(gpus)} × {', '.join(models)}" if gpus else "none"),
-            f"{sum(g['allocated_milli'] for g in gpus) / 1000:g}/{len(gpus)}",
+            f"{sum(g.allocated_milli for g in gpus) / 1000:g}/{len(gpus)}",
             Text(
-                ", ".join(f"{g['index']}: {'; '.join(g['why_unhealthy']) or '?'}" for g in sick)
-                or "-",
+                ", ".join(f"{g.index}: {'; '.join(g.why_unhealthy) or '?'}" for g in sick) or "-",
                 style="red" if sick else "",
             ),
             f"{sum(utils) / len(utils):.0f}" if utils else "-",
-            Text("simulated", style="magenta") if n["simulated"] else Text("NVML"),
+            Text("simulated", style="magenta") if n.simulated else Text("NVML"),
         )
     console.print(table)
     return 0
@@ -224,7 +315,7 @@ def _node_command(verb: str) -> Command:
         node = getattr(client, verb)(args.node)
         if _json(args, console, node):
             return 0
-        console.print(Text.assemble((f"{node['name']}: ", "bold"), _node_status(node)))
+        console.print(Text.assemble((f"{node.name}: ", "bold"), _node_status(node)))
         return 0
 
     return run
@@ -255,45 +346,45 @@ def _audit(client: Client, args: argparse.Namespace, console: Console) -> int:
     for col in ("TIME", "WHO", "TEAM", "ACTION", "TARGET", "OUTCOME", "DETAIL"):
         table.add_column(col)
     for r in rows:
-        ok = r["outcome"] == "ok"
+        ok = r.outcome == "ok"
         table.add_row(
-            _when(r["at_s"]), Text(r["principal"]), Text(r["team"] or "-"), Text(r["action"]),
-            Text(r["target"] or "-"), Text(r["outcome"], style="green" if ok else "red"),
-            Text(r["detail"]),
+            _when(r.at_s), Text(r.principal), Text(r.team or "-"), Text(r.action),
+            Text(r.target or "-"), Text(r.outcome, style="green" if ok else "red"),
+            Text(r.detail),
         )  # fmt: skip
     console.print(table)
     return 0
 
 
-def _print_job(j: dict[str, Any], console: Console) -> None:
-    table = Table(show_header=False, title=f"job {j['job_id']}")
+def _print_job(j: JobView, console: Console) -> None:
+    table = Table(show_header=False, title=f"job {j.job_id}")
     table.add_column(style="bold")
     table.add_column()
     rows: list[tuple[str, Text | str]] = [
-        ("name", Text(j["name"])),
-        ("team", Text(j["team"])),
-        ("priority", str(j["priority"])),
-        ("state", _state(j["state"])),
-        ("reason", Text(j["reason"])),
+        ("name", Text(j.name)),
+        ("team", Text(j.team)),
+        ("priority", str(j.priority)),
+        ("state", _state(j.state)),
+        ("reason", Text(j.reason)),
     ]
-    if j.get("code"):
-        rows.append(("code", Text(j["code"])))
-    if j.get("queue_position") is not None:
-        rows.append(("queue position", str(j["queue_position"])))
-    for key, label in (
-        ("estimated_start_s", "estimated start"),
-        ("submitted_at_s", "submitted"),
-        ("started_at_s", "started"),
-        ("finished_at_s", "finished"),
+    if j.code:
+        rows.append(("code", Text(j.code)))
+    if j.queue_position is not None:
+        rows.append(("queue position", str(j.queue_position)))
+    for ts, label in (
+        (j.estimated_start_s, "estimated start"),
+        (j.submitted_at_s, "submitted"),
+        (j.started_at_s, "started"),
+        (j.finished_at_s, "finished"),
     ):
-        if j.get(key) is not None:
-            rows.append((label, _when(j[key])))
-    rows += [("attempts", str(j.get("attempts", 0))), ("preemptions", str(j.get("preemptions", 0)))]
-    for p in j.get("placement", []):
-        gpus = ",".join(map(str, p["gpu_indices"])) or "-"
-        share = f" ({p['gpu_milli'] / 1000:g} GPU each)" if p["gpu_milli"] < 1000 else ""
-        rows.append((f"worker {p['rank']}", Text(f"{p['node']} GPUs {gpus}{share}")))
-    for k, v in sorted(j.get("metrics", {}).items()):
+        if ts is not None:
+            rows.append((label, _when(ts)))
+    rows += [("attempts", str(j.attempts)), ("preemptions", str(j.preemptions))]
+    for p in j.placement:
+        gpus = ",".join(map(str, p.gpu_indices)) or "-"
+        share = f" ({p.gpu_milli / 1000:g} GPU each)" if p.gpu_milli < 1000 else ""
+        rows.append((f"worker {p.rank}", Text(f"{p.node} GPUs {gpus}{share}")))
+    for k, v in sorted(j.metrics.items()):
         rows.append((f"metric {k}", f"{v:g}" if isinstance(v, float) else str(v)))
     for label, value in rows:
         table.add_row(label, value)
@@ -303,25 +394,41 @@ def _print_job(j: dict[str, Any], console: Console) -> None:
 def _json(args: argparse.Namespace, console: Console, data: Any) -> bool:
     if args.output != "json":
         return False
-    console.file.write(json.dumps(data, indent=2) + "\n")
+    console.file.write(json.dumps(_plain(data), indent=2) + "\n")
     return True
+
+
+def _plain(data: Any) -> Any:
+    """The client's views (pydantic models, lists of them) as the API's JSON."""
+    if isinstance(data, list):
+        return [_plain(x) for x in data]
+    if hasattr(data, "model_dump"):
+        return data.model_dump(mode="json")
+    return data
 
 
 def _state(state: str) -> Text:
     return Text(state, style=_STATE_STYLE.get(state, ""))
 
 
-def _node_status(n: dict[str, Any]) -> Text:
-    if not n["alive"]:
+def _node_status(n: NodeView) -> Text:
+    if not n.alive:
         return Text("lost", style="red")
-    if not n["schedulable"]:
+    if not n.schedulable:
         parts = [
-            f"{o['reason']} since {_when(o.get('since_s'))}"
-            + (f" ({o['cause']})" if o.get("cause") else "")
-            for o in n.get("off", [])
-        ] or n.get("off_reasons", [])
+            f"{o.reason} since {_when(o.since_s)}" + (f" ({o.cause})" if o.cause else "")
+            for o in n.off
+        ] or n.off_reasons
         return Text("off: " + ("; ".join(parts) or "?"), style="yellow")
     return Text("ready", style="green")
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024**2:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024**2:.2f} MiB"
 
 
 def _when(ts: float | None) -> str:

@@ -86,7 +86,12 @@ def cmd_remediate(args: argparse.Namespace, console: Console) -> int:
         return 0
     api = Client(args.api, token)
     nodes = NodeClient(api_client(args.server), settings.remediation.namespace)
-    rem = Remediator(nodes, api.nodes, settings, dry_run=args.dry_run)
+    rem = Remediator(
+        nodes,
+        lambda: [n.model_dump(mode="json") for n in api.nodes()],
+        settings,
+        dry_run=args.dry_run,
+    )
     if args.once:
         for a in rem.check():
             console.print(f"{type(a).__name__} {a.node}: {a.reason}", markup=False)

@@ -6,10 +6,13 @@ import argparse
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from scheduler.client import Client
 
 DEMO_TEAMS = ["perception", "planning", "mapping"]
 
@@ -94,8 +97,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
                 client = Client(info["api"], tokens.get(spec.get("team", ""), tokens["admin"]))
                 job = client.submit(spec)
                 console.print(
-                    f"submitted {path.name} as {job['job_id']} ({job['team']}): "
-                    f"{job['state']}, {job['reason']}"
+                    f"submitted {path.name} as {job.job_id} ({job.team}): "
+                    f"{job.state.value}, {job.reason}"
                 )
         time.sleep(1.0)
         _show_queue(admin, console)
@@ -103,12 +106,12 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         deadline = time.time() + args.timeout
         while time.time() < deadline:
             jobs = admin.jobs()
-            if all(j["state"] in ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED") for j in jobs):
+            if all(j.state.terminal for j in jobs):
                 break
             time.sleep(2.0)
         _show_jobs(admin, console, "results")
         jobs = admin.jobs()
-        ok = all(j["state"] == "SUCCEEDED" for j in jobs)
+        ok = all(j.state == "SUCCEEDED" for j in jobs)
         console.print("[green]all jobs succeeded[/]" if ok else "[red]not every job succeeded[/]")
         return 0 if ok else 1
     finally:
@@ -117,27 +120,27 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
                 console.print(line)
 
 
-def _show_queue(client: Any, console: Console) -> None:
+def _show_queue(client: Client, console: Console) -> None:
     table = Table(title="queue (why each job waits)")
     for col in ("pos", "job", "team", "code", "reason", "est. start in"):
         table.add_column(col)
     now = time.time()
     for q in client.queue():
-        est = q.get("estimated_start_s")
-        table.add_row(str(q["position"]), q["job_id"], q["team"], q["code"], q["reason"],
+        est = q.estimated_start_s
+        table.add_row(str(q.position), q.job_id, q.team, q.code, q.reason,
                       "-" if est is None else f"{max(0.0, est - now):.0f} s")  # fmt: skip
     console.print(table)
 
 
-def _show_jobs(client: Any, console: Console, title: str) -> None:
+def _show_jobs(client: Client, console: Console, title: str) -> None:
     table = Table(title=title)
     for col in ("job", "name", "team", "state", "placement", "attempts", "loss", "reason"):
         table.add_column(col)
     for j in client.jobs():
-        where = "; ".join(f"{p['node']}:{p['gpu_indices']}" for p in j["placement"])
-        loss = j["metrics"].get("loss")
-        table.add_row(j["job_id"], j["name"], j["team"], j["state"], where or "-",
-                      str(j["attempts"]), "-" if loss is None else f"{loss:.4f}", j["reason"])  # fmt: skip
+        where = "; ".join(f"{p.node}:{p.gpu_indices}" for p in j.placement)
+        loss = j.metrics.get("loss")
+        table.add_row(j.job_id, j.name, j.team, j.state.value, where or "-",
+                      str(j.attempts), "-" if loss is None else f"{loss:.4f}", j.reason)  # fmt: skip
     console.print(table)
 
 

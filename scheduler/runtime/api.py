@@ -16,10 +16,12 @@ POST   /v1/jobs                         submit a spec; 201 + JobView. ``Idempote
                                         A team token may omit ``team``; naming another
                                         team is 403; a priority or class above the team's
                                         grant is 403. An admin token must name ``team``.
-GET    /v1/jobs?state=S                 the caller's jobs (admin: all), optionally one state
+GET    /v1/jobs?state=S&limit=N&after=C the caller's jobs (admin: all), oldest first, one
+                                        page (``JobPage``: ``items``, ``next_after``)
 GET    /v1/jobs/{id}                    one job
 POST   /v1/jobs/{id}/cancel             cancel; 409 if the job has already ended
 GET    /v1/jobs/{id}/logs?tail=N        the last N lines of the job's log (1..100000)
+GET    /v1/jobs/{id}/logs/chunk?offset=K the log from byte K on (``LogChunk``; follow it)
 GET    /v1/queue                        pending jobs in queue order, with why they wait
                                         (team tokens: their team's entries, global positions)
 GET    /v1/nodes                        nodes and GPUs, why a node is off and since when
@@ -34,6 +36,10 @@ GET    /metrics                         Prometheus text; no token unless ``make_
 GET    /healthz                         ``{"status": "ok"}``; no token (liveness probes)
 GET    /openapi.json, /docs             FastAPI's schema (bearer scheme declared) and UI
 ====== ================================ ==================================================
+
+Ray's Job Submission API (``/api/version``, ``/api/jobs/...``, ``/api/packages/...``) is
+served too, by ``ray_jobs_api.py``, so that ``ray job submit --address http://GPUYARD``
+and ``JobSubmissionClient`` work against gpuyard with the same tokens.
 
 Status codes: 401 missing or unknown token (with ``WWW-Authenticate: Bearer``); 403 the
 caller may not do this (another team's job or spec, a priority above its grant, an operator
@@ -60,13 +66,16 @@ from pydantic import BaseModel
 
 from scheduler.runtime.auth import Principal, TokenAuth
 from scheduler.runtime.metrics import CONTENT_TYPE
+from scheduler.runtime.ray_jobs_api import install as install_ray_jobs_api
 from scheduler.runtime.views import (
     AuditView,
     Backend,
     Conflict,
     Forbidden,
+    JobPage,
     JobState,
     JobView,
+    LogChunk,
     NodeOp,
     NodeView,
     QueueEntry,
@@ -79,6 +88,8 @@ from scheduler.runtime.views import (
 API_VERSION = "v1"
 MAX_LOG_TAIL = 100_000
 MAX_AUDIT = 10_000
+MAX_PAGE = 1000
+MAX_CHUNK_BYTES = 4 * 1024 * 1024
 ANONYMOUS = Principal("anonymous", None, False)  # who a refused token is recorded as
 
 
@@ -204,9 +215,17 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
             )  # fmt: skip
         return await backend.submit(who, _spec_for(who, spec), idempotency_key)
 
-    @app.get("/v1/jobs", response_model=list[JobView], responses=_ERRORS)
-    async def list_jobs(who: Caller, state: JobState | None = None) -> list[JobView]:
-        return await backend.list_jobs(who.team, state)
+    @app.get("/v1/jobs", response_model=JobPage, responses=_ERRORS)
+    async def list_jobs(
+        who: Caller,
+        state: JobState | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        after: Annotated[
+            str | None,
+            Query(min_length=1, max_length=200, description="next_after of the page before"),
+        ] = None,
+    ) -> JobPage:
+        return await backend.list_jobs(who.team, state, limit, after)
 
     @app.get("/v1/jobs/{job_id}", response_model=JobView, responses=_JOB_ERRORS)
     async def get_job(job: OwnedJob) -> JobView:
@@ -241,6 +260,17 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
         except UnknownJob:
             raise _no_job(job.job_id) from None
         return LogsView(job_id=job.job_id, tail_lines=tail, text=text)
+
+    @app.get("/v1/jobs/{job_id}/logs/chunk", response_model=LogChunk, responses=_JOB_ERRORS)
+    async def log_chunk(
+        job: OwnedJob,
+        offset: Annotated[int, Query(ge=0, description="byte offset: next_offset of the last")] = 0,
+        limit_bytes: Annotated[int, Query(ge=1, le=MAX_CHUNK_BYTES)] = 1024 * 1024,
+    ) -> LogChunk:
+        try:
+            return await backend.log_chunk(job.job_id, offset, limit_bytes)
+        except UnknownJob:
+            raise _no_job(job.job_id) from None
 
     @app.get("/v1/queue", response_model=list[QueueEntry], responses=_ERRORS)
     async def queue(who: Caller) -> list[QueueEntry]:
@@ -286,6 +316,8 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
         return Health(status="ok")
+
+    install_ray_jobs_api(app, backend, auth, principal, refuse)
 
     @app.exception_handler(SpecRejected)
     async def spec_rejected(request: Request, exc: SpecRejected) -> JSONResponse:

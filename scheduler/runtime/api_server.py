@@ -25,7 +25,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from scheduler.runtime.auth import Principal
-from scheduler.runtime.views import AuditView, JobState, JobView, NodeOp, NodeView, QueueEntry
+from scheduler.runtime.views import (
+    AuditView,
+    JobPage,
+    JobState,
+    JobView,
+    LogChunk,
+    NodeOp,
+    NodeView,
+    QueueEntry,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -52,11 +61,25 @@ class ServiceBackend:
     ) -> JobView:
         return await self._run(self.service.submit, spec, idempotency_key, who)
 
-    async def list_jobs(self, team: str | None, state: JobState | None) -> list[JobView]:
-        return await self._run(self.service.list_jobs, team, state)
+    async def list_jobs(
+        self, team: str | None, state: JobState | None, limit: int, after: str | None
+    ) -> JobPage:
+        return await self._run(self.service.page_jobs, team, state, limit, after)
 
     async def get_job(self, job_id: str) -> JobView:
         return await self._run(self.service.get_job, job_id)
+
+    async def find_job(self, team: str, key: str) -> JobView:
+        return await self._run(self.service.find_job, team, key)
+
+    async def log_chunk(self, job_id: str, offset: int, limit_bytes: int) -> LogChunk:
+        return await self._run(self.service.log_chunk, job_id, offset, limit_bytes)
+
+    async def package_exists(self, uri: str) -> bool:
+        return await self._run(self.service.package_exists, uri)
+
+    async def put_package(self, who: Principal, uri: str, data: bytes) -> None:
+        await self._run(self.service.put_package, who, uri, data)
 
     async def cancel(self, who: Principal, job_id: str) -> JobView:
         return await self._run(self.service.cancel, job_id, who)

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scheduler.runtime import bench_byo
 from scheduler.runtime.executor import RunRequest
 
 SMALL: dict[str, Any] = {
@@ -54,33 +55,43 @@ SMALL: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _wait_file(path: Path, timeout_s: float) -> float:
+def _wait_first_step(run_name: str, attempt: int, timeout_s: float) -> float:
+    """When the run's rank 0 marked its first step (``scheduler.train.mark_first_step``)."""
+    from scheduler.runtime.control import RunChannel
+
+    channel = RunChannel(run_name, attempt)
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        if path.exists():
-            text = path.read_text().strip()
-            if text:
-                return float(text)
+        at = channel.first_step_at()
+        if at is not None:
+            return at
         time.sleep(0.02)
-    raise TimeoutError(f"no {path} after {timeout_s} s")
+    raise TimeoutError(f"no first step of {run_name} attempt {attempt} after {timeout_s} s")
+
+
+def _journal_id(state: Path) -> str:
+    from scheduler.runtime.journal import Journal
+
+    with Journal(state / "journal.db") as journal:
+        return journal.instance_id()
 
 
 def _bare_first_step(state: Path, node_id: str, i: int) -> float:
     """Seconds from ``TorchTrainer.fit()`` to the loop's first step (same loop, same pin)."""
     from scheduler.runtime.executor import RunRequest, WorkerSlot, build_trainer
 
-    control = state / "bare" / f"run-{i}"
+    name = f"bare-{i}-{time.time_ns()}"
     req = RunRequest(
         job_id=f"bare-{i}", attempt=1, entrypoint=SMALL["entrypoint"], config=dict(SMALL["config"]),
         workers=(WorkerSlot("bench", node_id, (0,)),), cpus_per_worker=1.0, gpus_per_worker=1.0,
-        storage_path=str(state / "bare-runs"), control_dir=str(control), simulated_gpus=True,
+        storage_path=str(state / "bare-runs"), log_path=str(state / "bare" / f"{name}.log"),
+        run_name=name, simulated_gpus=True,
     )  # fmt: skip
-    control.mkdir(parents=True, exist_ok=True)
     trainer = build_trainer(req)
     t0 = time.time()
     thread = threading.Thread(target=trainer.fit, daemon=True)
     thread.start()
-    first = _wait_file(control / "first_step", 300)
+    first = _wait_first_step(name, 1, 300)
     thread.join(300)
     return first - t0
 
@@ -88,12 +99,8 @@ def _bare_first_step(state: Path, node_id: str, i: int) -> float:
 def _service_first_step(client: Any, state: Path, i: int) -> float:
     t0 = time.time()
     job = client.submit({**SMALL, "name": f"latency-{i}"})
-    first = _wait_file(state / "control" / job["job_id"] / "first_step", 300)
-    deadline = time.time() + 300
-    while (
-        client.job(job["job_id"])["state"] not in ("SUCCEEDED", "FAILED") and time.time() < deadline
-    ):
-        time.sleep(0.2)
+    first = _wait_first_step(f"{job.job_id}-{_journal_id(state)}", 1, 300)
+    client.wait(job.job_id, until="ended", timeout_s=300)
     return first - t0
 
 
@@ -285,7 +292,7 @@ def _burst(api: str, token: str, n: int, threads: int, tag: str) -> BurstFigure:
 
     def client_of() -> Callable[[int], str]:
         client = Client(api, token)
-        return lambda i: str(client.submit({**SMALL, "name": f"{tag}-{i}"})["job_id"])
+        return lambda i: client.submit({**SMALL, "name": f"{tag}-{i}"}).job_id
 
     return _threads_burst(n, threads, client_of, lambda: _scrape(api))
 
@@ -331,12 +338,12 @@ def _check_lost(fig: BurstFigure, admin: Any, state: Path) -> None:
     from scheduler.runtime.journal import Journal
 
     ids = set(fig.accepted)
-    listed = {j["job_id"] for j in admin.jobs()}
+    listed = {j.job_id for j in admin.jobs()}
     with Journal(state / "journal.db") as journal:
         stored = {s.job_id for s in journal.submissions()}
     fig.lost_api = len(ids - listed)
     fig.lost_journal = len(ids - stored)
-    fig.queued = sum(1 for q in admin.queue() if q["job_id"] in ids)
+    fig.queued = sum(1 for q in admin.queue() if q.job_id in ids)
 
 
 def _cancel_all(api: str, token: str, admin: Any, ids: list[str]) -> None:
@@ -545,7 +552,7 @@ class FakeLauncher:
             for h in handles
         ]
 
-    def stop(self, handle: FakeRun) -> None:
+    def stop(self, handle: FakeRun, why: str = "") -> None:
         handle.stop_asked = True
 
     def kill(self, handle: FakeRun) -> None:
@@ -847,12 +854,13 @@ def service_section(
         for i in range(samples):  # alternate, so drift hits both alike
             bare.append(_bare_first_step(state, node_id, i))
             svc.append(_service_first_step(client, state, i))
+        byo = bench_byo.measure(client, info["dashboard"], state, samples)
 
         # fill all 12 GPUs with one long job, then burst small ones: they all queue
         blocker = client.submit({**SMALL, "name": "blocker", "workers": 3, "gpus_per_worker": 4,
                                  "config": {**SMALL["config"], "epochs": 100000, "step_sleep_s": 0.5}})  # fmt: skip
         # its training running (first step taken), so its start-up is not in the bursts
-        _wait_file(state / "control" / blocker["job_id"] / "first_step", 300)
+        _wait_first_step(f"{blocker.job_id}-{_journal_id(state)}", 1, 300)
         time.sleep(5)
         warm = _burst(api, token, 64, 8, "warm")  # the API's and actor's paths warmed
         _cancel_all(api, token, admin, warm.accepted)
@@ -890,6 +898,8 @@ def service_section(
         f"| through gpuyard | {statistics.median(svc):.2f} | {_pct(svc, 0.95):.2f} | {', '.join(f'{x:.1f}' for x in svc)} |",
         "",
         f"Ratio of medians: **{ratio50:.2f}x** ({_met(ratio50 <= 1.2)}); p95 ratio {_pct(svc, 0.95) / _pct(bare, 0.95):.2f}x.",
+        "",
+        *bench_byo.lines(byo, _met),
         "",
         *_burst_lines(bursts, inprocess, burst, where),
         "",

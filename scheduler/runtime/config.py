@@ -179,6 +179,15 @@ class ServiceConfig:
     state_dir: str = "~/.gpuyard"
     snapshot_every: int = 200  # batches between two snapshots of the core (and compactions)
     snapshot_events: int = 10_000  # ... or events, whichever first (bounds a restart's replay)
+    # where every run's checkpoints go (a local or NFS path every node mounts, or a URI such
+    # as s3://bucket/prefix); runs live in <storage_path>/<team>/<run name>. Default:
+    # <state_dir>/runs, which only a single-machine cluster can share
+    storage_path: str | None = None
+    ray_dashboard_url: str | None = None  # Ray's Jobs API for script jobs; default: discovered
+
+    @property
+    def storage_root(self) -> str:
+        return self.storage_path or str(self.state_path / "runs")
 
     @property
     def state_path(self) -> Path:
@@ -228,7 +237,7 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "stop_grace_s": (int, float), "max_failures": (int,), "state_dir": (str,),
     "aging_s": (int, float), "fair_share_half_life_s": (int, float), "backfill_depth": (int,),
     "preemption_depth": (int,), "snapshot_every": (int,), "snapshot_events": (int,),
-    "teams": (dict,),
+    "teams": (dict,), "storage_path": (str,), "ray_dashboard_url": (str,),
 }  # fmt: skip
 _POSITIVE = {"aging_s", "fair_share_half_life_s", "backfill_depth", "preemption_depth",
              "snapshot_every", "snapshot_events", "loop_period_s", "telemetry_period_s", "api_port"}  # fmt: skip

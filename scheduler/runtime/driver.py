@@ -201,8 +201,10 @@ class Driver:
         lock: threading.RLock,
         clock: Callable[[], float],
         views: Any,
+        package_known: Callable[[str], bool] = lambda uri: True,
     ) -> None:
         self.cfg = cfg
+        self.package_known = package_known  # was this gcs:// package uploaded to us?
         self.sched = sched
         self.fleet = {n.name: n for n in fleet}
         self.core = core
@@ -366,6 +368,15 @@ class Driver:
         spec = specs.parse_spec(inp.raw, "request body")
         if spec.team is None:
             raise SpecRejected([{"loc": ["team"], "msg": "a team is required", "input": None}])
+        specs.reject_local_paths(spec, "request body")
+        missing = [u for u in specs.package_uris(spec) if not self.package_known(u)]
+        if missing:
+            raise SpecRejected([
+                {"loc": ["runtime_env"], "input": u, "source": "request body",
+                 "msg": f"package {u} was not uploaded to this service: upload the directory "
+                        "(gpuyard submit --working-dir, the SDK, or ray job submit) first"}
+                for u in missing
+            ])  # fmt: skip
         if not who.admin and spec.team != who.team:
             raise Forbidden(f"the token of {who.name!r} submits for team {who.team!r} only")
         try:

@@ -55,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import secrets
 import sqlite3
 import threading
 import zlib
@@ -1033,6 +1034,20 @@ class Journal:
             conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'job'")
             n: int = conn.execute("SELECT value FROM counters WHERE name = 'job'").fetchone()[0]
         return n
+
+    def instance_id(self) -> str:
+        """This journal's id: 10 hex digits drawn once, when first asked, and kept (a
+        counter row, untouched by compaction). Run names carry it, so that a fresh journal
+        never reuses an old one's checkpoints for its own ``job-000001``."""
+        rows = self._query("SELECT value FROM counters WHERE name = 'instance'")
+        if not rows:
+            with self._write("the journal's id") as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO counters (name, value) VALUES ('instance', ?)",
+                    (secrets.randbits(40),),
+                )
+            rows = self._query("SELECT value FROM counters WHERE name = 'instance'")
+        return f"{int(rows[0][0]):010x}"
 
     def job_counter(self) -> int:
         """The last job number handed out (by ``next_job_number`` or ``commit(job_counter=)``);

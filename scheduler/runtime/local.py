@@ -43,14 +43,21 @@ def _ray(*args: str) -> None:
         raise RuntimeError(f"ray {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
 
 
-def start_local_cluster(fleet: list[NodeSpec], state_dir: Path) -> str:
-    """A local Ray head plus one raylet per fleet node; returns the GCS address."""
+def start_local_cluster(fleet: list[NodeSpec], state_dir: Path) -> tuple[str, str]:
+    """A local Ray head plus one raylet per fleet node; returns the GCS address and the
+    dashboard's URL (Ray's Jobs API, which runs script jobs)."""
     os.environ["RAY_AUTH_MODE"] = "disabled"  # every process of this cluster (ray note §6)
     os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    # a script job's `python ...` is this interpreter (its environment has gpuyard and Ray)
+    bindir = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
     port = _free_port()
+    dashboard = _free_port()
     _ray(
         "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
-        "--include-dashboard=false", "--disable-usage-stats", "--labels=role=head",
+        "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}", "--disable-usage-stats", "--labels=role=head",
         "--object-store-memory=200000000", f"--temp-dir={_temp_dir()}",
     )  # fmt: skip
     address = f"127.0.0.1:{port}"
@@ -67,7 +74,7 @@ def start_local_cluster(fleet: list[NodeSpec], state_dir: Path) -> str:
             f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}",
             f"--min-worker-port={low}", f"--max-worker-port={low + 999}",
         )  # fmt: skip
-    return address
+    return address, f"http://127.0.0.1:{dashboard}"
 
 
 def _temp_dir() -> str:
@@ -115,13 +122,16 @@ def up(
     simulated = address is None
     started = time.time()
     if address is None:
-        address = start_local_cluster(fleet, state_dir)
+        address, dashboard = start_local_cluster(fleet, state_dir)
+        if cfg.ray_dashboard_url is None:
+            cfg = replace(cfg, ray_dashboard_url=dashboard)
     if cfg.tokens is None:
         tokens_path, _ = dev_tokens(state_dir, teams)
         cfg = replace(cfg, tokens=str(tokens_path))
     info = start_service(cfg, fleet, address, simulated, wait_s=0.0)
     info.update(
         local=simulated,
+        dashboard=cfg.ray_dashboard_url,
         state_dir=str(state_dir),
         tokens=cfg.tokens,
         up_s=round(time.time() - started, 1),  # the local cluster's start included

@@ -12,6 +12,7 @@ from scheduler.runtime.config import NodeSpec
 from scheduler.runtime.records import Record, Records
 from scheduler.runtime.views import (
     GpuView,
+    JobPage,
     JobState,
     JobView,
     NodeView,
@@ -31,8 +32,10 @@ class Presenter:
         fleet: dict[str, NodeSpec],
         extras: Callable[[], tuple[dict[str, str], set[str], dict[str, Any]]],
         simulated: bool,
+        run_name: Callable[[str], str] = str,
     ) -> None:
         self._core = core  # the driver's current core (a rollback replaces it)
+        self._run_name = run_name  # job id -> run name (its checkpoints, its Ray jobs)
         self.records = records
         self.fleet = fleet
         self._extras = extras  # (Ray node ids, lost nodes, samples)
@@ -57,6 +60,7 @@ class Presenter:
     def job(self, rec: Record) -> JobView:
         p = self.pending().get(rec.job_id) if rec.state is JobState.PENDING else None
         placement = rec.placement if rec.state is JobState.RUNNING else None
+        kind = "script" if "command" in rec.spec else "train"
         return JobView(
             job_id=rec.job_id, name=rec.name, team=rec.team, priority=rec.priority,
             state=rec.state, reason=p.reason if p is not None else rec.reason,
@@ -71,7 +75,9 @@ class Presenter:
                 for i, w in enumerate(placement.workers)
             ] if placement is not None else [],
             attempts=rec.attempts, preemptions=rec.preemptions, metrics=rec.metrics,
-            spec=rec.spec,
+            spec=rec.spec, kind=kind,
+            ray_job_id=f"gpuyard-{self._run_name(rec.job_id)}-a{rec.attempts}"
+            if kind == "script" and rec.attempts > 0 else None,
         )  # fmt: skip
 
     def jobs(self, team: str | None, state: JobState | None) -> list[JobView]:
@@ -80,6 +86,20 @@ class Presenter:
             for r in sorted(self.records.values(), key=lambda r: r.job_id)
             if (team is None or r.team == team) and (state is None or r.state is state)
         ]
+
+    def page(
+        self, team: str | None, state: JobState | None, limit: int, after: str | None
+    ) -> JobPage:
+        """At most ``limit`` jobs whose id sorts after ``after``, oldest first."""
+        match = sorted(
+            (r for r in self.records.values()
+             if (team is None or r.team == team) and (state is None or r.state is state)
+             and (after is None or r.job_id > after)),
+            key=lambda r: r.job_id,
+        )  # fmt: skip
+        items = [self.job(r) for r in match[:limit]]
+        more = len(match) > limit
+        return JobPage(items=items, next_after=items[-1].job_id if more and items else None)
 
     def queue(self, team: str | None) -> list[QueueEntry]:
         out = []

@@ -20,7 +20,8 @@ import ray
 from scheduler.core.model import Placement
 from scheduler.runtime.auth import Principal
 from scheduler.runtime.config import NodeSpec, ServiceConfig
-from scheduler.runtime.executor import NAMESPACE, RunRequest, find_runner, new_runner
+from scheduler.runtime.control import NAMESPACE
+from scheduler.runtime.executor import RunRequest, find_runner, new_runner
 from scheduler.runtime.views import AuditView, JobState, JobView, NodeOp, NodeView, QueueEntry
 
 SCHEDULER_NAME = "gpuyard-scheduler"
@@ -31,10 +32,11 @@ class RayLauncher:
     """Runs on runner actors; keeps one idle runner ready (its process started and Ray Train
     and torch imported) so a launch does not wait for them."""
 
-    def __init__(self, head_node_id: str) -> None:
+    def __init__(self, head_node_id: str, simulated: bool = True) -> None:
         self.head = head_node_id
+        self.simulated = simulated
         self._drop_idle()  # a previous incarnation's spare
-        self.spare: tuple[str, Any] | None = new_runner(head_node_id)
+        self.spare: tuple[str, Any] | None = new_runner(head_node_id, simulated)
 
     def _drop_idle(self) -> None:
         names = [
@@ -48,8 +50,8 @@ class RayLauncher:
                 self.kill(handle)
 
     def prepare(self) -> tuple[str, Any]:
-        ready, self.spare = self.spare, new_runner(self.head)
-        return ready if ready is not None else new_runner(self.head)
+        ready, self.spare = self.spare, new_runner(self.head, self.simulated)
+        return ready if ready is not None else new_runner(self.head, self.simulated)
 
     def run(self, handle: Any, req: RunRequest) -> None:
         handle.run.remote(req)
@@ -67,10 +69,14 @@ class RayLauncher:
                 out.append(None)  # the runner is gone (or hung): the run is lost
         return out
 
-    def stop(self, handle: Any) -> None:
-        handle.stop.remote()
+    def stop(self, handle: Any, why: str = "") -> None:
+        handle.stop.remote(why)
 
     def kill(self, handle: Any) -> None:
+        """The run ends now: the runner stops what lives outside it (a script job's Ray
+        job), then the runner dies (an entrypoint job's trainer with it)."""
+        with contextlib.suppress(ray.exceptions.RayError):
+            ray.get(handle.terminate.remote(), timeout=15)
         with contextlib.suppress(ValueError):  # already gone
             ray.kill(handle, no_restart=True)
 
@@ -156,7 +162,9 @@ class SchedulerActor:
         head = str(ray.get_runtime_context().get_node_id())
         self.cfg = cfg
         self.cluster = RayCluster(fleet, simulated, cfg.telemetry_period_s)
-        self.service = SchedulerService(cfg, fleet, RayLauncher(head), self.cluster, simulated)
+        self.service = SchedulerService(
+            cfg, fleet, RayLauncher(head, simulated), self.cluster, simulated
+        )
         self.service.start()
         self.api: Any = None
         self.backend: Any = None

@@ -3,9 +3,10 @@ and kill them. Nothing here decides anything: the core says what runs where; thi
 out and reports what the runs did.
 
 Fencing. Every run is one *attempt* of its job (1, 2, ...), journaled before its runner gets
-it. Before an attempt starts, ``<control_dir>/ATTEMPT`` is set to its number: the training
-loop's helpers (``trainkit``) refuse to checkpoint and stop once that file names a newer
-attempt, so a stale runner that comes back cannot write over its successor's checkpoints.
+it. Before an attempt starts, it is made the run's current attempt in Ray's KV
+(``control.RunChannel.begin``): the training loop's helpers (``scheduler.train``) refuse to
+checkpoint and stop once a newer attempt is current, so a stale run that comes back cannot
+write over its successor's checkpoints.
 A status report counts only from the handle of the job's current attempt. A runner that does
 not answer (``status`` gives None: gone, hung, partitioned) is killed (``ray.kill``) before
 the job is reported lost, so it is never relaunched while the old run may still be alive.
@@ -25,10 +26,9 @@ from typing import Any, Protocol
 from scheduler.core.actions import Launch
 from scheduler.core.model import MILLI_PER_GPU, Placement
 from scheduler.runtime import spec as specs
+from scheduler.runtime.control import RunChannel, Store
 from scheduler.runtime.executor import RunRequest, WorkerSlot
 from scheduler.runtime.journal import Journal, JournalError
-
-FENCE_FILE = "ATTEMPT"
 
 
 class Launcher(Protocol):
@@ -42,9 +42,9 @@ class Launcher(Protocol):
 
     def status(self, handles: Sequence[Any]) -> list[dict[str, Any] | None]: ...  # None: gone
 
-    def stop(self, handle: Any) -> None: ...
+    def stop(self, handle: Any, why: str) -> None: ...  # checkpoint and return
 
-    def kill(self, handle: Any) -> None: ...
+    def kill(self, handle: Any) -> None: ...  # now (a script job's Ray job too)
 
 
 class Cluster(Protocol):
@@ -111,11 +111,21 @@ Effect = Start | Stop | Kill | Idle
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    storage_path: str
-    control_root: Path
+    storage_path: str  # the storage root: runs live in <storage_path>/<team>/<run name>
+    control_root: Path  # <control_root>/<job id>/log: the job's log, on the head
     simulated: bool
     stop_grace_s: float
     max_failures: int
+    journal_id: str = ""  # the journal's id, in every run name
+    dashboard_url: str | None = None  # Ray's Jobs API (script jobs); None: discovered
+    package_root: Path | None = None  # uploaded packages (packages.py)
+    kv: Store | None = None  # the control channel's store; None: Ray's KV
+
+    def run_name(self, job_id: str) -> str:
+        return f"{job_id}-{self.journal_id}" if self.journal_id else job_id
+
+    def log_path(self, job_id: str) -> Path:
+        return self.control_root / job_id / "log"
 
 
 class Runs:
@@ -210,9 +220,8 @@ class Runs:
             if req is None:
                 self.deferred.append(launch)
                 return
-            fence = self.control_dir(launch.job_id)
-            fence.mkdir(parents=True, exist_ok=True)
-            (fence / FENCE_FILE).write_text(f"{attempt}\n")
+            # the fence: from now on older attempts are superseded
+            RunChannel(req.name, attempt, self.settings.kv).begin()
         name, handle = self.launcher.prepare()
         with self.lock:
             superseded = not is_current(launch)  # changed while the runner was prepared
@@ -249,7 +258,7 @@ class Runs:
                 run.why, run.cause = eff.why, eff.cause
             handle = run.handle
         if first:
-            self.launcher.stop(handle)
+            self.launcher.stop(handle, f"{eff.why}: {eff.cause}")
         if eff.kill:
             self.launcher.kill(handle)
 
@@ -281,16 +290,26 @@ def run_request(
     )
     spec = specs.parse_spec(spec_raw, f"job {launch.job_id}")
     w0 = launch.placement.workers[0]
+    packages = {}
+    if settings.package_root is not None:
+        for uri in specs.package_uris(spec):
+            packages[uri] = str(settings.package_root / uri.partition("://")[2])
     return RunRequest(
         job_id=launch.job_id,
         attempt=attempt,
         entrypoint=spec.entrypoint,
+        command=spec.command,
         config=dict(spec.config),
         workers=workers,
         cpus_per_worker=w0.cpu_milli / 1000,
         gpus_per_worker=len(w0.gpu_indices) * w0.gpu_milli / MILLI_PER_GPU,
         storage_path=settings.storage_path,
-        control_dir=str(settings.control_root / launch.job_id),
+        run_name=settings.run_name(launch.job_id),
+        team=spec.team or "",
+        log_path=str(settings.log_path(launch.job_id)),
+        runtime_env=specs.ray_runtime_env(spec),
+        packages=packages,
+        dashboard_url=settings.dashboard_url,
         simulated_gpus=settings.simulated,
         checkpoint_interval_s=spec.checkpoint_interval_s,
         max_runtime_s=spec.max_runtime_s,

@@ -41,9 +41,10 @@ from scheduler.runtime.driver import (
     Refused,
     Submit,
 )
-from scheduler.runtime.executor import RunRequest, read_logs
+from scheduler.runtime.executor import RunRequest, read_log, tail_log
 from scheduler.runtime.journal import Journal, JournalError, RunEnd
 from scheduler.runtime.metrics import ServiceMetrics
+from scheduler.runtime.packages import PackageStore
 from scheduler.runtime.presenter import Presenter
 from scheduler.runtime.records import Records
 from scheduler.runtime.recovery import adopt, recover, save_snapshot
@@ -60,11 +61,15 @@ from scheduler.runtime.runs import (
 )
 from scheduler.runtime.views import (
     AuditView,
+    JobPage,
     JobState,
     JobView,
+    LogChunk,
     NodeOp,
     NodeView,
     QueueEntry,
+    Unavailable,
+    UnknownJob,
 )
 
 __all__ = ["LOCAL", "Cluster", "Launcher", "SchedulerService"]
@@ -125,12 +130,16 @@ class SchedulerService:
         self._threads: list[threading.Thread] = []
         self.errors: list[str] = []  # the loop threads' last errors (tracebacks)
         self._last_telemetry_s = -1e18
+        self.packages = PackageStore(state_dir / "packages")
         settings = RunSettings(
-            storage_path=str(state_dir / "runs"),
+            storage_path=cfg.storage_root,
             control_root=self.control_root,
             simulated=simulated,
             stop_grace_s=cfg.stop_grace_s,
             max_failures=cfg.max_failures,
+            journal_id=self.journal.instance_id(),
+            dashboard_url=cfg.ray_dashboard_url,
+            package_root=self.packages.root,
         )
         self.runs = Runs(settings, launcher, cluster, self.journal, self.lock, clock)
         self._recover()
@@ -147,10 +156,11 @@ class SchedulerService:
         self.views = Presenter(
             lambda: self.driver.core, records, self.fleet_specs,
             lambda: (self.driver.node_ids, self.driver.lost, self.driver.samples), self.simulated,
+            self.runs.settings.run_name,
         )  # fmt: skip
         self.driver = Driver(
             self.cfg, self.sched, list(self.fleet_specs.values()), core, self.journal, records,
-            self.runs, self.metrics, self.lock, self.clock, self.views,
+            self.runs, self.metrics, self.lock, self.clock, self.views, self.packages.exists,
         )  # fmt: skip
         now = self.driver.now()
         if found.gone:  # step 2: nodes removed from (or changed in) the fleet file
@@ -338,14 +348,51 @@ class SchedulerService:
         with self.lock:
             return self.views.jobs(team, state)
 
+    def page_jobs(
+        self, team: str | None, state: JobState | None, limit: int, after: str | None
+    ) -> JobPage:
+        """One page of jobs, oldest first (job ids sort by submission)."""
+        with self.lock:
+            return self.views.page(team, state, limit, after)
+
     def get_job(self, job_id: str) -> JobView:
         with self.lock:
+            return self.views.job(self.views.record(job_id))
+
+    def find_job(self, team: str, key: str) -> JobView:
+        """The team's job submitted with idempotency key ``key`` (a Ray submission id)."""
+        with self.lock:
+            job_id = self.records.keys.get((team, key))
+            if job_id is None:
+                raise UnknownJob(key)
             return self.views.job(self.views.record(job_id))
 
     def logs(self, job_id: str, tail_lines: int = 200) -> str:
         with self.lock:
             self.views.record(job_id)
-        return read_logs(str(self.control_root / job_id), tail_lines)
+        return tail_log(self.runs.settings.log_path(job_id), tail_lines)
+
+    def log_chunk(self, job_id: str, offset: int, limit_bytes: int = 1 << 20) -> LogChunk:
+        """The job's log from byte ``offset`` on; ``ended`` once the job has ended and no
+        run of it is still writing."""
+        with self.lock:
+            rec = self.views.record(job_id)
+            ended = rec.state.terminal and job_id not in self.runs.active
+        text, nxt = read_log(self.runs.settings.log_path(job_id), offset, limit_bytes)
+        return LogChunk(job_id=job_id, offset=offset, next_offset=nxt, text=text, ended=ended)
+
+    def package_exists(self, uri: str) -> bool:
+        return self.packages.exists(uri)
+
+    def put_package(self, who: Principal, uri: str, data: bytes) -> None:
+        """Keep an uploaded package (and put it in Ray's GCS when connected); audited."""
+        try:
+            self.packages.put(uri, data)
+        except OSError as e:
+            raise Unavailable(f"cannot store package {uri}: {e}") from None
+        self.inbox.put(
+            Refused(who, "upload package", uri, "ok", f"{len(data)} bytes")
+        )  # recorded with the next batch, like the API's refusals
 
     def queue(self, team: str | None = None) -> list[QueueEntry]:
         with self.lock:

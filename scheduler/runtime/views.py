@@ -54,6 +54,35 @@ class JobView(BaseModel):
         default={}, description="last metrics the training run reported"
     )
     spec: dict[str, Any] = Field(default={}, description="the submitted job spec")
+    kind: str = Field(
+        default="train",
+        description="'train' (a Ray Train loop, the spec's entrypoint) or 'script' (the "
+        "spec's command, run as a Ray job)",
+    )
+    ray_job_id: str | None = Field(
+        default=None,
+        description="a script job's current attempt in Ray's Jobs API (its submission id)",
+    )
+
+
+class JobPage(BaseModel):
+    """One page of a job list, oldest first; ``next_after`` is the cursor of the next page
+    (pass it as ``after``), None on the last page."""
+
+    items: list[JobView]
+    next_after: str | None = None
+
+
+class LogChunk(BaseModel):
+    """The job's log from byte ``offset`` on (its log only grows): ``text``, where the next
+    read starts (``next_offset``) and whether the job has ended (nothing more will come
+    once ``ended`` and ``text`` is empty)."""
+
+    job_id: str
+    offset: int
+    next_offset: int
+    text: str
+    ended: bool
 
 
 class QueueEntry(BaseModel):
@@ -171,6 +200,20 @@ class UnknownJob(KeyError):
     pass
 
 
+class PackageRejected(Exception):
+    """An uploaded package is refused (HTTP 400, or 413 when ``too_large``): its name is not
+    a package URI of Ray's form, or it exceeds Ray's size limit. The message says which and
+    what is allowed."""
+
+    def __init__(self, message: str, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.too_large = too_large
+
+    def __reduce__(self) -> tuple[type[PackageRejected], tuple[str, bool]]:
+        return (PackageRejected, (self.message, self.too_large))
+
+
 class UnknownNode(KeyError):
     pass
 
@@ -185,13 +228,29 @@ class Backend(Protocol):
         self, who: Principal, spec: dict[str, Any], idempotency_key: str | None
     ) -> JobView: ...  # raises SpecRejected, Forbidden, Conflict, Unavailable
 
-    async def list_jobs(self, team: str | None, state: JobState | None) -> list[JobView]: ...
+    async def list_jobs(
+        self, team: str | None, state: JobState | None, limit: int, after: str | None
+    ) -> JobPage: ...  # oldest first, at most ``limit`` jobs whose id sorts after ``after``
 
     async def get_job(self, job_id: str) -> JobView: ...  # raises UnknownJob
+
+    async def find_job(self, team: str, key: str) -> JobView: ...  # by the team's
+
+    # idempotency key (a Ray submission id); raises UnknownJob
 
     async def cancel(self, who: Principal, job_id: str) -> JobView: ...  # raises UnknownJob
 
     async def logs(self, job_id: str, tail_lines: int) -> str: ...  # raises UnknownJob
+
+    async def log_chunk(
+        self, job_id: str, offset: int, limit_bytes: int
+    ) -> LogChunk: ...  # raises UnknownJob
+
+    async def package_exists(self, uri: str) -> bool: ...  # "gcs://_ray_pkg_<hash>.zip"
+
+    async def put_package(
+        self, who: Principal, uri: str, data: bytes
+    ) -> None: ...  # raises PackageRejected, Unavailable
 
     async def queue(self, team: str | None) -> list[QueueEntry]: ...
 

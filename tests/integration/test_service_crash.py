@@ -132,9 +132,9 @@ def test_kill_minus_9_of_every_service_process_during_a_burst(tmp_path: Path) ->
         # a long job that checkpoints every epoch: it must resume after the crash
         long = post(tokens["perception"], {**_job("long", "perception", epochs=40, sleep=0.05),
                     "checkpoint_interval_s": 1}, "long", time.time() + 60)  # fmt: skip
-        from tests.integration.test_service_ray import registered_checkpoints
+        from tests.integration.test_service_ray import registered_checkpoints, run_dir
 
-        runs = state / "runs" / long["job_id"]
+        runs = run_dir(state, "perception", long["job_id"])
         deadline = time.time() + 120
         while registered_checkpoints(runs) < 1 and time.time() < deadline:
             time.sleep(0.5)

@@ -106,6 +106,17 @@ def wait_for(pred: Any, timeout_s: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def run_dir(state: Path, team: str, job_id: str) -> Path:
+    """Where the job's run keeps its checkpoints: ``<storage>/<team>/<job id>-<journal id>``."""
+    from scheduler.runtime.journal import Journal
+
+    journal = Journal(state / "journal.db")
+    try:
+        return state / "runs" / team / f"{job_id}-{journal.instance_id()}"
+    finally:
+        journal.close()
+
+
 def registered_checkpoints(run_dir: Path) -> int:
     """Checkpoints Ray Train has registered for the run (its checkpoint manager's snapshot):
     a ``checkpoint_*`` folder appears before the controller registers it, and a run killed in
@@ -147,7 +158,7 @@ def test_three_teams_quotas_and_packing_hold_and_a_job_trains_and_checkpoints(
         "p1",
     )
     assert done.metrics["epoch"] == 2.0 and done.attempts == 1
-    ckpts = sorted((state / "runs" / a.job_id).glob("checkpoint_*"))
+    ckpts = sorted(run_dir(state, a.team, a.job_id).glob("checkpoint_*"))
     assert ckpts, "the run left checkpoints in its storage path"
     # the quota freed: p2 runs and finishes
     wait_for(lambda: get(scheduler, b.job_id).state == "SUCCEEDED", 180, "p2 after p1")
@@ -168,7 +179,7 @@ def test_a_removed_node_s_job_resumes_from_its_checkpoint_on_another_node(
     )
     first = get(scheduler, j.job_id)
     node = first.placement[0].node
-    runs = state / "runs" / j.job_id
+    runs = run_dir(state, j.team, j.job_id)
     wait_for(lambda: registered_checkpoints(runs) >= 2, 120, "two checkpoints")
     c.remove_node(nodes[node], allow_graceful=False)
     moved = wait_for(
@@ -283,7 +294,7 @@ def test_the_http_api_served_by_the_scheduler_actor_refuses_what_it_must(
     mine = r.json()["job_id"]
     assert call("POST", f"/v1/jobs/{mine}/cancel", tokens["planning"]).status_code == 403
     assert call("GET", f"/v1/jobs/{mine}", tokens["planning"]).status_code == 403
-    seen = {j["job_id"] for j in call("GET", "/v1/jobs", tokens["planning"]).json()}
+    seen = {j["job_id"] for j in call("GET", "/v1/jobs", tokens["planning"]).json()["items"]}
     assert mine not in seen
     assert call("GET", f"/v1/jobs/{mine}", tokens["admin"]).json()["team"] == "mapping"
     # idempotency keys are the team's own: two teams, one key, two jobs
@@ -345,7 +356,7 @@ def test_restart_with_a_node_added_one_removed_and_a_changed_quota(
     ))  # fmt: skip
     wait_for(lambda: get(scheduler, mover.job_id).state == "RUNNING", 60, "mover runs")
     node = get(scheduler, mover.job_id).placement[0].node
-    runs = state / "runs" / mover.job_id
+    runs = run_dir(state, mover.team, mover.job_id)
     wait_for(lambda: registered_checkpoints(runs) >= 1, 120, "a checkpoint")
     before = {
         v.job_id: (v.team, v.priority, v.spec)

@@ -16,6 +16,7 @@ import uvicorn
 from scheduler.cli import main
 from scheduler.client import ApiError, Client
 from scheduler.runtime.api import make_app
+from scheduler.runtime.views import JobState
 from tests.unit.runtime.fake_backend import (
     ADMIN_TOKEN,
     NLP_TOKEN,
@@ -170,5 +171,81 @@ def test_client_raises_api_error_with_the_servers_reason(url: str) -> None:
     assert e.value.status == 403 and "another team" in e.value.detail
     assert c.healthz() == {"status": "ok"}
     with pytest.raises(ApiError) as e:
-        Client("http://127.0.0.1:9", NLP_TOKEN, timeout_s=2).jobs()
+        Client("http://127.0.0.1:9", NLP_TOKEN, timeout_s=2, retries=1, backoff_s=0.01).jobs()
     assert e.value.status == 0 and "cannot reach the gpuyard API" in str(e.value)
+
+
+def test_submit_uploads_the_working_dir(
+    url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    backend: FakeBackend,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "train.py").write_text("def loop(config):\n    pass\n")
+    spec = tmp_path / "job.yaml"
+    spec.write_text("name: resnet\nworkers: 2\nentrypoint: train:loop\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = gpuyard(capsys, url, VISION_TOKEN, "submit", "job.yaml", "--working-dir", "proj")
+    [uri] = backend.packages
+    size = len(backend.packages[uri])
+    assert code == 0 and out.splitlines() == [
+        f"uploaded {tmp_path / 'proj'}: {uri} ({size} B)",
+        "submitted job-0003 PENDING: waiting for 8 GPUs",
+    ]
+    assert backend.calls[-1][1][0]["runtime_env"] == {"working_dir": uri}
+    # a working_dir in the spec is relative to the spec file's folder; the package is there
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "job.yaml").write_text(
+        "name: resnet\nworkers: 2\nentrypoint: train:loop\nruntime_env:\n  working_dir: ../proj\n"
+    )
+    monkeypatch.chdir(specs.parent.parent)
+    code, out, err = gpuyard(capsys, url, VISION_TOKEN, "submit", str(specs / "job.yaml"),
+                             "--output", "json")  # fmt: skip
+    assert code == 0 and json.loads(out)["job_id"] == "job-0004"
+    assert err.strip() == f"{tmp_path / 'proj'}: {uri} (already uploaded)"
+    assert backend.calls[-1][1][0]["runtime_env"] == {"working_dir": uri}
+    code, _, err = gpuyard(capsys, url, VISION_TOKEN, "submit", str(spec), "--working-dir", "nope")
+    assert code == 2 and "nope must be an existing directory" in err
+
+
+def test_logs_follow_an_ended_job(
+    url: str, capsys: pytest.CaptureFixture[str], backend: FakeBackend
+) -> None:
+    backend.add("nlp", "done", JobState.SUCCEEDED)  # job-0003
+    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "logs", "job-0003", "-f")
+    assert (code, out) == (0, backend.log_text)
+    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "logs", "job-0003", "--follow", "--tail", "2")
+    assert (code, out) == (0, "line 9\nline 10\n")
+    code, out, _ = gpuyard(capsys, url, NLP_TOKEN, "logs", "job-0003", "-f", "--output", "json")
+    assert "".join(json.loads(line)["text"] for line in out.splitlines()) == backend.log_text
+
+
+def test_logs_follow_ends_quietly_on_ctrl_c(
+    url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(self: Client, job_id: str, **kwargs: object) -> Iterator[str]:
+        yield "line 1\n"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Client, "follow_logs", interrupted)
+    code, out, err = gpuyard(capsys, url, NLP_TOKEN, "logs", "job-0002", "-f")
+    assert (code, out, err) == (130, "line 1\n", "")
+
+
+def test_jobs_reads_every_page(
+    url: str, capsys: pytest.CaptureFixture[str], backend: FakeBackend
+) -> None:
+    for i in range(248):
+        backend.add("vision", f"j{i}")
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--output", "json")
+    assert code == 0 and [j["job_id"] for j in json.loads(out)] == sorted(backend.jobs)
+    assert [c[1][3] for c in backend.calls if c[0] == "list_jobs"] == [None, "job-0100", "job-0200"]
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs")
+    assert code == 0 and "250 jobs" in out
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--limit", "5", "--output", "json")
+    assert [j["job_id"] for j in json.loads(out)] == sorted(backend.jobs)[:5]
+    code, _, err = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--limit", "0")
+    assert code == 2 and "--limit 0: must be >= 1" in err

@@ -11,10 +11,13 @@ from scheduler.runtime.views import (
     Backend,
     Forbidden,
     GpuView,
+    JobPage,
     JobState,
     JobView,
+    LogChunk,
     NodeOp,
     NodeView,
+    PackageRejected,
     QueueEntry,
     SpecRejected,
     UnknownJob,
@@ -47,6 +50,8 @@ class FakeBackend:
         self.metrics = ServiceMetrics()
         self.audit_log: list[AuditView] = []
         self.log_text = "\n".join(f"line {i}" for i in range(1, 11)) + "\n"
+        self.packages: dict[str, bytes] = {}
+        self.package_limit = 1024 * 1024
 
     def add(self, team: str, name: str, state: JobState = JobState.PENDING) -> JobView:
         job_id = f"job-{len(self.jobs) + 1:04d}"
@@ -79,10 +84,22 @@ class FakeBackend:
             self.by_key[scoped] = job.job_id
         return job
 
-    async def list_jobs(self, team: str | None, state: JobState | None) -> list[JobView]:
-        self.calls.append(("list_jobs", (team, state)))
-        return [j for j in self.jobs.values()
-                if (team is None or j.team == team) and (state is None or j.state == state)]  # fmt: skip
+    async def list_jobs(
+        self, team: str | None, state: JobState | None, limit: int, after: str | None
+    ) -> JobPage:
+        self.calls.append(("list_jobs", (team, state, limit, after)))
+        match = [j for j in sorted(self.jobs.values(), key=lambda j: j.job_id)
+                 if (team is None or j.team == team) and (state is None or j.state == state)
+                 and (after is None or j.job_id > after)]  # fmt: skip
+        page = match[:limit]
+        more = len(match) > limit
+        return JobPage(items=page, next_after=page[-1].job_id if more and page else None)
+
+    async def find_job(self, team: str, key: str) -> JobView:
+        job_id = self.by_key.get(f"{team}/{key}")
+        if job_id is None:
+            raise UnknownJob(key)
+        return self.jobs[job_id]
 
     async def get_job(self, job_id: str) -> JobView:
         if job_id not in self.jobs:
@@ -99,6 +116,27 @@ class FakeBackend:
         await self.get_job(job_id)
         lines = self.log_text.splitlines(keepends=True)
         return "".join(lines[-tail_lines:])
+
+    async def log_chunk(self, job_id: str, offset: int, limit_bytes: int) -> LogChunk:
+        job = await self.get_job(job_id)
+        data = self.log_text.encode()
+        part = data[offset : offset + limit_bytes]
+        return LogChunk(job_id=job_id, offset=offset, next_offset=offset + len(part),
+                        text=part.decode(errors="replace"), ended=job.state.terminal)  # fmt: skip
+
+    async def package_exists(self, uri: str) -> bool:
+        return uri in self.packages
+
+    async def put_package(self, who: Principal, uri: str, data: bytes) -> None:
+        self.calls.append(("put_package", (who.name, uri, len(data))))
+        if not uri.startswith("gcs://_ray_pkg_"):
+            raise PackageRejected(f"{uri!r} is not a package URI 'gcs://_ray_pkg_<hash>.zip'")
+        if len(data) > self.package_limit:
+            raise PackageRejected(
+                f"package {uri} is {len(data)} bytes; the limit is {self.package_limit}",
+                too_large=True,
+            )
+        self.packages[uri] = data
 
     async def queue(self, team: str | None) -> list[QueueEntry]:
         pending = [j for j in self.jobs.values() if j.state is JobState.PENDING]

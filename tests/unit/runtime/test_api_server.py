@@ -54,7 +54,9 @@ def test_concurrent_http_submissions_are_group_committed_and_each_answered(
             t.join(60)
         assert sorted(j for j, _ in answered) == [f"job-{i:06d}" for i in range(1, 161)]
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        listed = requests.get(f"{url}/v1/jobs", headers=admin, timeout=30).json()
+        listed = requests.get(
+            f"{url}/v1/jobs", headers=admin, params={"limit": 1000}, timeout=30
+        ).json()["items"]
         assert {(j["job_id"], j["name"]) for j in listed} == set(answered)
         audit = requests.get(f"{url}/v1/audit", headers=admin, params={"limit": 1000}).json()
         assert sum(a["action"] == "submit" and a["outcome"] == "ok" for a in audit) == 160

@@ -63,7 +63,7 @@ class FakeLauncher:
             for h in handles
         ]
 
-    def stop(self, handle: FakeRun) -> None:
+    def stop(self, handle: FakeRun, why: str = "") -> None:
         handle.stop_asked = True
 
     def kill(self, handle: FakeRun) -> None:

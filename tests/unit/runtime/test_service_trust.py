@@ -5,7 +5,6 @@ snapshot with a changed fleet and quotas, and fencing of runs."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ import pytest
 
 from scheduler.runtime.auth import Principal
 from scheduler.runtime.config import ServiceConfig, TeamGrant, parse_fleet
+from scheduler.runtime.control import MemoryKV, RunChannel
 from scheduler.runtime.journal import Journal
 from scheduler.runtime.service import SchedulerService
 from scheduler.runtime.telemetry import GpuReading, NodeSample
@@ -435,8 +435,8 @@ def test_an_unreachable_runner_is_killed_before_its_job_is_relaunched(tmp_path: 
     assert not first.alive and killed_before == [True]
     again = svc.get_job(job.job_id)
     assert (again.state, again.attempts) == (JobState.RUNNING, 2)
-    fence = Path(svc.cfg.state_dir) / "control" / job.job_id / "ATTEMPT"
-    assert fence.read_text() == "2\n"
+    run = svc.runs.settings.run_name(job.job_id)
+    assert RunChannel(run, 1).superseded() and not RunChannel(run, 2).superseded()
 
 
 def test_a_stale_runner_cannot_report_for_a_newer_attempt(tmp_path: Path) -> None:
@@ -450,23 +450,26 @@ def test_a_stale_runner_cannot_report_for_a_newer_attempt(tmp_path: Path) -> Non
     assert svc.get_job(job.job_id).state is JobState.RUNNING
 
 
-def test_trainkit_refuses_to_checkpoint_a_superseded_attempt(tmp_path: Path) -> None:
-    from scheduler.runtime import trainkit
-    from scheduler.runtime.runs import FENCE_FILE
+def test_the_training_helpers_refuse_to_checkpoint_a_superseded_attempt(
+    memory_kv: MemoryKV,
+) -> None:
+    from scheduler import train
 
-    assert FENCE_FILE == trainkit.ATTEMPT_FILE
-    ctx = trainkit.context(
-        {"gpuyard": {"job_id": "job-1", "attempt": 1, "control_dir": str(tmp_path),
+    ctx = train.context(
+        {"gpuyard": {"job_id": "job-1", "run_name": "job-1-abc", "attempt": 1,
                      "gpu_indices": [[0]], "simulated_gpus": True}},
-        world_rank=0, world_size=1,
+        world_rank=0, world_size=1, check_placement=False,
     )  # fmt: skip
-    (tmp_path / FENCE_FILE).write_text("1\n")
-    assert not trainkit.superseded(ctx)
-    (tmp_path / FENCE_FILE).write_text("2\n")
-    assert trainkit.superseded(ctx) and trainkit.stop_requested(ctx)
-    with pytest.raises(trainkit.Superseded):
-        trainkit.report(ctx, {"loss": 1.0}, {"w": 1})
-    assert not os.path.exists(tmp_path / trainkit.METRICS_FILE)
+    RunChannel("job-1-abc", 1).begin()
+    assert not train.superseded(ctx) and not train.stop_requested(ctx)
+    RunChannel("job-1-abc", 1).ask_stop("preempt: a higher priority job")
+    assert train.stop_requested(ctx)
+    RunChannel("job-1-abc", 2).begin()
+    assert train.superseded(ctx) and train.stop_requested(ctx)
+    with pytest.raises(train.Superseded):
+        train.report(ctx, {"loss": 1.0}, {"w": 1})
+    assert RunChannel("job-1-abc", 1).metrics() == {}
+    assert memory_kv.get("run/job-1-abc/attempt") == b"2"
 
 
 def test_gpuyard_journal_verify_by_hand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -148,9 +148,20 @@ def test_each_invalid_field_is_named_with_what_is_allowed(
 
 def test_a_missing_required_field() -> None:
     data = minimal()
+    del data["workers"]
+    error = only_error(data)
+    assert (error["loc"], error["msg"]) == (("workers",), "required field is missing")
+
+
+def test_a_job_without_entrypoint_or_command() -> None:
+    data = minimal()
     del data["entrypoint"]
     error = only_error(data)
-    assert (error["loc"], error["msg"]) == (("entrypoint",), "required field is missing")
+    assert error["loc"] == ("entrypoint",)
+    assert error["msg"] == (
+        "give entrypoint (a Ray Train loop 'module:function') or command "
+        "(a script run as a Ray job)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -292,7 +303,8 @@ def test_the_schema_file_is_up_to_date() -> None:
 def test_the_schema_describes_the_model() -> None:
     schema = json.loads(json_schema_text())
     assert schema["additionalProperties"] is False
-    assert sorted(schema["required"]) == ["entrypoint", "name", "workers"]
+    assert sorted(schema["required"]) == ["name", "workers"]
+    assert [one["required"] for one in schema["oneOf"]] == [["entrypoint"], ["command"]]
     assert set(schema["properties"]) == set(JobSpec.model_fields)
 
 
