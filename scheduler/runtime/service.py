@@ -385,7 +385,8 @@ class SchedulerService:
         return self.packages.exists(uri)
 
     def put_package(self, who: Principal, uri: str, data: bytes) -> None:
-        """Keep an uploaded package (and put it in Ray's GCS when connected); audited."""
+        """Keep an uploaded package in ``<state_dir>/packages`` (the runner puts it into
+        Ray's GCS before each attempt: ``packages.ensure_in_gcs``); audited."""
         try:
             self.packages.put(uri, data)
         except OSError as e:

@@ -98,7 +98,7 @@ def loop(config):
                 gt.report(ctx, {"epoch": float(epoch - 1), "start": float(start),
                                 "stopped": 1.0}, state={"epoch": epoch - 1})
                 return
-            time.sleep(0.1)
+            time.sleep(0.2)
             gt.mark_first_step(ctx)
         gt.report(ctx, {"epoch": float(epoch), "start": float(start), "stopped": 0.0},
                   state={"epoch": epoch})
@@ -178,7 +178,7 @@ def service(s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     port = _free_port()
     cfg = ServiceConfig(
         state_dir=str(state), tokens=str(tokens), api_port=port, loop_period_s=0.3,
-        telemetry_period_s=1.0, stop_grace_s=60.0, preemption=False,
+        telemetry_period_s=1.0, stop_grace_s=20.0, preemption=False,
         storage_path=f"s3://{BUCKET}/runs", ray_dashboard_url=f"http://127.0.0.1:{dash}",
     )  # fmt: skip
     actor = start_scheduler(cfg, fleet, simulated=True)
@@ -190,7 +190,8 @@ def service(s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
             break
         except Exception:
             time.sleep(0.5)
-    yield {"url": url, "tokens": plain, "state": state, "actor": actor, "cluster": c}
+    yield {"url": url, "tokens": plain, "state": state, "actor": actor, "cluster": c,
+           "dashboard": f"http://127.0.0.1:{dash}"}  # fmt: skip
     ray.shutdown()
     c.shutdown()
 
@@ -244,7 +245,7 @@ def test_a_working_dir_job_with_pip_trains_on_s3_and_resumes_after_a_drain(
     spec = {
         "name": "wd-loop", "workers": 1, "gpus_per_worker": 1, "cpus_per_worker": 1,
         "memory_gib_per_worker": 1, "entrypoint": "mycode.loop:loop",
-        "config": {"epochs": 30, "sleep": 0.1},
+        "config": {"epochs": 16, "sleep": 0.2},
         "runtime_env": {"pip": ["tabulate"], "env_vars": {"TEAM_FLAG": "1"}},
     }  # fmt: skip
     job = team.submit(spec, working_dir=str(code))
@@ -256,7 +257,7 @@ def test_a_working_dir_job_with_pip_trains_on_s3_and_resumes_after_a_drain(
     done = drain_and_resume(service, admin, team, job.job_id, s3, prefix)
     assert done.state == "SUCCEEDED", done.reason
     assert done.attempts == 2
-    assert done.metrics["epoch"] == 29.0 and done.metrics["start"] >= 1.0
+    assert done.metrics["epoch"] == 15.0 and done.metrics["start"] >= 1.0
     assert done.metrics["tabulate"] == 1.0
     # every checkpoint is under the team's folder and this journal's run name, in S3
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")["Contents"]}
@@ -287,7 +288,7 @@ def test_ray_job_submit_to_gpuyard_queues_runs_resumes_and_stops(
     sub = ray_job(
         "submit", "--address", service["url"], "--working-dir", str(work), "--no-wait",
         "--entrypoint-num-gpus", "2", "--metadata-json", json.dumps(meta),
-        "--", "python", "train.py", "--epochs", "30",
+        "--", "python", "train.py", "--epochs", "16",
     )  # fmt: skip
     assert sub.returncode == 0, sub.stdout + sub.stderr
     first = sub.stdout.split("Job '")[1].split("'")[0]
@@ -322,7 +323,7 @@ def test_ray_job_submit_to_gpuyard_queues_runs_resumes_and_stops(
     prefix = f"runs/planning/{first}-"
     done = drain_and_resume(service, admin, team, first, s3, prefix)
     assert done.state == "SUCCEEDED", done.reason
-    assert done.metrics["epoch"] == 29.0 and done.metrics["start"] >= 1.0
+    assert done.metrics["epoch"] == 15.0 and done.metrics["start"] >= 1.0
     logs = ray_job("logs", "--address", service["url"], first)
     assert logs.returncode == 0
     assert "script attempt 1 on" in logs.stdout and "script attempt 2 on" in logs.stdout
@@ -346,3 +347,39 @@ def test_a_script_whose_workers_leave_the_placement_is_stopped(
     done = wait_for(lambda: (j := team.job(job.job_id)).state.terminal and j, 180, "the stop")
     assert done.state == "FAILED"
     assert "outside the placement" in done.reason
+
+
+def test_a_script_that_ignores_its_stop_request_is_killed_after_the_grace_period(
+    service: dict[str, Any],
+) -> None:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    team = Client(service["url"], service["tokens"]["planning"])
+    job = team.submit(
+        {"name": "stubborn", "workers": 1, "gpus_per_worker": 1, "cpus_per_worker": 1,
+         "memory_gib_per_worker": 1,
+         "command": "python -c \"import time; print('not listening', flush=True); time.sleep(900)\""}
+    )  # fmt: skip
+    running = wait_for(
+        lambda: (j := team.job(job.job_id)).state == "RUNNING" and j.ray_job_id and j,
+        120,
+        "the script running",
+    )
+    ray_jobs = JobSubmissionClient(service["dashboard"])
+
+    def status() -> Any:
+        try:
+            return ray_jobs.get_job_status(running.ray_job_id)
+        except RuntimeError:  # not handed to Ray yet
+            return None
+
+    wait_for(lambda: status() == JobStatus.RUNNING, 60, "Ray's job")
+    asked = time.time()
+    assert team.cancel(job.job_id).state == "CANCELLED"
+    wait_for(
+        lambda: status() == JobStatus.STOPPED,
+        90,
+        "the Ray job stopped after the grace period",
+    )
+    assert time.time() - asked >= 15  # it had its 20 s (less the poll periods) to stop itself
+    assert "not listening" in team.logs(job.job_id)

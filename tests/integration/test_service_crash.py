@@ -173,8 +173,15 @@ def test_kill_minus_9_of_every_service_process_during_a_burst(tmp_path: Path) ->
 
         # every job answered 201 is there exactly once, with its team and spec
         admin = {"Authorization": f"Bearer {tokens['admin']}"}
-        listed = {j["job_id"]: j for j in requests.get(url + "/v1/jobs", headers=admin,
-                                                      timeout=60).json()}  # fmt: skip
+        listed: dict[str, Any] = {}
+        after: str | None = None
+        while True:  # every page of the job list
+            params: dict[str, Any] = {"limit": 1000, **({"after": after} if after else {})}
+            page = requests.get(url + "/v1/jobs", headers=admin, params=params, timeout=60).json()
+            listed.update((j["job_id"], j) for j in page["items"])
+            after = page["next_after"]
+            if after is None:
+                break
         for key, view in answered.items():
             job = listed[view["job_id"]]
             assert (job["team"], job["name"]) == (view["team"], key)

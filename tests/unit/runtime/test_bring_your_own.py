@@ -132,3 +132,21 @@ def test_the_log_is_read_in_chunks_and_ends_with_the_job(tmp_path: Path) -> None
     svc.step()
     end = svc.log_chunk(job.job_id, 14)
     assert (end.text, end.ended) == ("", True)
+
+
+def test_the_script_job_example_is_a_valid_spec_whose_folder_is_uploaded() -> None:
+    from scheduler.runtime.spec import load_spec_file, local_paths
+
+    spec = load_spec_file(Path("examples/script_job/job.yaml"))
+    assert spec.kind == "script" and spec.command == "python train.py --epochs 20 --lr 3e-3"
+    assert local_paths(spec) == [(("runtime_env", "working_dir"), ".")]
+
+
+def test_the_script_job_example_trains_without_the_service() -> None:
+    import importlib.util
+
+    loader = importlib.util.spec_from_file_location("example_train", "examples/script_job/train.py")
+    assert loader is not None and loader.loader is not None
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    module.loop({"epochs": 2, "lr": 3e-3, "sleep": 0.0})  # no run info: one CPU worker's loop
