@@ -91,8 +91,10 @@ def _actor_pids(title: str) -> list[int]:
     return pids
 
 
-def _job(name: str, team: str, epochs: int = 1, sleep: float = 0.0) -> dict[str, Any]:
-    return {"name": name, "team": team, "workers": 1, "gpus_per_worker": 1,
+def _job(
+    name: str, team: str, epochs: int = 1, sleep: float = 0.0, gpus: int = 1
+) -> dict[str, Any]:
+    return {"name": name, "team": team, "workers": 1, "gpus_per_worker": gpus,
             "cpus_per_worker": 0.5, "memory_gib_per_worker": 1,
             "entrypoint": "examples.driving_policy:train_loop",
             "config": {"epochs": epochs, "batch_size": 8, "samples": 16, "image_size": 16,
@@ -148,7 +150,8 @@ def test_kill_minus_9_of_every_service_process_during_a_burst(tmp_path: Path) ->
             team = TEAMS[k % len(TEAMS)]
             for i in range(PER_THREAD):
                 key = f"c{k}-{i}"
-                view = post(tokens[team], _job(key, team), key, end)
+                # a whole node each: few run at once on 2 cores, the rest queue
+                view = post(tokens[team], _job(key, team, gpus=4), key, end)
                 with lock:
                     answered[key] = view
 
