@@ -100,6 +100,23 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
                     f"submitted {path.name} as {job.job_id} ({job.team}): "
                     f"{job.state.value}, {job.reason}"
                 )
+        # a team's own script, its code uploaded from its folder (a script job)
+        script = Path(args.examples) / "script_job" / "job.yaml"
+        if script.exists():
+            spec = yaml.safe_load(script.read_text())
+            client = Client(info["api"], tokens.get(spec.get("team", ""), tokens["admin"]))
+            job = client.submit(
+                spec,
+                base_dir=script.parent,
+                on_upload=lambda u: console.print(
+                    f"uploaded {u.path} as {u.uri}"
+                    + (f" ({u.size_bytes} bytes)" if u.size_bytes is not None else "")
+                ),
+            )
+            console.print(
+                f"submitted {script} as {job.job_id} ({job.team}, {job.kind} job: "
+                f"{job.spec.get('command')}): {job.state.value}, {job.reason}"
+            )
         time.sleep(1.0)
         _show_queue(admin, console)
         _show_jobs(admin, console, "placements")

@@ -138,7 +138,7 @@ def test_the_script_job_example_is_a_valid_spec_whose_folder_is_uploaded() -> No
     from scheduler.runtime.spec import load_spec_file, local_paths
 
     spec = load_spec_file(Path("examples/script_job/job.yaml"))
-    assert spec.kind == "script" and spec.command == "python train.py --epochs 20 --lr 3e-3"
+    assert spec.kind == "script" and spec.command == "python train.py --epochs 20 --lr 1e-2"
     assert local_paths(spec) == [(("runtime_env", "working_dir"), ".")]
 
 
