@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.runtime import bench_byo
+from scheduler.runtime.control import process_local
 from scheduler.runtime.executor import RunRequest
 
 SMALL: dict[str, Any] = {
@@ -821,8 +822,9 @@ def service_section(
     from scheduler.runtime.local import down, up
 
     repeats = 3
-    restarts = restart_benchmark(list(restart_sizes), repeats) if restart_sizes else []
-    inprocess = [_inprocess_burst(burst, k) for k in threads]
+    with process_local():  # fake runs, no Ray: the control channel in this process
+        restarts = restart_benchmark(list(restart_sizes), repeats) if restart_sizes else []
+        inprocess = [_inprocess_burst(burst, k) for k in threads]
 
     state = Path(tempfile.mkdtemp(prefix="gpuyard-bench-"))
     cfg = ServiceConfig(state_dir=str(state), api_port=port, preemption=False)

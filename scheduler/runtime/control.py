@@ -21,9 +21,10 @@ The store is Ray's internal KV in a Ray process; tests without Ray use :class:`M
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 NAMESPACE = "gpuyard"
@@ -103,6 +104,18 @@ def use(store: Store | None) -> None:
 
 def store() -> Store:
     return _store if _store is not None else RayKV()
+
+
+@contextlib.contextmanager
+def process_local() -> Iterator[MemoryKV]:
+    """A process-local store while the block runs (a service with fake runs, no Ray)."""
+    kv = MemoryKV()
+    before = _store
+    use(kv)
+    try:
+        yield kv
+    finally:
+        use(before)
 
 
 class RunChannel:
