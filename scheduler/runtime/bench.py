@@ -884,7 +884,9 @@ def service_section(
     lines = [
         "## 5. Live service (Ray)",
         "",
-        f"A local cluster as `gpuyard up` starts it: a Ray head and {len(fleet)} raylets with "
+        f"A local cluster as `gpuyard up` starts it: a Ray head (with Ray's dashboard, whose Jobs "
+        "API runs script jobs; before `5ecd425` the head ran without it) and "
+        f"{len(fleet)} raylets with "
         f"{sum(n.gpus for n in fleet)} simulated GPUs, CPU torch, on this machine (up in {up_s:.1f} s). "
         f"Real: Ray, Ray Train, the HTTP API ({where}) and its clients, the scheduler actor, "
         "SQLite on this disk. Simulated: the GPUs (fake `GPU` resources, simulated NVML). "
