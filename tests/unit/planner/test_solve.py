@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from planner.bench import generate
 from planner.build import build
 from planner.compat import RawSolve, cbc_class
 from planner.schema import load_scenario
 from planner.solve import SolveOptions, interpret, solve
+from simulations.bench.planner import generate
 
 TINY = Path(__file__).parents[2] / "data" / "planner" / "tiny.yaml"
 

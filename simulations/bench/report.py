@@ -359,7 +359,7 @@ def _split(lines: list[str]) -> dict[str, list[str]]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m simulations.bench", description=__doc__)
     ap.add_argument("--out", default="BENCHMARKS.md")
     ap.add_argument(
         "--traces",
@@ -413,11 +413,11 @@ def main() -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         queue_section(lines, args.philly_gpus, out_dir, args.jobs)
     if "planner" in sections:
-        from planner.bench import planner_section
+        from simulations.bench.planner import planner_section
 
         lines += [*planner_section().splitlines(), ""]
     if "service" in sections:
-        from scheduler.runtime.bench import service_section
+        from simulations.bench.service import service_section
 
         lines += [*service_section().splitlines(), ""]
     Path(args.out).write_text(merge_sections(Path(args.out), lines, sections))

@@ -17,7 +17,6 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import threading
 from typing import Any
 
@@ -128,9 +127,3 @@ def add_k8s_commands(sub: Any) -> None:
     rem.add_argument("--once", action="store_true", help="one check, then exit")
     rem.add_argument("--dry-run", action="store_true", help="decide and print, change nothing")
     rem.set_defaults(func=cmd_remediate)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from scheduler.cli import main
-
-    sys.exit(main(["k8s", *sys.argv[1:]]))

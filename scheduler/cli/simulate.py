@@ -1,17 +1,14 @@
-"""``gpuyard``: one command line for the scheduler, the planner and the simulations."""
+"""``gpuyard simulate packing|queue`` and ``gpuyard demo-packing``: the trace replays of the
+scheduling core."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from scheduler.policies.registry import UnknownPolicy
-from simulations.traces.errors import TraceError
 
 
 def _packing_table(results: list, title: str) -> Table:  # type: ignore[type-arg]
@@ -151,12 +148,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gpuyard", description="GPU cluster scheduler, capacity planner and simulations"
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_simulate_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sim = sub.add_parser("simulate", help="trace-driven simulations of the scheduling core")
     simsub = sim.add_subparsers(dest="what", required=True)
     pk = simsub.add_parser(
@@ -215,36 +207,3 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo-packing", help="a short packing replay on a synthetic pod list")
     demo.add_argument("--out", default="out/demo")
     demo.set_defaults(func=cmd_demo)
-    from scheduler.cli_service import add_service_commands  # up, down, demo (live service)
-
-    add_service_commands(sub)
-
-    from planner.cli import add_plan_parser  # light: the planner loads when `plan` runs
-
-    add_plan_parser(sub)
-    from scheduler.cli_jobs import add_job_commands  # the live service's commands
-
-    add_job_commands(sub)
-    from scheduler.cli_k8s import add_k8s_commands  # gpuyard k8s inventory|up|remediate
-
-    add_k8s_commands(sub)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    console = Console()
-    err = Console(stderr=True, soft_wrap=True)
-    try:
-        return int(args.func(args, console))
-    except (UnknownPolicy, TraceError, ValueError, OSError) as e:
-        err.print(f"[red]error:[/] {e}")
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
-def run() -> None:
-    sys.exit(main())

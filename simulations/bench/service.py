@@ -22,8 +22,8 @@ Without Ray, with the small fake launcher and cluster of the unit tests copied h
    finished, some running and pending), then a new ``SchedulerService`` on that state
    (snapshot + tail, records, reconcile) and its first ``step()``. Target: <= 5 s at 100k.
 
-``python -m scheduler.runtime.bench [--samples N] [--burst N] [--threads 1,8,32]
-[--restart-sizes 1000,10000,100000]`` prints the Markdown section; ``simulations/bench.py``
+``python -m simulations.bench.service [--samples N] [--burst N] [--threads 1,8,32]
+[--restart-sizes 1000,10000,100000]`` prints the Markdown section; ``simulations/bench/report.py``
 embeds it in BENCHMARKS.md as section 5.
 """
 
@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scheduler.runtime import bench_byo
 from scheduler.runtime.control import process_local
 from scheduler.runtime.executor import RunRequest
+from simulations.bench import byo as bench_byo
 
 SMALL: dict[str, Any] = {
     "workers": 1, "gpus_per_worker": 1, "cpus_per_worker": 1, "memory_gib_per_worker": 2,
@@ -890,7 +890,7 @@ def service_section(
         f"{sum(n.gpus for n in fleet)} simulated GPUs, CPU torch, on this machine (up in {up_s:.1f} s). "
         f"Real: Ray, Ray Train, the HTTP API ({where}) and its clients, the scheduler actor, "
         "SQLite on this disk. Simulated: the GPUs (fake `GPU` resources, simulated NVML). "
-        "Command: `python -m scheduler.runtime.bench` (or `make bench`, section 5).",
+        "Command: `python -m simulations.bench.service` (or `make bench`, section 5).",
         "",
         f"**Submit -> first training step**, {samples} alternating runs each of a 1-worker, 1-GPU job of "
         "`examples.driving_policy:train_loop`. Service: HTTP submit -> journal -> core -> runner actor -> "
@@ -928,7 +928,9 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m simulations.bench.service",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--samples", type=int, default=5, help="submit -> first step runs (each path)")
     ap.add_argument("--burst", type=int, default=1000, help="submissions per burst run")

@@ -1,0 +1,5 @@
+"""``python -m scheduler.cli ...`` is ``gpuyard ...``."""
+
+from scheduler.cli.main import run
+
+run()
