@@ -1,10 +1,15 @@
-"""Scale run: a synthetic fleet of 12,500 nodes x 8 GPUs (100,000 GPUs) and 10,000 pending
-multi-GPU gang jobs, submitted in batches; each ``handle()`` call is one scheduling cycle."""
+"""Scale run: a synthetic fleet (by default 12,500 nodes x 8 GPUs: 100,000 GPUs) and 10,000
+pending multi-GPU gang jobs, submitted in batches of 100; each ``handle()`` call is one
+scheduling cycle. ``gpuyard simulate scale --policy NAME[,...]|all --nodes N
+--gpus-per-node G --jobs J --out DIR`` runs it for an operator's own fleet size and writes
+``DIR/summary.csv`` (:data:`SUMMARY_COLUMNS`)."""
 
 from __future__ import annotations
 
+import csv
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -88,9 +93,14 @@ def synthetic_jobs(count: int = 10_000, seed: int = 0) -> list[Job]:
 
 
 def run_scale(
-    policy: str, nodes: int = 12_500, jobs: int = 10_000, batch: int = 100, seed: int = 0
+    policy: str,
+    nodes: int = 12_500,
+    jobs: int = 10_000,
+    batch: int = 100,
+    seed: int = 0,
+    gpus_per_node: int = 8,
 ) -> ScaleResult:
-    fleet_nodes = synthetic_fleet(nodes)
+    fleet_nodes = synthetic_fleet(nodes, gpus_per_node)
     work = synthetic_jobs(jobs, seed)
     typical = TypicalShapes.from_requests(j.worker for j in work)
     config = SchedulerConfig(packing=policy, seed=seed, backfill="greedy", preemption=False)
@@ -124,3 +134,25 @@ def run_scale(
         float(np.percentile(ms, 99)),
         float(ms.max()),
     )
+
+
+SUMMARY_COLUMNS = (
+    "policy", "nodes", "gpus", "jobs", "placed_jobs", "placed_workers", "cycles",
+    "placements_per_s", "p50_cycle_ms", "p99_cycle_ms", "max_cycle_ms",
+)  # fmt: skip
+
+
+def write_summary(results: list[ScaleResult], out: Path) -> Path:
+    """``out/summary.csv``, one row per policy, columns :data:`SUMMARY_COLUMNS`."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "summary.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(SUMMARY_COLUMNS)
+        for r in results:
+            w.writerow([
+                r.policy, r.nodes, r.gpus, r.jobs, r.placed_jobs, r.placed_workers, r.cycles,
+                f"{r.placements_per_s:.1f}", f"{r.p50_cycle_ms:.3f}", f"{r.p99_cycle_ms:.3f}",
+                f"{r.max_cycle_ms:.3f}",
+            ])  # fmt: skip
+    return path

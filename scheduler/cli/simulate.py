@@ -130,6 +130,28 @@ def cmd_simulate_queue(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_simulate_scale(args: argparse.Namespace, console: Console) -> int:
+    from simulations.packing_experiment import parse_policies
+    from simulations.scale import run_scale, write_summary
+
+    for name, value, low in (("--nodes", args.nodes, 1), ("--gpus-per-node", args.gpus_per_node, 1),
+                             ("--jobs", args.jobs, 1)):  # fmt: skip
+        if value < low:
+            raise ValueError(f"{name} {value}: must be at least {low}")
+    results = []
+    for policy in parse_policies(args.policy):
+        r = run_scale(policy, nodes=args.nodes, jobs=args.jobs, seed=args.seed,
+                      gpus_per_node=args.gpus_per_node)  # fmt: skip
+        console.print(
+            f"{policy}: {r.placed_jobs} of {r.jobs} jobs placed, {r.placements_per_s:.0f} "
+            f"placements/s, p99 cycle {r.p99_cycle_ms:.1f} ms"
+        )
+        results.append(r)
+    path = write_summary(results, Path(args.out))
+    console.print(f"wrote {path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     """A short packing replay on the embedded trace slice."""
     from simulations.packing_experiment import run_grid, write_outputs
@@ -203,6 +225,17 @@ def add_simulate_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     qu.add_argument("--out", required=True)
     qu.add_argument("--quiet", action="store_true")
     qu.set_defaults(func=cmd_simulate_queue)
+
+    sc = simsub.add_parser(
+        "scale", help="placements per second and cycle times on a synthetic fleet of your size"
+    )
+    sc.add_argument("--policy", default="all", help="NAME[,NAME...] or 'all' (packing policies)")
+    sc.add_argument("--nodes", type=int, default=12_500)
+    sc.add_argument("--gpus-per-node", type=int, default=8)
+    sc.add_argument("--jobs", type=int, default=10_000, help="pending gang jobs")
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--out", required=True, help="output directory (summary.csv)")
+    sc.set_defaults(func=cmd_simulate_scale)
 
     demo = sub.add_parser("demo-packing", help="a short packing replay on a synthetic pod list")
     demo.add_argument("--out", default="out/demo")
