@@ -92,6 +92,23 @@ class PackageStore:
         partial.replace(target)
         return target
 
+    def collect(self, keep: set[str], older_than_s: float, now_s: float) -> list[str]:
+        """Delete the packages no job that may still run refers to (``keep``: their
+        URIs) and older than ``older_than_s`` (an upload whose job is not submitted yet is
+        young); returns the URIs removed."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for path in sorted(self.root.iterdir()):
+            uri = f"gcs://{path.name}"
+            if not path.is_file() or path.name.startswith(".") or uri in keep:
+                continue
+            if now_s - path.stat().st_mtime < older_than_s:
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(uri)
+        return removed
+
 
 def ensure_in_gcs(uri: str, path: str | Path) -> None:
     """Put the package in Ray's GCS unless it is there, and pin it for ``PIN_S`` seconds so

@@ -77,6 +77,7 @@ __all__ = ["LOCAL", "Cluster", "Launcher", "SchedulerService"]
 log = logging.getLogger("gpuyard.service")
 LOCAL = Principal("local", None, True)  # an in-process caller (tests, benchmarks, demo)
 ANSWER_TIMEOUT_S = 60.0
+PACKAGE_KEEP_S = 86_400.0  # an unreferenced upload is kept this long (its job may follow)
 
 
 class Inbox:
@@ -170,10 +171,22 @@ class SchedulerService:
                 NodeLost(now, n, "removed from the fleet file" if n not in self.fleet_specs
                          else "changed in the fleet file") for n in found.gone
             ])])  # fmt: skip
+        self._collect_packages()
         with self.lock:  # step 3
             self.driver.core = adopt(self.driver.core, self.sched, nodes_now)
             save_snapshot(self.journal, self.driver.core, self.sched, self.driver.now())
         self._execute(self._reattach(found.last_launch))
+
+    def _collect_packages(self) -> None:
+        """Uploaded packages that only ended jobs refer to, a day old, are deleted."""
+        keep: set[str] = set()
+        for rec in self.records.values():
+            if not rec.state.terminal:
+                env = rec.spec.get("runtime_env") or {}
+                uris = [env.get("working_dir"), *(env.get("py_modules") or [])]
+                keep.update(u for u in uris if isinstance(u, str) and u.startswith("gcs://"))
+        for uri in self.packages.collect(keep, PACKAGE_KEEP_S, time.time()):
+            log.info("deleted package %s: no job that may still run refers to it", uri)
 
     def _reattach(self, last_launch: dict[str, Placement]) -> list[Effect]:
         """Step 4: open runs re-attached or ended; running jobs with no run launched."""

@@ -150,3 +150,25 @@ def test_the_script_job_example_trains_without_the_service() -> None:
     module = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(module)
     module.loop({"epochs": 2, "lr": 3e-3, "sleep": 0.0})  # no run info: one CPU worker's loop
+
+
+def test_packages_only_ended_jobs_use_are_collected_at_start(tmp_path: Path) -> None:
+    import os
+
+    svc, launcher = make(tmp_path)
+    live, done, stray = PKG, "gcs://_ray_pkg_00000000000000aa.zip", "gcs://_ray_pkg_00bb.zip"
+    for uri in (live, done, stray):
+        svc.put_package(svc_principal(), uri, b"PK")
+    a = svc.submit({**spec("a"), "runtime_env": {"working_dir": live}})
+    b = svc.submit({**spec("b"), "runtime_env": {"py_modules": [done]}})
+    (run,) = launcher.of(b.job_id)
+    run.end("succeeded")
+    svc.step()
+    svc.close()
+    old = 1_000_000.0
+    for uri in (live, done, stray):
+        os.utime(tmp_path / "packages" / uri.removeprefix("gcs://"), (old, old))
+    again, _ = make(tmp_path)
+    assert again.package_exists(live)  # job a may still run
+    assert not again.package_exists(done) and not again.package_exists(stray)
+    assert again.get_job(a.job_id).state == "RUNNING"
