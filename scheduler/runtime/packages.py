@@ -96,7 +96,7 @@ class PackageStore:
         """Delete the packages no job that may still run refers to (``keep``: their
         URIs) and older than ``older_than_s`` (an upload whose job is not submitted yet is
         young); returns the URIs removed."""
-        removed = []
+        removed: list[str] = []
         if not self.root.is_dir():
             return removed
         for path in sorted(self.root.iterdir()):
