@@ -1,6 +1,8 @@
 """Queue replay: a virtual clock feeds a job trace's arrivals and the jobs' finishes to the core
 and records when each job started and ended. The core decides everything; this driver only
-turns ``Launch`` actions into finish events ``duration`` seconds later.
+turns ``Launch`` actions into finish events ``duration`` seconds later, and sends a ``Tick``
+at the time the core asks to be woken (``ClusterState.next_wake_s``: a running job demoted
+under ``las``) when no other event falls then.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from scheduler.config import SchedulerConfig, build_core
 from scheduler.core.actions import Launch, Preempt, Reject
-from scheduler.core.events import Event, JobFinished, JobSubmitted
+from scheduler.core.events import Event, JobFinished, JobSubmitted, Tick
 from scheduler.core.model import Gpu, Job, Node, WorkerRequest
 from scheduler.core.priority import PriorityClasses
 from scheduler.core.quota import QuotaConfig
@@ -64,11 +66,13 @@ def gang_of(
     gpus_per_node: int,
     checkpoint_interval_s: float | None = None,
     classes: PriorityClasses | None = None,
+    one_gpu_workers: bool = False,
 ) -> Job:
-    """A trace job as a gang: the fewest workers of equal size that fit a node each, with its
-    team's default priority class (traces carry none)."""
+    """A trace job as a gang: the fewest workers of equal size that fit a node each (or, with
+    ``one_gpu_workers``, one worker per GPU, placed anywhere), with its team's default
+    priority class (traces carry none)."""
     n = job.num_gpus
-    workers = max(1, math.ceil(n / gpus_per_node))
+    workers = n if one_gpu_workers else max(1, math.ceil(n / gpus_per_node))
     while n % workers:
         workers += 1
     return Job(
@@ -93,6 +97,9 @@ class QueueOptions:
     checkpoint_interval_s: float | None = None  # given to every job (traces carry none)
     fair_share_half_life_s: float | None = None
     priority_classes: PriorityClasses | None = None
+    # every GPU its own worker, anywhere: Tiresias's "count" placement (its simulator's
+    # --scheme=count), to compare with its figures; default: one worker per node's share
+    one_gpu_workers: bool = False
 
 
 def replay_queue(
@@ -119,9 +126,10 @@ def replay_queue(
     )
     state = build_core(config, nodes)
     by_id = {j.job_id: j for j in jobs}
-    # event heap: (time, kind, seq, job id, run); kind 0 = finish, 1 = arrival, so finishes at
-    # the same instant free their GPUs before arrivals are considered; a finish whose run
-    # number is stale belongs to a run that was preempted and is dropped
+    # event heap: (time, kind, seq, job id, run); kind 0 = finish, 1 = arrival, 2 = wake-up, so
+    # finishes at the same instant free their GPUs before arrivals are considered; a finish
+    # whose run number is stale belongs to a run that was preempted and is dropped, a wake-up
+    # the core no longer asks for (or at an instant with other events) too
     heap: list[tuple[float, int, int, str, int]] = [
         (j.submit_s, 1, i, j.job_id, 0) for i, j in enumerate(jobs)
     ]
@@ -135,19 +143,30 @@ def replay_queue(
     preempted: dict[str, int] = {}
     rejected = 0
     seq = len(jobs)
+    wakes: set[float] = set()  # wake-up times in the heap
     while heap:
         now = heap[0][0]
         events: list[Event] = []
+        woken = False
         while heap and heap[0][0] == now:
             _, kind, _, job_id, run = heapq.heappop(heap)
             if kind == 1:
                 job = gang_of(
-                    by_id[job_id], gpus_per_node, opt.checkpoint_interval_s, opt.priority_classes
+                    by_id[job_id],
+                    gpus_per_node,
+                    opt.checkpoint_interval_s,
+                    opt.priority_classes,
+                    opt.one_gpu_workers,
                 )
                 events.append(JobSubmitted(now, job))
+            elif kind == 2:
+                wakes.discard(now)
+                woken = state.next_wake_s() == now
             elif run == run_no.get(job_id):
                 events.append(JobFinished(now, job_id))
                 ran[job_id] = ran.get(job_id, 0.0) + now - run_began.pop(job_id)
+        if not events and woken:
+            events.append(Tick(now, "wake-up"))
         if not events:
             continue
         for act in state.handle(*events):
@@ -165,6 +184,11 @@ def replay_queue(
                 preempted[act.job_id] = preempted.get(act.job_id, 0) + 1
             elif isinstance(act, Reject):
                 rejected += 1
+        wake = state.next_wake_s()
+        if not math.isinf(wake) and wake not in wakes:
+            wakes.add(wake)
+            heapq.heappush(heap, (wake, 2, seq, "", 0))
+            seq += 1
     wall = time.perf_counter() - t0
     records = tuple(
         JobRecord(

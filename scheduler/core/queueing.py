@@ -51,6 +51,10 @@ class QueueOrder:
     name: ClassVar[str] = "base"
     uses_team_key: ClassVar[bool] = False  # True when team_key() is not constant
     uses_rank_class: ClassVar[bool] = False  # True when rank_class() is not constant
+    # True: with backfill "none" a job that does not fit does not hold back the jobs behind it
+    # (the order is defined with a fit-first scan, as Tiresias's queues are)
+    fit_first: ClassVar[bool] = False
+    promotes: bool = False  # True when promote_after_s() is not always inf
 
     def job_key(self, job: Job, attained_gpu_s: float) -> JobKey:
         """Key of a pending job (lower first); must end with the job id."""
@@ -70,6 +74,37 @@ class QueueOrder:
     def rank_classes(self, attained_gpu_s: FloatArray) -> IntArray:
         """:meth:`rank_class` of many jobs at once."""
         return np.zeros(len(attained_gpu_s), dtype=np.int64)
+
+    def next_rank_change_gpu_s(self, attained_gpu_s: float) -> float:
+        """The smallest attained service (GPU-seconds) above ``attained_gpu_s`` at which
+        :meth:`rank_class` changes (a job reaching it is demoted); inf: never. The core
+        schedules a wake-up for the moment a running job gets there (``next_wake_s``)."""
+        return math.inf
+
+    def promote_after_s(self, ran_s: float) -> float:
+        """Starvation promotion: seconds a requeued job of rank class > 0, which ran ``ran_s``
+        seconds since its last promotion, may wait (counted from its first requeue since then)
+        before it goes back to class 0 with its attained service counted afresh; inf: never
+        (the default; set :attr:`promotes` when this can be finite)."""
+        return math.inf
+
+
+def crossing_s(
+    service_gpu_s: float, started_at_s: float, gpus: float, boundary_gpu_s: float
+) -> float:
+    """When a job that had ``service_gpu_s`` of attained service when it started at
+    ``started_at_s`` on ``gpus`` GPUs reaches ``boundary_gpu_s``, as the core computes service
+    during a run (``service + (t - start) * gpus``, floats): the formula's time, moved up by the
+    few ulps rounding may need so that the service at that time is at the boundary. inf: a job
+    holding no GPU never gets there."""
+    if gpus <= 0 or math.isinf(boundary_gpu_s):
+        return math.inf
+    t = max(started_at_s, started_at_s + (boundary_gpu_s - service_gpu_s) / gpus)
+    for _ in range(64):
+        if service_gpu_s + (t - started_at_s) * gpus >= boundary_gpu_s:
+            break
+        t = math.nextafter(t, math.inf)
+    return t
 
 
 @dataclass(slots=True)

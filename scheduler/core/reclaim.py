@@ -10,7 +10,9 @@ Victims, in tiers (Kueue's order: reclaim lent quota before preempting by priori
  1. if the waiting job's team stays within its nominal quota, running jobs of other teams in
     its cohort that borrow;
  2. lower-priority running jobs, or equal-priority ones the queue order ranks below it (LAS
-    levels), of its own team when quotas are on.
+    levels; a job that entered the waiting job's class at this very instant, demoted as its
+    attained service crossed a boundary, counts as below it: ``levels.py``), of its own team
+    when quotas are on.
 Cheapest lost work (``preemption.py``) first inside each tier; jobs started this instant are
 spared.
 """
@@ -49,13 +51,18 @@ class _View:
         self.priority = np.array([j.priority for j in jobs], dtype=np.int64)
         self.gpu_milli = np.array([j.total_gpu_milli for j in jobs], dtype=np.int64)
         started = np.array([s.started_at_s[vid] for vid in ids], dtype=np.float64)
-        before = np.array([s.attained_gpu_s.get(vid, 0.0) for vid in ids], dtype=np.float64)
+        before = np.array([s.levels.service_gpu_s(vid) for vid in ids], dtype=np.float64)
         interval = np.array(
             [j.checkpoint_interval_s or 0.0 for j in jobs], dtype=np.float64
         )  # 0: never checkpoints
         gpus = self.gpu_milli / MILLI_PER_GPU
         ran = np.maximum(0.0, s.now_s - started)
         self.rank = s.queue.rank_classes(before + ran * gpus)
+        # demoted into its class at this instant: behind the jobs already waiting in it
+        self.fresh = np.zeros(len(ids), dtype=np.bool_)
+        if s.queue.uses_rank_class:
+            for i in np.flatnonzero(self.rank > s.queue.rank_classes(before)).tolist():
+                self.fresh[i] = s.levels.entered_class_at_s(ids[i]) == s.now_s
         self.lost_gpu_s = lost_s(ran, interval) * gpus  # work lost if stopped now
         self.alive = np.ones(len(ids), dtype=np.bool_)  # False once stopped in this instant
 
@@ -86,7 +93,7 @@ class Reclaimer:
             job.shape_key(),
             job.team,
             job.priority,
-            s.queue.rank_class(s.attained_gpu_s.get(job.job_id, 0.0)),
+            s.queue.rank_class(s.levels.service_gpu_s(job.job_id)),
         )
         self._searches[job.team] = searched + 1
         if memo in self._no_victims:
@@ -153,7 +160,7 @@ class Reclaimer:
         if not view.ids:
             return None
         book = s.quota
-        mine = s.queue.rank_class(s.attained_gpu_s.get(job.job_id, 0.0))
+        mine = s.queue.rank_class(s.levels.service_gpu_s(job.job_id))
         if book is None:
             same_team = np.ones(len(view.ids), dtype=np.bool_)
             reclaim = np.zeros(len(view.ids), dtype=np.bool_)
@@ -177,6 +184,7 @@ class Reclaimer:
             & (
                 (view.priority < job.priority)
                 | ((view.priority == job.priority) & (view.rank > mine))
+                | ((view.priority == job.priority) & (view.rank == mine) & view.fresh)
             )
         )
         if not reclaim.any() and not lower.any():

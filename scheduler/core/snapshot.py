@@ -18,10 +18,12 @@ Steps of :func:`restore` (numbered as the code below):
  2. Node and GPU facts: off-reasons (cordon, drain, lost), the health book (its marks set the
     fleet's GPU health), memory held by others. Facts about a node that is gone are dropped
     (nothing of ours runs there, or step 4 fails); a GPU index the node lacks is a mismatch.
- 3. Per-job counters (progress, attained service, preemptions, first reservation).
+ 3. Per-job counters (progress, attained service, preemptions, first reservation, and the
+    starvation-promotion facts: ``levels.py``).
  4. Running jobs take their placements again (node indices re-read by node name); quota
     charges and team usage follow, even past a quota that shrank since.
  5. Pending jobs go back to their lane (front or normal), keyed by today's queue order.
+    Wake-ups (demotion crossings, promotion due times) are derived from steps 3-5, not kept.
  6. Verdicts, the strict-order blocker, fair-share averages, and the EASY shadow time when
     it was current (kept only on the same nodes: it is a fact about that fleet).
  7. The invariant checker must find nothing; else :class:`SnapshotMismatch`.
@@ -79,12 +81,20 @@ class RngState:
 @dataclass(frozen=True, slots=True)
 class JobProgress:
     """What a live job did so far: checkpointed work (s), GPU-seconds of service received,
-    times preempted, and the first shadow time promised to it (None: never reserved)."""
+    times preempted, and the first shadow time promised to it (None: never reserved); and for
+    a queue order's starvation promotion (``levels.py``): its attained service at its last
+    promotion, the seconds it waited since then in waits that ended, since when it waits now
+    after a requeue (None: not so), and how often it was promoted. The last four were added
+    later: a snapshot without them reads as zero / None."""
 
     progress_s: float = 0.0
     attained_gpu_s: float = 0.0
     preemptions: int = 0
     reserved_at_s: float | None = None
+    level_base_gpu_s: float = 0.0
+    waited_s: float = 0.0
+    waiting_since_s: float | None = None
+    promotions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,11 +271,16 @@ def take(state: ClusterState) -> CoreSnapshot:
 
 
 def _progress(s: ClusterState, job_id: str) -> JobProgress:
+    levels = s.levels
     return JobProgress(
         s.progress_s.get(job_id, 0.0),
         s.attained_gpu_s.get(job_id, 0.0),
         s.preemptions.get(job_id, 0),
         s.reserved_at_s.get(job_id),
+        levels.base_gpu_s.get(job_id, 0.0),
+        levels.waited_s.get(job_id, 0.0),
+        levels.waiting_since_s.get(job_id),
+        levels.promotions.get(job_id, 0),
     )
 
 
@@ -440,3 +455,12 @@ def _install_progress(state: ClusterState, job_id: str, p: JobProgress) -> None:
         state.preemptions[job_id] = p.preemptions
     if p.reserved_at_s is not None:
         state.reserved_at_s[job_id] = p.reserved_at_s
+    levels = state.levels
+    if p.level_base_gpu_s:
+        levels.base_gpu_s[job_id] = p.level_base_gpu_s
+    if p.waited_s:
+        levels.waited_s[job_id] = p.waited_s
+    if p.waiting_since_s is not None:
+        levels.waiting_since_s[job_id] = p.waiting_since_s
+    if p.promotions:
+        levels.promotions[job_id] = p.promotions

@@ -4,7 +4,8 @@
  1. pending jobs are taken in the queue order (a :class:`QueueOrder`; by default priority,
     submit time, id), teams merged by their team key;
  2. each is placed whole by the :class:`Placer` or stays pending with a verdict;
- 3. a job that does not fit: with ``backfill="none"`` nothing behind it starts (strict order);
+ 3. a job that does not fit: with ``backfill="none"`` nothing behind it starts (strict order;
+    unless the queue order scans fit-first, ``QueueOrder.fit_first``: ``las``);
     with ``"greedy"`` later jobs are still tried (best effort, big jobs may starve); with
     ``"easy"`` it gets a reservation and later jobs start only if EASY allows (``easy.py``);
  4. within a cycle, once a request shape failed to fit, later jobs of the same shape are not
@@ -48,6 +49,7 @@ from scheduler.core.events import (
 from scheduler.core.fairshare import DecayedUsage
 from scheduler.core.fleet import Fleet
 from scheduler.core.health import HealthBook, HealthRules
+from scheduler.core.levels import LevelBook
 from scheduler.core.model import MILLI_PER_GPU, Job, Node, Placement
 from scheduler.core.outcomes import PreemptReason, ReleaseOutcome, RunOutcome
 from scheduler.core.packing import PackingPolicy
@@ -136,6 +138,7 @@ class ClusterState:
         self.run_changes = 0  # bumped whenever a job starts or stops
         self.running_priorities: dict[int, int] = {}  # priority -> running jobs
         self._reclaimer = Reclaimer(self)
+        self.levels = LevelBook(self)  # attained-service levels: demotion, promotion (levels.py)
         self._end_list: list[tuple[float, str]] = []  # estimated ends of running jobs, sorted
         self._end_of: dict[str, tuple[float, str]] = {}
         self._shadow_memo: tuple[tuple[str, int, int], float] = (("", -1, -1), 0.0)
@@ -153,6 +156,19 @@ class ClusterState:
     def pending(self) -> tuple[str, ...]:
         """Pending job ids in the current queue order."""
         return tuple(self._queues.merged(self._merge_key))
+
+    @property
+    def pending_ids(self) -> TeamQueues:
+        """The pending jobs as a container (``job_id in``, ``len``), in no order."""
+        return self._queues
+
+    def next_wake_s(self) -> float:
+        """The earliest time after ``now_s`` at which time passing alone changes what a cycle
+        decides, so a driver should send a ``Tick`` then; inf: none. Only a queue order with
+        rank classes has such times (``levels.py``): a running job demoted as its attained
+        service crosses a boundary while preemption is on and jobs wait, or a waiting job's
+        starvation promotion. Derived from the facts: a snapshot needs nothing more."""
+        return self.levels.next_wake_s()
 
     @property
     def _merge_key(self) -> Callable[[str], float] | None:
@@ -299,12 +315,20 @@ class ClusterState:
         bound = self.config.aging_s
         if bound is not None and self.now_s - job.submitted_at_s > bound:
             self._queues.add(job, _front_key(job))  # requeued, already overdue
+            self.levels.queued(job)
             return
-        self._queues.add(
-            job, (1, *self.queue.job_key(job, self.attained_gpu_s.get(job.job_id, 0.0)))
-        )
+        self._queues.add(job, (1, *self.queue.job_key(job, self.levels.service_gpu_s(job.job_id))))
+        self.levels.queued(job)
         if bound is not None:
             heapq.heappush(self._aging, (job.submitted_at_s, job.job_id))
+
+    def rekey(self, job: Job) -> None:
+        """Key a pending job of the normal lane again (its class changed while it waited)."""
+        where = self._queues.where.get(job.job_id)
+        if where is not None and where[1][0] == 1:
+            self._queues.remove(job)
+            key = self.queue.job_key(job, self.levels.service_gpu_s(job.job_id))
+            self._queues.add(job, (1, *key))
 
     def _to_front(self, job: Job) -> None:
         """Move a pending job of the normal lane to the front lane (oldest first there)."""
@@ -327,6 +351,7 @@ class ClusterState:
         if not checked:
             self._profile_version += 1
         self._book_start(job, placement, self.now_s)
+        self.levels.started(job, self.now_s, new_run=True)
         self._account(job, 1)
 
     def _book_start(self, job: Job, placement: Placement, started_at_s: float) -> None:
@@ -362,6 +387,7 @@ class ClusterState:
             raise
         self.jobs[job.job_id] = job
         self._book_start(job, placement, started_at_s)
+        self.levels.started(job, started_at_s, new_run=False)
         self._account(job, 1, decay=False)
 
     def install_pending(self, job: Job, front: bool) -> None:
@@ -371,10 +397,10 @@ class ClusterState:
         self.jobs[job.job_id] = job
         if front:
             self._queues.add(job, _front_key(job))
+            self.levels.queued(job)
             return
-        self._queues.add(
-            job, (1, *self.queue.job_key(job, self.attained_gpu_s.get(job.job_id, 0.0)))
-        )
+        self._queues.add(job, (1, *self.queue.job_key(job, self.levels.service_gpu_s(job.job_id))))
+        self.levels.queued(job)
         if self.config.aging_s is not None:
             heapq.heappush(self._aging, (job.submitted_at_s, job.job_id))
 
@@ -424,6 +450,7 @@ class ClusterState:
         self.preemptions[victim_id] = self.preemptions.get(victim_id, 0) + 1
         self.lost_gpu_s += lost * gpus
         self._unuse(job)
+        self.levels.requeued(victim_id)
         # until a cycle reaches it again, it waits because it was stopped (not "placed")
         self.set_verdict(victim_id, Code.WAIT_CAPACITY, f"requeued: {trigger}")
         return Preempt(
@@ -442,6 +469,7 @@ class ClusterState:
             self._unuse(job)
             return [Release(job_id, now_s, cause, outcome)]
         if job is not None and self._queues.remove(job):
+            self.levels.ended(job_id)
             return [Release(job_id, now_s, cause, outcome)]
         return []
 
@@ -451,6 +479,7 @@ class ClusterState:
         self.cycles += 1
         self._blocked_by = None
         self._age()
+        self.levels.promote()
         if not len(self._queues):
             return []
         actions: list[Action] = []
@@ -549,7 +578,7 @@ class ClusterState:
                         )
                     )
                     done.append(self.jobs[job_id])
-                elif mode == "none":
+                elif mode == "none" and not self.queue.fit_first:
                     self._blocked_by = job_id
                     break
                 elif window is None and (mode == "easy" or self._queues.where[job_id][1][0] == 0):

@@ -29,10 +29,12 @@ from scheduler.core.fragmentation import TypicalShapes
 from scheduler.core.health import HealthRules
 from scheduler.core.model import Job, Node, Topology, WorkerRequest
 from scheduler.core.packing import PackingPolicy
+from scheduler.core.queueing import QueueOrder
 from scheduler.core.quota import Quota, QuotaConfig
 from scheduler.core.snapshot import restore, take
 from scheduler.core.state import ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
+from scheduler.policies.queue_las import LasOrder
 from scheduler.policies.registry import make_packing, make_queue
 from scheduler.runtime.codec import decode_snapshot, encode_snapshot
 from tests.builders import make_node
@@ -56,9 +58,15 @@ class Setup:
     def fresh_packing(self) -> PackingPolicy:
         return make_packing(self.packing, PolicyContext(seed=3, typical=TYPICAL))
 
+    def fresh_queue(self) -> QueueOrder:
+        # "las-short": levels this test's jobs reach, with starvation promotion (levels.py)
+        if self.queue == "las-short":
+            return LasOrder((10.0, 60.0), promote_knob=0.5)
+        return make_queue(self.queue)
+
     def build(self) -> ClusterState:
         return ClusterState(
-            self.nodes, self.fresh_packing(), self.config, make_queue(self.queue), self.quotas
+            self.nodes, self.fresh_packing(), self.config, self.fresh_queue(), self.quotas
         )
 
     def restore(self, state: ClusterState) -> ClusterState:
@@ -67,7 +75,7 @@ class Setup:
         text = json.dumps(encode_snapshot(snap), allow_nan=False)
         back = decode_snapshot(json.loads(text))
         assert back == snap
-        return restore(back, self.fresh_packing(), self.config, make_queue(self.queue), self.quotas)
+        return restore(back, self.fresh_packing(), self.config, self.fresh_queue(), self.quotas)
 
 
 @st.composite
@@ -115,7 +123,7 @@ def setups(draw: st.DrawFn) -> Setup:
     return Setup(
         nodes,
         draw(st.sampled_from(["best_fit", "random", "fgd", "topology"])),
-        draw(st.sampled_from(["priority", "drf", "las", "sjf"])),
+        draw(st.sampled_from(["priority", "drf", "las", "las-short", "sjf"])),
         config,
         quotas,
     )
@@ -218,15 +226,21 @@ def test_a_restored_core_answers_every_further_event_as_the_original(
             copy = setup.restore(state)
             assert take(copy) == take(state)  # (a): the snapshot of the copy is the snapshot
             assert copy.pending_info() == state.pending_info()
+            assert copy.next_wake_s() == state.next_wake_s()
         if i == n_events:
             break
         t += draw(st.sampled_from([0.0, 1.0, 7.0, 30.0]))  # 0: more in the same instant
-        ev = event_for(draw, draw(st.sampled_from(OPS)), i, t, state, setup.nodes)
+        wake = state.next_wake_s()
+        if wake < t + 30.0 and draw(st.booleans()):  # the wake-up a driver sends (levels.py)
+            t, ev = wake, Tick(wake, "wake-up")
+        else:
+            ev = event_for(draw, draw(st.sampled_from(OPS)), i, t, state, setup.nodes)
         note(f"{i}: {ev}")
         acts = state.handle(ev)
         if copy is not None:
             assert copy.handle(ev) == acts
             assert copy.pending_info() == state.pending_info()
+            assert copy.next_wake_s() == state.next_wake_s()
             assert copy.check_invariants() == []
         assert state.check_invariants() == []
     assert copy is not None
