@@ -17,14 +17,12 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from scheduler.runtime.spec import (
+from scheduler.runtime.runtime_env import (
     ENV_VAR_NAME_PATTERN,
     PACKAGE_EXTENSIONS,
     RESERVED_ENV_PREFIX,
-    local_paths,
-    parse_spec,
-    ray_runtime_env,
 )
+from scheduler.runtime.spec import local_paths, parse_spec, ray_runtime_env
 from scheduler.runtime.views import SpecRejected
 
 RuntimeEnv = pytest.importorskip("ray.runtime_env").RuntimeEnv

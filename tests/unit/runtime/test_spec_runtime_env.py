@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
+from scheduler.runtime.runtime_env import PipSpec, RuntimeEnvSpec
 from scheduler.runtime.spec import (
     JobSpec,
-    PipSpec,
-    RuntimeEnvSpec,
     json_schema,
     load_spec_file,
     local_paths,
