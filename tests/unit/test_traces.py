@@ -128,10 +128,10 @@ def test_binning_averages_every_arrival_in_the_rounded_bin() -> None:
     assert c.unallocated_at(100) == 50.0
 
 
-def test_offline_gap_packs_best_fit_decreasing() -> None:
-    from simulations.bound import offline_gap_pct
+def test_sharing_gap_packs_best_fit_decreasing() -> None:
+    from simulations.bound import sharing_gap_bfd_pct
 
     # 600, 500, 400, 300 (1800 milli) on 2 GPUs: every inflation draw passes 100 %, so exactly
     # these pods arrive by 100 %; BFD opens 600+400 (no gap) and 500+300 (200 gap) -> 10 %
     pods = [TracePod(f"p{i}", 0, 0, 1, m) for i, m in enumerate((600, 500, 400, 300))]
-    assert offline_gap_pct(pods, 2_000, seed=1, upto_pct=100.0) == 10.0
+    assert sharing_gap_bfd_pct(pods, 2_000, seed=1, upto_pct=100.0) == 10.0
