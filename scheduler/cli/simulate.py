@@ -1,5 +1,5 @@
-"""``gpuyard simulate packing|queue`` and ``gpuyard demo-packing``: the trace replays of the
-scheduling core."""
+"""``gpuyard simulate packing|mixes|mix-csv|queue|scale`` and ``gpuyard demo-packing``: the
+trace replays of the scheduling core."""
 
 from __future__ import annotations
 
@@ -63,6 +63,93 @@ def cmd_simulate_packing(args: argparse.Namespace, console: Console) -> int:
     write_outputs(results, out)
     console.print(_packing_table(results, f"{Path(args.trace).name} on {Path(args.nodes).name}"))
     console.print(f"wrote {out / 'curves.csv'}, {out / 'summary.csv'}, {out / 'curves.png'}")
+    return 0
+
+
+def _mix_specs(args: argparse.Namespace) -> list:  # type: ignore[type-arg]
+    from dataclasses import replace
+
+    from simulations.mixes_experiment import parse_mixes
+
+    specs = parse_mixes(args.mixes)
+    if args.nodes is not None:
+        if args.nodes < 1:
+            raise ValueError(f"--nodes {args.nodes}: must be at least 1")
+        specs = [replace(s, nodes=args.nodes) for s in specs]
+    return specs
+
+
+def cmd_simulate_mixes(args: argparse.Namespace, console: Console) -> int:
+    from simulations.mixes_experiment import run_mixes, write_mixes_outputs
+    from simulations.packing_experiment import parse_policies, parse_seeds
+    from simulations.synthetic import families
+
+    if args.list:
+        table = Table(title="synthetic mixes (simulations/synthetic.py)")
+        for col in ("mix", "nodes", "description"):
+            table.add_column(col)
+        for s in families():
+            table.add_row(s.name, str(s.nodes), s.description)
+        console.print(table)
+        return 0
+    if not args.out:
+        raise ValueError("--out DIR is required (or --list)")
+    specs = _mix_specs(args)
+    policies = parse_policies(args.policy)
+    seeds = parse_seeds(args.seeds)
+    if args.inflate <= 0:
+        raise ValueError(f"--inflate must be > 0, got {args.inflate}")
+    with Progress(
+        TextColumn("[bold]mixes"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.quiet,
+    ) as progress:
+        task = progress.add_task("", total=len(specs) * len(policies) * len(seeds))
+
+        def tick(r) -> None:  # type: ignore[no-untyped-def]
+            progress.update(
+                task,
+                advance=1,
+                description=f"{r.mix} {r.policy} seed {r.seed}: {r.unallocated_pct_at_100:.2f}% @100%",
+            )
+
+        runs = run_mixes(specs, policies, seeds, args.inflate, args.jobs, tick)
+    out = Path(args.out)
+    summaries = write_mixes_outputs(runs, out)
+    table = Table(title=f"median unallocated GPU % at arrived 100 % ({len(seeds)} seeds)")
+    for col in ("mix", "best of six", "%", "fgd", "frag_pack"):
+        table.add_column(col, justify="left" if col in ("mix", "best of six") else "right")
+
+    def cell(x: float) -> str:
+        return "" if x != x else f"{x:.2f}"  # NaN: not run
+
+    for m in summaries:
+        table.add_row(m.mix, m.best_of_six, cell(m.best_of_six_pct),
+                      cell(m.medians.get("fgd", float("nan"))),
+                      cell(m.medians.get("frag_pack", float("nan"))))  # fmt: skip
+    console.print(table)
+    console.print(f"wrote {out / 'mixes.csv'}, {out / 'summary.csv'} (every policy's medians)")
+    return 0
+
+
+def cmd_simulate_mix_csv(args: argparse.Namespace, console: Console) -> int:
+    from dataclasses import replace
+
+    from simulations.packing_experiment import parse_seeds
+    from simulations.synthetic import generate, write_mix
+
+    out = Path(args.out)
+    for spec in _mix_specs(args):
+        for seed in parse_seeds(args.seeds):
+            nodes_csv, pods_csv = write_mix(generate(replace(spec, seed=seed)), out)
+            console.print(
+                f"wrote {nodes_csv}, {pods_csv}; run: gpuyard simulate packing "
+                f"--nodes {nodes_csv} --trace {pods_csv} --seeds {seed} --out OUT"
+            )
     return 0
 
 
@@ -195,6 +282,33 @@ def add_simulate_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     pk.add_argument("--jobs", type=int, default=1, help="worker processes")
     pk.add_argument("--quiet", action="store_true", help="no progress bar")
     pk.set_defaults(func=cmd_simulate_packing)
+
+    mx = simsub.add_parser(
+        "mixes",
+        help="every packing policy on synthetic mixes (simulations/synthetic.py), FGD protocol",
+    )
+    mx.add_argument("--policy", default="all", help="NAME[,NAME...] or 'all'")
+    mx.add_argument("--mixes", default="all", help="MIX[,MIX...] or 'all' (see --list)")
+    mx.add_argument("--seeds", default="42-44", help="e.g. 42-44 or 42,43 (generator and replay)")
+    mx.add_argument("--nodes", type=int, help="resize every mix's fleet to this many nodes")
+    mx.add_argument(
+        "--inflate", type=float, default=1.3, help="inflate the workload to this x fleet GPUs"
+    )
+    mx.add_argument("--out", help="output directory (mixes.csv, summary.csv)")
+    mx.add_argument("--jobs", type=int, default=1, help="worker processes")
+    mx.add_argument("--list", action="store_true", help="list the mixes and exit")
+    mx.add_argument("--quiet", action="store_true", help="no progress bar")
+    mx.set_defaults(func=cmd_simulate_mixes)
+
+    mc = simsub.add_parser(
+        "mix-csv",
+        help="write synthetic mixes as Alibaba-format node and pod lists (for simulate packing)",
+    )
+    mc.add_argument("--mixes", required=True, help="MIX[,MIX...] or 'all'")
+    mc.add_argument("--seeds", default="42", help="e.g. 42-44 or 42,43")
+    mc.add_argument("--nodes", type=int, help="resize every mix's fleet to this many nodes")
+    mc.add_argument("--out", required=True, help="output directory (MIX_sSEED_{nodes,pods}.csv)")
+    mc.set_defaults(func=cmd_simulate_mix_csv)
 
     qu = simsub.add_parser(
         "queue", help="replay a job trace (Philly or Tiresias format) through the queue policies"

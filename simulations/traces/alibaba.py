@@ -18,7 +18,18 @@ POD_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
 POD_OPTIONAL = ("gpu_spec", "qos", "pod_phase", "creation_time", "deletion_time", "scheduled_time")
 
 # GPU memory by model where public; the trace's G2/G3 are anonymised, so their memory is unknown (0).
-GPU_MEMORY_MIB = {"T4": 16384, "P100": 16384, "V100M16": 16384, "V100M32": 32768, "A10": 24576}
+# H800, H20, A100 (80 GB), L40S: models of the synthetic fleets (``simulations/synthetic.py``).
+GPU_MEMORY_MIB = {
+    "T4": 16384,
+    "P100": 16384,
+    "V100M16": 16384,
+    "V100M32": 32768,
+    "A10": 24576,
+    "L40S": 49152,
+    "A100": 81920,
+    "H800": 81920,
+    "H20": 98304,
+}
 MAX_GPUS_PER_NODE = 64
 
 
