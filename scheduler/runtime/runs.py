@@ -150,9 +150,6 @@ class Runs:
         self.active: dict[str, ActiveRun] = {}
         self.deferred: list[Launch] = []
 
-    def control_dir(self, job_id: str) -> Path:
-        return self.settings.control_root / job_id
-
     # ----------------------------------------------------------- watching
     def poll(self) -> list[RunReport]:
         """Every active run's status (remote calls, no lock). A run that does not answer is

@@ -27,7 +27,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +87,7 @@ def gpu_cluster() -> Iterator[GpuRay]:
 
 def _request(cluster: GpuRay, tmp_path: Path, chosen: list[int], out: Path) -> Any:
     """The executor's ``RunRequest`` for one worker per chosen GPU, as ``runs.run_request``
-    builds it (fields filtered to what this version of ``RunRequest`` has)."""
+    builds it."""
     from scheduler.runtime.executor import RunRequest, WorkerSlot
 
     job_id = f"gpu-exec-{uuid.uuid4().hex[:8]}"
@@ -102,16 +101,14 @@ def _request(cluster: GpuRay, tmp_path: Path, chosen: list[int], out: Path) -> A
         "cpus_per_worker": 1.0,
         "gpus_per_worker": 1.0,
         "storage_path": str(tmp_path / "checkpoints"),
-        "control_dir": str(tmp_path / "control"),  # trainkit's executor
-        "log_path": str(tmp_path / "control" / "job.log"),  # scheduler.train's executor
+        "log_path": str(tmp_path / "control" / "job.log"),
         "run_name": job_id,
         "team": "gpu-tests",
         "simulated_gpus": False,
         "max_failures": 0,
         "controller_failure_limit": 0,
     }
-    known = {f.name for f in fields(RunRequest)}
-    return RunRequest(**{k: v for k, v in wanted.items() if k in known})
+    return RunRequest(**wanted)
 
 
 def test_an_executor_run_computes_on_the_highest_gpus_it_was_given(
