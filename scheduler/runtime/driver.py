@@ -139,8 +139,9 @@ class NodeCommand:
 
 
 @dataclass(slots=True)
-class Refused:
-    """A call refused before it reached the service (401, 403): audit it."""
+class Audited:
+    """A call handled outside the core, to audit with the next batch: one the API refused
+    (401, 403), or a package upload."""
 
     who: Principal
     action: str
@@ -167,7 +168,7 @@ class Internal:
     audit: list[AuditEntry] = field(default_factory=list)
 
 
-Input = Submit | Cancel | NodeCommand | Refused | Observed | Internal
+Input = Submit | Cancel | NodeCommand | Audited | Observed | Internal
 
 
 @dataclass(slots=True)
@@ -354,7 +355,7 @@ class Driver:
             self._cancel(inp, b, now)
         elif isinstance(inp, NodeCommand):
             self._node_command(inp, b, now)
-        elif isinstance(inp, Refused):
+        elif isinstance(inp, Audited):
             b.audit.append(_audit(now, inp.who, inp.action, inp.target, inp.outcome, inp.detail))
         elif isinstance(inp, Internal):
             b.events.extend(inp.events)

@@ -32,13 +32,13 @@ from scheduler.core.model import Placement
 from scheduler.runtime.auth import Principal
 from scheduler.runtime.config import NodeSpec, ServiceConfig
 from scheduler.runtime.driver import (
+    Audited,
     Cancel,
     Driver,
     Input,
     Internal,
     NodeCommand,
     Observed,
-    Refused,
     Submit,
 )
 from scheduler.runtime.executor import RunRequest, read_log, tail_log
@@ -355,7 +355,7 @@ class SchedulerService:
 
     def refused(self, who: Principal, action: str, target: str, outcome: str, detail: str) -> None:
         """Audit a call the API refused (401, 403); recorded with the next batch."""
-        self.inbox.put(Refused(who, action, target, outcome, detail))
+        self.inbox.put(Audited(who, action, target, outcome, detail))
 
     def list_jobs(self, team: str | None = None, state: JobState | None = None) -> list[JobView]:
         with self.lock:
@@ -405,8 +405,8 @@ class SchedulerService:
         except OSError as e:
             raise Unavailable(f"cannot store package {uri}: {e}") from None
         self.inbox.put(
-            Refused(who, "upload package", uri, "ok", f"{len(data)} bytes")
-        )  # recorded with the next batch, like the API's refusals
+            Audited(who, "upload package", uri, "ok", f"{len(data)} bytes")
+        )  # recorded with the next batch
 
     def queue(self, team: str | None = None) -> list[QueueEntry]:
         with self.lock:
