@@ -49,6 +49,7 @@ from scheduler.runtime.control import NAMESPACE, RunChannel
 
 ENDED_STATES = frozenset({"succeeded", "failed", "stopped"})  # a run's final states
 SCRIPT_POLL_S = 1.0  # how often a script job's status, logs and placement are looked at
+STATE_API_EVERY = 5  # Ray's state API (which actors hold GPUs where) every 5th poll only
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +272,9 @@ class JobRunner:
         self.status_.state = "running"
         shown = 0  # characters of the Ray job's log already copied into the job's log
         ray_job: str | None = None
+        polls = 0
         while True:
+            polls += 1
             info = client.get_job_info(req.submission_id)
             ray_job = ray_job or info.job_id
             shown = self._copy_logs(client, req, shown)
@@ -280,7 +283,9 @@ class JobRunner:
                 self._script_ended(req, status, info.message or "")
                 return
             if not self._killed:
-                outside = self._outside_placement(req, ray_job)
+                outside = self._outside_placement(
+                    req, ray_job if polls % STATE_API_EVERY == 1 else None
+                )
                 if outside:
                     self._killed = True
                     self._outside = outside
@@ -331,7 +336,8 @@ class JobRunner:
     def _outside_placement(self, req: RunRequest, ray_job: str | None) -> str:
         """What of the Ray job holds GPUs outside its placement: a worker that said so
         (``scheduler.train.context``), or an actor asking for GPUs on another node or beyond
-        the gang's count (Ray's state API). Empty when all is well."""
+        the gang's count (Ray's state API; not asked when ``ray_job`` is None). Empty when
+        all is well."""
         said = RunChannel(req.name, req.attempt).violation()
         if said:
             return said
