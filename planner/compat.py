@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
@@ -104,7 +105,7 @@ class RawSolve:
 _banner_silenced = False
 
 
-def _silence_highs_banner() -> None:
+def silence_highs_banner() -> None:
     """highspy prints its banner on stdout once per process, even with output off (the note's
     pitfall 10); create the first Highs object with stdout sent to /dev/null."""
     global _banner_silenced
@@ -115,6 +116,7 @@ def _silence_highs_banner() -> None:
         import highspy
     except ImportError:
         return
+    sys.stdout.flush()  # what Python still buffers is written before stdout is redirected
     saved = os.dup(1)
     try:
         with open(os.devnull, "w") as null:
@@ -190,7 +192,7 @@ def run_highs(
     presolve: bool = True,
     start: Mapping[str, float] | None = None,
 ) -> RawSolve:
-    _silence_highs_banner()
+    silence_highs_banner()
     cls = highs_class()
     if start:
         cls = _started(cls, start)

@@ -89,8 +89,6 @@ and giving their GPUs to the whole-GPU pods that would otherwise not fit).
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -225,26 +223,15 @@ def arrived_by(
 
 # --- HiGHS -----------------------------------------------------------------------------------
 
-_banner_done = False
-
 
 def _highs() -> Any:
-    """A silent one-thread HiGHS instance (highspy prints its banner once per process on
-    stdout whatever the options: the first instance is made with stdout sent to /dev/null)."""
+    """A silent one-thread HiGHS instance (the planner's ``silence_highs_banner`` keeps
+    highspy's once-per-process banner off stdout)."""
     import highspy
 
-    global _banner_done
-    if not _banner_done:
-        _banner_done = True
-        sys.stdout.flush()
-        saved = os.dup(1)
-        try:
-            with open(os.devnull, "w") as null:
-                os.dup2(null.fileno(), 1)
-                highspy.Highs()  # type: ignore[no-untyped-call]
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
+    from planner.compat import silence_highs_banner
+
+    silence_highs_banner()
     h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
