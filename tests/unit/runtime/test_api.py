@@ -166,6 +166,21 @@ def test_cancel(api: TestClient, backend: FakeBackend) -> None:
     assert api.post("/v1/jobs/nope/cancel", headers=ADMIN).status_code == 404
 
 
+def test_log_chunks_and_job_pages_refuse_bad_bounds_and_other_teams(api: TestClient) -> None:
+    whole = "".join(f"line {i}\n" for i in range(1, 11))  # the fake backend's log
+    r = api.get("/v1/jobs/job-0001/logs/chunk", params={"offset": 7}, headers=VISION)
+    assert r.json() == {"job_id": "job-0001", "offset": 7, "next_offset": len(whole),
+                        "text": whole[7:], "ended": False}  # fmt: skip
+    for params in ({"offset": -1}, {"limit_bytes": 0}, {"limit_bytes": 4 * 1024 * 1024 + 1}):
+        bad = api.get("/v1/jobs/job-0001/logs/chunk", params=params, headers=VISION)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][0] == "query"
+    assert api.get("/v1/jobs/job-0002/logs/chunk", headers=VISION).status_code == 403
+    assert api.get("/v1/jobs/job-0001/logs/chunk").status_code == 401
+    for params in ({"limit": 0}, {"limit": 1001}, {"after": ""}):
+        bad = api.get("/v1/jobs", params=params, headers=VISION)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][0] == "query"
+
+
 def test_logs_tail(api: TestClient) -> None:
     r = api.get("/v1/jobs/job-0001/logs", params={"tail": 2}, headers=VISION)
     assert r.json() == {"job_id": "job-0001", "tail_lines": 2, "text": "line 9\nline 10\n"}
