@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scheduler.core.health import HealthRules
 from scheduler.core.model import Node
-from scheduler.core.priority import PriorityClasses
-from scheduler.core.quota import QuotaConfig
+from scheduler.core.queueing.priority import PriorityClasses
+from scheduler.core.queueing.quota import QuotaConfig
 from scheduler.core.state import ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
 from scheduler.policies.registry import PACKING, QUEUE, make_packing, make_queue

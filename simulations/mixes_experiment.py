@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scheduler.core.fragmentation import TypicalShapes
+from scheduler.core.placement.fragmentation import TypicalShapes
 from simulations.packing import bin_curve, replay, typical_shapes
 from simulations.synthetic import Mix, MixSpec, families, generate
 

@@ -15,8 +15,8 @@ from numpy.typing import NDArray
 from scheduler.config import SchedulerConfig, build_core
 from scheduler.core.actions import Launch
 from scheduler.core.events import JobSubmitted
-from scheduler.core.fragmentation import FragTracker, TypicalShapes, frag_model
 from scheduler.core.model import Node
+from scheduler.core.placement.fragmentation import FragTracker, TypicalShapes, frag_model
 from scheduler.policies.base import PolicyContext
 from simulations.protocol import arrivals
 from simulations.traces.alibaba import TracePod

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scheduler.core.fragmentation import TypicalShapes
 from scheduler.core.model import Node
+from scheduler.core.placement.fragmentation import TypicalShapes
 from scheduler.policies.registry import PACKING, UnknownPolicy
 from simulations.packing import Curve, bin_curve, replay, typical_shapes
 from simulations.traces.alibaba import TracePod, load_nodes, load_pods

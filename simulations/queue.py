@@ -19,8 +19,8 @@ from scheduler.config import SchedulerConfig, build_core
 from scheduler.core.actions import Launch, Preempt, Reject
 from scheduler.core.events import Event, JobFinished, JobSubmitted, Tick
 from scheduler.core.model import Gpu, Job, Node, WorkerRequest
-from scheduler.core.priority import PriorityClasses
-from scheduler.core.quota import QuotaConfig
+from scheduler.core.queueing.priority import PriorityClasses
+from scheduler.core.queueing.quota import QuotaConfig
 from scheduler.core.state import Backfill
 from simulations.traces.jobs import TraceJob
 

@@ -16,8 +16,8 @@ import numpy as np
 from scheduler.config import SchedulerConfig, build_core
 from scheduler.core.actions import Launch
 from scheduler.core.events import JobSubmitted
-from scheduler.core.fragmentation import TypicalShapes
 from scheduler.core.model import Gpu, Job, Node, Topology, WorkerRequest
+from scheduler.core.placement.fragmentation import TypicalShapes
 from scheduler.policies.base import PolicyContext
 
 GANG_SHAPES = (  # (workers, GPUs per worker, topology, weight)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from scheduler.core.fragmentation import TypicalShapes
 from scheduler.core.model import Gpu, Job, Node, Topology, WorkerRequest
-from scheduler.core.packing import PackingPolicy
+from scheduler.core.placement.fragmentation import TypicalShapes
+from scheduler.core.placement.packing import PackingPolicy
 from scheduler.core.state import Backfill, ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
 from scheduler.policies.registry import make_packing, make_queue

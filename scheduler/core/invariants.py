@@ -9,8 +9,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from scheduler.core.fleet import Fleet
 from scheduler.core.model import Job, Placement
+from scheduler.core.placement.fleet import Fleet
 
 
 def check(fleet: Fleet, placements: Mapping[str, Placement], jobs: Mapping[str, Job]) -> list[str]:

@@ -43,11 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from scheduler.core.fleet import Fleet
 from scheduler.core.model import Job, Node, Placement
-from scheduler.core.packing import PackingPolicy
-from scheduler.core.queueing import QueueOrder
-from scheduler.core.quota import QuotaConfig
+from scheduler.core.placement.fleet import Fleet
+from scheduler.core.placement.packing import PackingPolicy
+from scheduler.core.queueing.queues import QueueOrder
+from scheduler.core.queueing.quota import QuotaConfig
 from scheduler.core.state import ClusterState, CoreConfig
 from scheduler.core.verdict import Verdict
 

@@ -28,9 +28,6 @@ import numpy as np
 
 from scheduler.core import invariants
 from scheduler.core.actions import Action, Launch, Preempt, Reject, Release
-from scheduler.core.admission import admit, never_under_quota, placement_models
-from scheduler.core.backfill import estimate_starts
-from scheduler.core.easy import EasyWindow
 from scheduler.core.events import (
     Event,
     GpuHealthChanged,
@@ -46,19 +43,28 @@ from scheduler.core.events import (
     NodeUncordoned,
     Tick,
 )
-from scheduler.core.fairshare import DecayedUsage
-from scheduler.core.fleet import Fleet
 from scheduler.core.health import HealthBook, HealthRules
-from scheduler.core.levels import LevelBook
 from scheduler.core.model import MILLI_PER_GPU, Job, Node, Placement
 from scheduler.core.outcomes import PreemptReason, ReleaseOutcome, RunOutcome
-from scheduler.core.packing import PackingPolicy
-from scheduler.core.placer import Placer
-from scheduler.core.preemption import saved_and_lost_s
-from scheduler.core.queueing import CanonicalOrder, FleetTotals, QueueOrder, TeamQueues, TeamUsage
-from scheduler.core.quota import QuotaBook, QuotaConfig
-from scheduler.core.reclaim import Reclaimer
-from scheduler.core.reservation import Reservation, release
+from scheduler.core.placement.fleet import Fleet
+from scheduler.core.placement.packing import PackingPolicy
+from scheduler.core.placement.placer import Placer
+from scheduler.core.placement.reservation import Reservation, release
+from scheduler.core.preemption.cost import saved_and_lost_s
+from scheduler.core.preemption.reclaim import Reclaimer
+from scheduler.core.queueing.admission import admit, never_under_quota, placement_models
+from scheduler.core.queueing.backfill import estimate_starts
+from scheduler.core.queueing.easy import EasyWindow
+from scheduler.core.queueing.fairshare import DecayedUsage
+from scheduler.core.queueing.levels import LevelBook
+from scheduler.core.queueing.queues import (
+    CanonicalOrder,
+    FleetTotals,
+    QueueOrder,
+    TeamQueues,
+    TeamUsage,
+)
+from scheduler.core.queueing.quota import QuotaBook, QuotaConfig
 from scheduler.core.verdict import Code, Verdict
 
 Backfill = Literal["none", "greedy", "easy"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from scheduler.core.priority import PriorityClasses
+from scheduler.core.queueing.priority import PriorityClasses
 from scheduler.files.yamlfile import YamlFileError, read_yaml
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from scheduler.core.quota import ANY_MODEL, Quota, QuotaConfig
+from scheduler.core.queueing.quota import ANY_MODEL, Quota, QuotaConfig
 from scheduler.files.yamlfile import YamlFileError, read_yaml
 
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.core.fleet import Fleet, IntArray
-from scheduler.core.fragmentation import TypicalShapes
-from scheduler.core.packing import FloatArray
+from scheduler.core.placement.fleet import Fleet, IntArray
+from scheduler.core.placement.fragmentation import TypicalShapes
+from scheduler.core.placement.packing import FloatArray
 
 # FGD's simulator normalises by the largest node spec it supports (pkg/type/open-gpu-share/utils/
 # const.go: MaxSpecCpu = 128000 milli, MaxSpecGpu = 8000 milli); we keep them as defaults.

@@ -1,5 +1,5 @@
 """``fgd``: Fragmentation Gradient Descent (Weng et al., USENIX ATC'23). Place the worker
-where the cluster's expected GPU fragmentation (see ``scheduler.core.fragmentation``) grows
+where the cluster's expected GPU fragmentation (see ``scheduler.core.placement.fragmentation``) grows
 least; a sharing worker also takes the GPU that minimises it.
 
 As in the authors' simulator, the node score is ``trunc(100 * sigmoid((F_before - F_after) /
@@ -14,10 +14,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from scheduler.core.fleet import BoolArray, Fleet, IntArray
-from scheduler.core.fragmentation import FragModel, TypicalShapes, frag_model
 from scheduler.core.model import MILLI_PER_GPU, WorkerRequest
-from scheduler.core.packing import FloatArray, PackingPolicy
+from scheduler.core.placement.fleet import BoolArray, Fleet, IntArray
+from scheduler.core.placement.fragmentation import FragModel, TypicalShapes, frag_model
+from scheduler.core.placement.packing import FloatArray, PackingPolicy
 from scheduler.policies.base import PolicyContext
 
 

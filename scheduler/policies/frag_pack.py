@@ -24,9 +24,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from scheduler.core.fleet import Fleet, IntArray
 from scheduler.core.model import WorkerRequest
-from scheduler.core.packing import FloatArray
+from scheduler.core.placement.fleet import Fleet, IntArray
+from scheduler.core.placement.packing import FloatArray
 from scheduler.policies.base import PolicyContext
 from scheduler.policies.fgd import FgdPacking
 

@@ -14,9 +14,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from scheduler.core.fleet import Fleet, IntArray
 from scheduler.core.model import MILLI_PER_GPU, WorkerRequest
-from scheduler.core.packing import FloatArray, PackingPolicy
+from scheduler.core.placement.fleet import Fleet, IntArray
+from scheduler.core.placement.packing import FloatArray, PackingPolicy
 from scheduler.policies.base import PolicyContext
 
 

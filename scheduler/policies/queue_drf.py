@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from scheduler.core.model import Job
-from scheduler.core.queueing import FleetTotals, JobKey, QueueOrder, TeamUsage
+from scheduler.core.queueing.queues import FleetTotals, JobKey, QueueOrder, TeamUsage
 
 
 class DrfOrder(QueueOrder):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from scheduler.core.model import Job
-from scheduler.core.queueing import JobKey, QueueOrder
+from scheduler.core.queueing.queues import JobKey, QueueOrder
 
 
 class FifoOrder(QueueOrder):

@@ -70,7 +70,7 @@ from typing import ClassVar
 import numpy as np
 
 from scheduler.core.model import Job
-from scheduler.core.queueing import FloatArray, IntArray, JobKey, QueueOrder
+from scheduler.core.queueing.queues import FloatArray, IntArray, JobKey, QueueOrder
 
 DEFAULT_THRESHOLDS_GPU_S = (3_250.0,)  # two levels (Tiresias, see the module docstring)
 SIMULATOR_THRESHOLDS_GPU_S = (3_250.0, 7_200.0)  # the simulator's dlas-gpu: three queues

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from scheduler.core.queueing import CanonicalOrder
+from scheduler.core.queueing.queues import CanonicalOrder
 
 PriorityOrder = CanonicalOrder

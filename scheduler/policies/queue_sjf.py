@@ -10,7 +10,7 @@ import math
 from typing import ClassVar
 
 from scheduler.core.model import MILLI_PER_GPU, Job
-from scheduler.core.queueing import JobKey, QueueOrder
+from scheduler.core.queueing.queues import JobKey, QueueOrder
 
 
 class SjfOrder(QueueOrder):

@@ -9,9 +9,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from scheduler.core.fleet import BoolArray, Fleet, IntArray
 from scheduler.core.model import WorkerRequest
-from scheduler.core.packing import FloatArray, PackingPolicy, best_fit_gpus
+from scheduler.core.placement.fleet import BoolArray, Fleet, IntArray
+from scheduler.core.placement.packing import FloatArray, PackingPolicy, best_fit_gpus
 from scheduler.policies.base import PolicyContext
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from scheduler.core.packing import PackingPolicy
-from scheduler.core.queueing import QueueOrder
+from scheduler.core.placement.packing import PackingPolicy
+from scheduler.core.queueing.queues import QueueOrder
 from scheduler.policies.base import PolicyContext
 from scheduler.policies.best_fit import BestFitPacking
 from scheduler.policies.dot_product import DotProductPacking

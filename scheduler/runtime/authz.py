@@ -12,7 +12,7 @@ take back what is its own.
 
 from __future__ import annotations
 
-from scheduler.core.priority import PriorityClasses
+from scheduler.core.queueing.priority import PriorityClasses
 from scheduler.runtime.auth import Principal
 from scheduler.runtime.config import TeamGrant
 from scheduler.runtime.spec import JobSpec

@@ -8,12 +8,12 @@ import numpy as np
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from scheduler.core.easy import EasyWindow
 from scheduler.core.events import JobFinished, JobSubmitted
-from scheduler.core.fragmentation import TypicalShapes
-from scheduler.core.gang_room import GangRoom
 from scheduler.core.model import Job, Placement, WorkerRequest
-from scheduler.core.reservation import reacquire, release
+from scheduler.core.placement.fragmentation import TypicalShapes
+from scheduler.core.placement.gang_room import GangRoom
+from scheduler.core.placement.reservation import reacquire, release
+from scheduler.core.queueing.easy import EasyWindow
 from scheduler.policies.registry import PACKING
 from tests.builders import make_node, make_state
 from tests.property.test_invariants import job_st, nodes_st

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from scheduler.core.actions import Launch
 from scheduler.core.events import GpuHealthChanged, JobFinished, JobSubmitted
-from scheduler.core.fragmentation import TypicalShapes
 from scheduler.core.model import Job, Topology, WorkerRequest
+from scheduler.core.placement.fragmentation import TypicalShapes
 from scheduler.policies.registry import PACKING, QUEUE
 from tests.builders import make_node, make_state
 

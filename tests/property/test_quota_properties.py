@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scheduler.core.actions import Launch, Preempt
 from scheduler.core.events import JobFinished, JobSubmitted, Tick
 from scheduler.core.model import Job, WorkerRequest
-from scheduler.core.quota import Quota, QuotaConfig
+from scheduler.core.queueing.quota import Quota, QuotaConfig
 from scheduler.core.state import ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
 from scheduler.policies.registry import QUEUE, make_packing, make_queue

@@ -25,12 +25,12 @@ from scheduler.core.events import (
     NodeUncordoned,
     Tick,
 )
-from scheduler.core.fragmentation import TypicalShapes
 from scheduler.core.health import HealthRules
 from scheduler.core.model import Job, Node, Topology, WorkerRequest
-from scheduler.core.packing import PackingPolicy
-from scheduler.core.queueing import QueueOrder
-from scheduler.core.quota import Quota, QuotaConfig
+from scheduler.core.placement.fragmentation import TypicalShapes
+from scheduler.core.placement.packing import PackingPolicy
+from scheduler.core.queueing.queues import QueueOrder
+from scheduler.core.queueing.quota import Quota, QuotaConfig
 from scheduler.core.snapshot import restore, take
 from scheduler.core.state import ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext

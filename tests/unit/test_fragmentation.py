@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from scheduler.core.fleet import Fleet
-from scheduler.core.fragmentation import FragModel, Shape, TypicalShapes
 from scheduler.core.model import WorkerRequest
+from scheduler.core.placement.fleet import Fleet
+from scheduler.core.placement.fragmentation import FragModel, Shape, TypicalShapes
 from tests.builders import make_node
 
 

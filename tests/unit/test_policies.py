@@ -6,8 +6,8 @@ import pytest
 
 from scheduler.core.actions import Launch
 from scheduler.core.events import JobSubmitted
-from scheduler.core.fragmentation import Shape, TypicalShapes
 from scheduler.core.model import Topology
+from scheduler.core.placement.fragmentation import Shape, TypicalShapes
 from scheduler.policies.base import PolicyContext
 from scheduler.policies.registry import PACKING, UnknownPolicy, make_packing
 from tests.builders import make_job, make_node, make_state, occupy

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.core.priority import PriorityClasses, UnknownPriorityClass
+from scheduler.core.queueing.priority import PriorityClasses, UnknownPriorityClass
 from scheduler.files.priority_file import PriorityFileError, load_priority_classes
 from simulations.queue import QueueOptions, replay_queue
 from simulations.traces.jobs import TraceJob

@@ -32,7 +32,7 @@ def imports(path: Path) -> list[str]:
 
 
 def test_core_imports_only_stdlib_numpy_and_itself() -> None:
-    files = sorted(CORE.glob("*.py"))
+    files = sorted(CORE.rglob("*.py"))
     assert files
     for f in files:
         for mod in imports(f):
@@ -53,7 +53,7 @@ def test_core_imports_only_stdlib_numpy_and_itself() -> None:
 
 
 def test_core_calls_no_clock() -> None:
-    for f in sorted(CORE.glob("*.py")):
+    for f in sorted(CORE.rglob("*.py")):
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_CALLS:
                 base = node.value

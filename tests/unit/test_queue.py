@@ -7,8 +7,8 @@ import math
 import pytest
 
 from scheduler.core.actions import Launch
-from scheduler.core.backfill import estimate_starts
 from scheduler.core.events import JobFinished, JobSubmitted
+from scheduler.core.queueing.backfill import estimate_starts
 from scheduler.core.verdict import Code, Verdict
 from scheduler.policies.queue_las import LasOrder
 from scheduler.policies.registry import QUEUE, UnknownPolicy, make_queue
@@ -162,8 +162,8 @@ def test_estimates_on_an_aggregate_profile() -> None:
 
 
 def test_decayed_usage_halves_every_half_life() -> None:
-    from scheduler.core.fairshare import DecayedUsage
-    from scheduler.core.queueing import TeamUsage
+    from scheduler.core.queueing.fairshare import DecayedUsage
+    from scheduler.core.queueing.queues import TeamUsage
 
     d = DecayedUsage(100.0)
     d.advance("a", 0.0, TeamUsage())

@@ -198,7 +198,7 @@ def test_quota_file_errors_name_the_path_value_and_what_is_allowed(tmp_path: Pat
 
 
 def test_a_preempted_job_resumes_from_its_checkpoint_in_the_replay() -> None:
-    from scheduler.core.quota import Quota, QuotaConfig
+    from scheduler.core.queueing.quota import Quota, QuotaConfig
     from simulations.queue import QueueOptions
 
     quotas = QuotaConfig((Quota("a", "*", 2), Quota("b", "*", 2)), (("a", "c"), ("b", "c")))

@@ -6,7 +6,7 @@ import pytest
 
 from scheduler.core.actions import Launch, Preempt, Reject
 from scheduler.core.events import JobFinished, JobSubmitted, Tick
-from scheduler.core.quota import Quota, QuotaBook, QuotaConfig
+from scheduler.core.queueing.quota import Quota, QuotaBook, QuotaConfig
 from scheduler.core.state import ClusterState, CoreConfig
 from scheduler.core.verdict import Code
 from scheduler.policies.base import PolicyContext

@@ -18,7 +18,7 @@ from scheduler.core.events import (
     NodeCordoned,
     Tick,
 )
-from scheduler.core.quota import Quota, QuotaConfig
+from scheduler.core.queueing.quota import Quota, QuotaConfig
 from scheduler.core.snapshot import (
     FORMAT,
     CoreSnapshot,

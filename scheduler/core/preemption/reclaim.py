@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from scheduler.core.actions import Action, Launch
-from scheduler.core.admission import admit, within_nominal
-from scheduler.core.gang_room import GangRoom
 from scheduler.core.model import MILLI_PER_GPU, Job
 from scheduler.core.outcomes import PreemptReason
-from scheduler.core.preemption import lost_s, select_victims
+from scheduler.core.placement.gang_room import GangRoom
+from scheduler.core.preemption.cost import lost_s, select_victims
+from scheduler.core.queueing.admission import admit, within_nominal
 from scheduler.core.verdict import Code
 
 if TYPE_CHECKING:

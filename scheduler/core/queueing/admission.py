@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from scheduler.core.fleet import Fleet
 from scheduler.core.model import Job, Placement
-from scheduler.core.quota import ANY_MODEL, QuotaBook
+from scheduler.core.placement.fleet import Fleet
+from scheduler.core.queueing.quota import ANY_MODEL, QuotaBook
 from scheduler.core.verdict import Code, Verdict
 
 

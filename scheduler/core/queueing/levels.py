@@ -31,7 +31,7 @@ import math
 from typing import TYPE_CHECKING
 
 from scheduler.core.model import MILLI_PER_GPU, Job
-from scheduler.core.queueing import crossing_s
+from scheduler.core.queueing.queues import crossing_s
 
 if TYPE_CHECKING:
     from scheduler.core.state import ClusterState

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from scheduler.core.queueing import TeamUsage
+from scheduler.core.queueing.queues import TeamUsage
 
 
 @dataclass(slots=True)

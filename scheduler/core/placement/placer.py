@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from scheduler.core.fleet import BoolArray, Fleet, IntArray
 from scheduler.core.model import Job, Placement, Topology, WorkerRequest
-from scheduler.core.packing import FloatArray, PackingPolicy
-from scheduler.core.reservation import Reservation
+from scheduler.core.placement.fleet import BoolArray, Fleet, IntArray
+from scheduler.core.placement.packing import FloatArray, PackingPolicy
+from scheduler.core.placement.reservation import Reservation
 
 DEDUPE_MIN_NODES = 64
 

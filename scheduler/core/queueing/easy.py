@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
-from scheduler.core.fleet import Fleet
-from scheduler.core.gang_room import GangRoom
 from scheduler.core.model import Job, Placement
-from scheduler.core.reservation import release
+from scheduler.core.placement.fleet import Fleet
+from scheduler.core.placement.gang_room import GangRoom
+from scheduler.core.placement.reservation import release
 
 Ends = Callable[[], list[tuple[float, str]]]
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from scheduler.core.fleet import Fleet, IntArray
 from scheduler.core.model import WorkerRequest
+from scheduler.core.placement.fleet import Fleet, IntArray
 
 FloatArray = NDArray[np.float64]
 

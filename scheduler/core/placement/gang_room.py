@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scheduler.core.fleet import Fleet
 from scheduler.core.model import MILLI_PER_GPU, Job, Placement, Topology
+from scheduler.core.placement.fleet import Fleet
 
 
 class GangRoom:

@@ -12,8 +12,8 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from scheduler.core.fleet import BoolArray, Fleet, IntArray
 from scheduler.core.model import MILLI_PER_GPU, WorkerRequest
+from scheduler.core.placement.fleet import BoolArray, Fleet, IntArray
 
 FloatArray = NDArray[np.float64]
 

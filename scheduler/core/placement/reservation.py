@@ -7,8 +7,8 @@ reverse order, ``commit`` freezes it into a :class:`Placement`.
 
 from __future__ import annotations
 
-from scheduler.core.fleet import Fleet
 from scheduler.core.model import Placement, WorkerPlacement
+from scheduler.core.placement.fleet import Fleet
 
 
 class Reservation:
