@@ -12,9 +12,9 @@ that the service can store the exact configuration a snapshot of its core was ta
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from scheduler.core.health import HealthRules
 from scheduler.core.model import Node
@@ -22,7 +22,16 @@ from scheduler.core.queueing.priority import PriorityClasses
 from scheduler.core.queueing.quota import QuotaConfig
 from scheduler.core.state import ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
-from scheduler.policies.registry import PACKING, QUEUE, make_packing, make_queue
+from scheduler.policies.registry import (
+    ADMISSION,
+    PACKING,
+    PREEMPTION,
+    QUEUE,
+    make_admission,
+    make_packing,
+    make_preemption,
+    make_queue,
+)
 
 
 class SchedulerConfig(BaseModel):
@@ -32,6 +41,12 @@ class SchedulerConfig(BaseModel):
 
     packing: str = Field(default="best_fit", description="packing policy: " + ", ".join(PACKING))
     queue: str = Field(default="priority", description="queue order: " + ", ".join(QUEUE))
+    admission: str = Field(
+        default="quota", description="admission under quotas: " + ", ".join(ADMISSION)
+    )
+    preemption_policy: str = Field(
+        default="cheapest", description="which victims preemption picks: " + ", ".join(PREEMPTION)
+    )
     backfill: Literal["none", "greedy", "easy"] = "easy"
     preemption: bool = True
     aging_s: float | None = Field(
@@ -51,7 +66,6 @@ class SchedulerConfig(BaseModel):
         default=8, ge=1, description="jobs per team seeking victims a cycle"
     )
     seed: int = 0
-    fail_fast: bool = False
     quotas: QuotaConfig | None = None
     priority_classes: PriorityClasses | None = None
 
@@ -69,10 +83,38 @@ class SchedulerConfig(BaseModel):
             raise ValueError(f"unknown queue order {v!r}; known: {', '.join(QUEUE)}")
         return v
 
+    @field_validator("admission")
+    @classmethod
+    def _known_admission(cls, v: str) -> str:
+        if v not in ADMISSION:
+            raise ValueError(f"unknown admission policy {v!r}; known: {', '.join(ADMISSION)}")
+        return v
+
+    @field_validator("preemption_policy")
+    @classmethod
+    def _known_preemption(cls, v: str) -> str:
+        if v not in PREEMPTION:
+            raise ValueError(f"unknown preemption policy {v!r}; known: {', '.join(PREEMPTION)}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_before_fail_fast_moved(cls, data: Any) -> Any:
+        """Configurations stored before ``fail_fast`` left the core carry ``fail_fast:
+        false``: read them as they were. Fail-fast is the FGD packing replay's own rule now
+        (``simulations/packing.py``), so ``true`` is refused with that said."""
+        if isinstance(data, dict) and "fail_fast" in data:
+            data = dict(data)
+            if data.pop("fail_fast"):
+                raise ValueError(
+                    "fail_fast: true is no longer a core setting; the FGD packing replay "
+                    "(gpuyard simulate packing) rejects what does not fit now by itself"
+                )
+        return data
+
     def core_config(self, health: HealthRules | None = None) -> CoreConfig:
         return CoreConfig(
             seed=self.seed,
-            fail_fast=self.fail_fast,
             backfill=self.backfill,
             preemption=self.preemption,
             backfill_depth=self.backfill_depth,
@@ -98,4 +140,6 @@ def build_core(
         config.core_config(),
         make_queue(config.queue),
         config.quotas,
+        make_admission(config.admission),
+        make_preemption(config.preemption_policy, config.preemption_depth),
     )

@@ -1,6 +1,8 @@
 """Packing replay (the FGD paper's experiment): a virtual clock feeds one arrival per tick to
-the core in fail-fast mode and records, after every arrival, arrived / allocated GPU and the
-cluster's fragmentation. No scheduling logic lives here; the core decides everything.
+the core and records, after every arrival, arrived / allocated GPU and the cluster's
+fragmentation. The core places; the replay adds the protocol's one rule, fail-fast
+(:func:`submit_or_fail`): a pod the core did not start at once is withdrawn (cancelled) and
+counted failed, so no queue ever forms.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from numpy.typing import NDArray
 
 from scheduler.config import SchedulerConfig, build_core
 from scheduler.core.actions import Launch
-from scheduler.core.events import JobSubmitted
-from scheduler.core.model import Node
+from scheduler.core.events import JobCancelled, JobSubmitted
+from scheduler.core.model import Job, Node
 from scheduler.core.placement.fragmentation import FragTracker, TypicalShapes, frag_model
+from scheduler.core.state import ClusterState
 from scheduler.policies.base import PolicyContext
 from simulations.protocol import arrivals
 from simulations.traces.alibaba import TracePod
@@ -76,9 +79,7 @@ def replay(
     """Replay ``pods`` (shuffled and inflated by the published protocol) onto ``nodes``."""
     typical = typical or typical_shapes(pods)
     # the FGD protocol: a pod that fits nowhere now fails (no queue, no preemption)
-    config = SchedulerConfig(
-        packing=policy, seed=seed, fail_fast=True, backfill="greedy", preemption=False
-    )
+    config = SchedulerConfig(packing=policy, seed=seed, backfill="greedy", preemption=False)
     t0 = time.perf_counter()
     state = build_core(config, list(nodes), PolicyContext(seed=seed, typical=typical))
     fleet = state.fleet
@@ -92,16 +93,28 @@ def replay(
     for i, pod in enumerate(seq):
         job = pod.to_job(job_id=f"{i:06d}", submitted_at_s=float(i))
         a += pod.gpu_request_milli
-        placed = False
-        for act in state.handle(JobSubmitted(float(i), job)):
-            if isinstance(act, Launch):
-                u += job.total_gpu_milli
-                placed = True
+        placed = submit_or_fail(state, job, float(i))
+        if placed:
+            u += job.total_gpu_milli
         failed += not placed
         arrived[i], used[i] = a, u
         frag[i] = tracker.amount_milli()
     wall = time.perf_counter() - t0
     return Trajectory(policy, seed, fleet.total_gpus, arrived, used, frag, wall, n, failed)
+
+
+def submit_or_fail(state: ClusterState, job: Job, now_s: float) -> bool:
+    """The FGD protocol's fail-fast: submit ``job``; if the core does not start it at once,
+    cancel it (it failed). True when it started. With every arrival handled so, the queue is
+    empty before each submission, and a job is placed or not exactly as the core's first try
+    at it decides."""
+    started = any(
+        isinstance(act, Launch) and act.job_id == job.job_id
+        for act in state.handle(JobSubmitted(now_s, job))
+    )
+    if not started:
+        state.handle(JobCancelled(now_s, job.job_id, cause="fail-fast: fits nowhere now"))
+    return started
 
 
 def bin_curve(t: Trajectory) -> Curve:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scheduler.core.model import Gpu, Job, Node, Topology, WorkerRequest
 from scheduler.core.placement.fragmentation import TypicalShapes
-from scheduler.core.placement.packing import PackingPolicy
+from scheduler.core.placement.packing import PackingBase
 from scheduler.core.state import Backfill, ClusterState, CoreConfig
 from scheduler.policies.base import PolicyContext
 from scheduler.policies.registry import make_packing, make_queue
@@ -57,9 +57,8 @@ def make_job(
 
 def make_state(
     nodes: list[Node],
-    policy: str | PackingPolicy = "best_fit",
+    policy: str | PackingBase = "best_fit",
     seed: int = 0,
-    fail_fast: bool = False,
     typical: TypicalShapes | None = None,
     queue: str = "priority",
     backfill: Backfill = "greedy",
@@ -69,7 +68,7 @@ def make_state(
         if isinstance(policy, str)
         else policy
     )
-    config = CoreConfig(seed=seed, fail_fast=fail_fast, backfill=backfill)
+    config = CoreConfig(seed=seed, backfill=backfill)
     return ClusterState(nodes, packing, config, make_queue(queue))
 
 

@@ -45,8 +45,12 @@ import numpy as np
 
 from scheduler.core.model import Job, Node, Placement
 from scheduler.core.placement.fleet import Fleet
-from scheduler.core.placement.packing import PackingPolicy
-from scheduler.core.queueing.queues import QueueOrder
+from scheduler.core.policy import (
+    AdmissionPolicy,
+    PackingPolicy,
+    PreemptionPolicy,
+    QueueOrderPolicy,
+)
 from scheduler.core.queueing.quota import QuotaConfig
 from scheduler.core.state import ClusterState, CoreConfig
 from scheduler.core.verdict import Verdict
@@ -209,13 +213,13 @@ def take(state: ClusterState) -> CoreSnapshot:
     """The facts of ``state`` as pure data; ``state`` is not changed."""
     s = state
     pending = []
-    for job_id, (_, key) in sorted(s._queues.where.items()):
+    for job_id, (_, key) in sorted(s.queues.where.items()):
         pending.append(
             PendingJob(
                 s.jobs[job_id],
                 Lane.FRONT if key[0] == 0 else Lane.NORMAL,
                 s.verdicts.get(job_id),
-                s._verdict_cycle.get(job_id, -1),
+                s.verdict_cycle.get(job_id, -1),
                 _progress(s, job_id),
             )
         )
@@ -240,8 +244,8 @@ def take(state: ClusterState) -> CoreSnapshot:
         if fair is None
         else [TeamAverage(t, *fair._avg[t], fair._at_s[t]) for t in sorted(fair._avg)]
     )
-    (head, version, layout), shadow_s = s._shadow_memo
-    current = version == s._profile_version and layout == fleet.layout_version
+    (head, version, layout), shadow_s = s.shadow_memo
+    current = version == s.profile_version and layout == fleet.layout_version
     book = s.health
     return CoreSnapshot(
         format=FORMAT,
@@ -254,7 +258,7 @@ def take(state: ClusterState) -> CoreSnapshot:
         pending=tuple(pending),
         running=tuple(running),
         lost_gpu_s=s.lost_gpu_s,
-        blocked_by=s._blocked_by,
+        blocked_by=s.blocked_by,
         off=tuple(
             NodeOff(n, tuple(OffReason(w, *s.off_since[n][w]) for w in sorted(held)))
             for n, held in sorted(s.off.items())
@@ -318,12 +322,15 @@ def restore(
     snap: CoreSnapshot,
     packing: PackingPolicy,
     config: CoreConfig | None = None,
-    queue: QueueOrder | None = None,
+    queue: QueueOrderPolicy | None = None,
     quotas: QuotaConfig | None = None,
     nodes: Sequence[Node] | None = None,
+    admission: AdmissionPolicy | None = None,
+    preemption: PreemptionPolicy | None = None,
 ) -> ClusterState:
     """A fresh core holding the snapshot's facts, on ``nodes`` (default: ``snap.nodes``) under
-    today's ``config``, ``queue`` order and ``quotas`` (as :class:`ClusterState` takes them).
+    today's ``config``, ``queue`` order, ``quotas`` and admission and preemption policies (as
+    :class:`ClusterState` takes them).
 
     Pass a fresh ``packing`` policy (policies cache per fleet); its random stream is restored
     when it is the snapshot's policy. Pending jobs are always kept (a job that can no longer
@@ -337,7 +344,7 @@ def restore(
         raise ValueError(f"snapshot format {snap.format}; this core reads format {FORMAT}")
     nodes = snap.nodes if nodes is None else tuple(nodes)
     # step 1: today's core, with the clock and random streams as they were
-    state = ClusterState(nodes, packing, config, queue, quotas)
+    state = ClusterState(nodes, packing, config, queue, quotas, admission, preemption)
     fleet = state.fleet
     state.now_s = snap.now_s
     state.cycles = snap.cycles
@@ -355,7 +362,7 @@ def restore(
     for off in snap.off:
         if off.node in fleet.index:
             for r in off.reasons:
-                state._set_off(off.node, r.why, True, r.cause)
+                state.set_off(off.node, r.why, True, r.cause)
                 state.off_since[off.node][r.why] = (r.since_s, r.cause)
     for rec in snap.gpu_health:
         if rec.node not in fleet.index:
@@ -395,18 +402,18 @@ def restore(
         state.install_pending(wait.job, front=wait.lane is Lane.FRONT)
         if wait.verdict is not None:
             state.verdicts[wait.job.job_id] = wait.verdict
-            state._verdict_cycle[wait.job.job_id] = wait.verdict_cycle
+            state.verdict_cycle[wait.job.job_id] = wait.verdict_cycle
 
     # step 6: what the next cycle and pending_info read besides
-    state._blocked_by = snap.blocked_by
+    state.blocked_by = snap.blocked_by
     fair = state._fair
     if fair is not None:  # a half-life configured today: yesterday's averages still count
         for avg in snap.fair_share:
             fair._avg[avg.team] = (avg.gpu_milli, avg.cpu_milli, avg.memory_mib)
             fair._at_s[avg.team] = avg.at_s
     if snap.shadow is not None and nodes == snap.nodes:
-        key = (snap.shadow.head, state._profile_version, fleet.layout_version)
-        state._shadow_memo = (key, snap.shadow.time_s)
+        key = (snap.shadow.head, state.profile_version, fleet.layout_version)
+        state.shadow_memo = (key, snap.shadow.time_s)
 
     # step 7: the books must agree with the placements (gangs whole, GPU models, capacity)
     errors = state.check_invariants()

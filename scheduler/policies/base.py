@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.core.placement.fleet import Fleet, IntArray
+from scheduler.core.placement.fleet import IntArray
 from scheduler.core.placement.fragmentation import TypicalShapes
 from scheduler.core.placement.packing import FloatArray
+from scheduler.core.policy import FleetView
 
 # FGD's simulator normalises by the largest node spec it supports (pkg/type/open-gpu-share/utils/
 # const.go: MaxSpecCpu = 128000 milli, MaxSpecGpu = 8000 milli); we keep them as defaults.
@@ -27,7 +28,7 @@ class PolicyContext:
     gpu_norm_milli: int = MAX_SPEC_GPU_MILLI
 
 
-def gpu_left(fleet: Fleet, nodes: IntArray) -> IntArray:
+def gpu_left(fleet: FleetView, nodes: IntArray) -> IntArray:
     """Free milli-GPU per node, summed over its GPUs."""
     return fleet.gpu_free[nodes].sum(axis=1)  # type: ignore[no-any-return]
 

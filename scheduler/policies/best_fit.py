@@ -15,19 +15,20 @@ from typing import ClassVar
 import numpy as np
 
 from scheduler.core.model import WorkerRequest
-from scheduler.core.placement.fleet import Fleet, IntArray
-from scheduler.core.placement.packing import FloatArray, PackingPolicy
+from scheduler.core.placement.fleet import IntArray
+from scheduler.core.placement.packing import FloatArray, PackingBase
+from scheduler.core.policy import FleetView
 from scheduler.policies.base import PolicyContext, floor_int, gpu_left
 
 
-class BestFitPacking(PackingPolicy):
+class BestFitPacking(PackingBase):
     name: ClassVar[str] = "best_fit"
 
     def __init__(self, ctx: PolicyContext) -> None:
         self.cmax = float(ctx.cpu_norm_milli)
         self.gmax = float(ctx.gpu_norm_milli)
 
-    def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+    def score(self, fleet: FleetView, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         slack = (
             0.5 * (fleet.cpu_free[nodes] - req.cpu_milli) / self.cmax
             + 0.5 * (gpu_left(fleet, nodes) - req.total_gpu_milli) / self.gmax

@@ -15,13 +15,14 @@ from typing import ClassVar
 import numpy as np
 
 from scheduler.core.model import MILLI_PER_GPU, WorkerRequest
-from scheduler.core.placement.fleet import BoolArray, Fleet, IntArray
+from scheduler.core.placement.fleet import BoolArray, IntArray
 from scheduler.core.placement.fragmentation import FragModel, TypicalShapes, frag_model
-from scheduler.core.placement.packing import FloatArray, PackingPolicy
+from scheduler.core.placement.packing import FloatArray, PackingBase
+from scheduler.core.policy import FleetView
 from scheduler.policies.base import PolicyContext
 
 
-class FgdPacking(PackingPolicy):
+class FgdPacking(PackingBase):
     name: ClassVar[str] = "fgd"
 
     def __init__(self, ctx: PolicyContext) -> None:
@@ -33,12 +34,12 @@ class FgdPacking(PackingPolicy):
         # version it was computed at, so pick_gpus need not recompute it
         self._pick: dict[tuple[object, ...], tuple[IntArray, IntArray]] = {}
 
-    def model(self, fleet: Fleet) -> FragModel:
+    def model(self, fleet: FleetView) -> FragModel:
         if self._model is None or self._model.fleet is not fleet:
             self._model = frag_model(fleet, self.typical)
         return self._model
 
-    def node_gpu_scores(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+    def node_gpu_scores(self, fleet: FleetView, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         """``[n, G]`` score of putting a sharing worker on each GPU (-inf where it cannot go)."""
         model = self.model(fleet)
         before = model.frag(nodes)
@@ -51,7 +52,7 @@ class FgdPacking(PackingPolicy):
         """Map the fragmentation decrease (milli-GPU; negative = growth) to a score."""
         return np.trunc(100.0 / (1.0 + np.exp(-gain_milli / MILLI_PER_GPU)))
 
-    def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+    def score(self, fleet: FleetView, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         if req.shares_gpu:
             s = self.node_gpu_scores(fleet, req, nodes)
             key = req.key()
@@ -69,7 +70,7 @@ class FgdPacking(PackingPolicy):
         return self.gain_score(before - after)
 
     @staticmethod
-    def _whole_gpus(fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> IntArray:
+    def _whole_gpus(fleet: FleetView, req: WorkerRequest, nodes: IntArray) -> IntArray:
         """``[n, G]`` 0/1: the lowest-indexed free eligible GPUs a whole-GPU worker takes."""
         free = fleet.eligible_gpus(req)[nodes] & (fleet.gpu_free[nodes] == MILLI_PER_GPU)
         taken: IntArray = (free & (np.cumsum(free, axis=1) <= req.gpus)).astype(np.int64)
@@ -77,7 +78,7 @@ class FgdPacking(PackingPolicy):
 
     def pick_gpus(
         self,
-        fleet: Fleet,
+        fleet: FleetView,
         req: WorkerRequest,
         node: int,
         allowed: BoolArray,

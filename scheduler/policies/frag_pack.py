@@ -25,8 +25,9 @@ from typing import ClassVar
 import numpy as np
 
 from scheduler.core.model import WorkerRequest
-from scheduler.core.placement.fleet import Fleet, IntArray
+from scheduler.core.placement.fleet import IntArray
 from scheduler.core.placement.packing import FloatArray
+from scheduler.core.policy import FleetView
 from scheduler.policies.base import PolicyContext
 from scheduler.policies.fgd import FgdPacking
 
@@ -36,9 +37,9 @@ class FragPackPacking(FgdPacking):
 
     def __init__(self, ctx: PolicyContext) -> None:
         super().__init__(ctx)
-        self._weights: tuple[Fleet, FloatArray] | None = None
+        self._weights: tuple[FleetView, FloatArray] | None = None
 
-    def scarcity(self, fleet: Fleet) -> FloatArray:
+    def scarcity(self, fleet: FleetView) -> FloatArray:
         """``weight(m)`` per model id of the fleet (see the module docstring)."""
         if self._weights is not None and self._weights[0] is fleet:
             return self._weights[1]
@@ -62,7 +63,7 @@ class FragPackPacking(FgdPacking):
         return weights
 
     def _charge(
-        self, fleet: Fleet, req: WorkerRequest, nodes: IntArray, taken: IntArray
+        self, fleet: FleetView, req: WorkerRequest, nodes: IntArray, taken: IntArray
     ) -> FloatArray:
         """Scarcity charge (milli-GPU) of taking ``taken`` ([n, G] milli per GPU) on ``nodes``."""
         if req.gpu_models or req.gpus == 0:
@@ -70,7 +71,7 @@ class FragPackPacking(FgdPacking):
         w = self.scarcity(fleet)
         return w[np.maximum(fleet.gpu_model[nodes], 0)] * taken
 
-    def node_gpu_scores(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+    def node_gpu_scores(self, fleet: FleetView, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         model = self.model(fleet)
         before = model.frag(nodes)
         after = model.frag_after_share(nodes, req.cpu_milli, req.memory_mib, req.gpu_milli)
@@ -80,7 +81,7 @@ class FragPackPacking(FgdPacking):
         elig = fleet.eligible_gpus(req)[nodes] & (fleet.gpu_free[nodes] >= req.gpu_milli)
         return np.where(elig, self.gain_score(before[:, None] - after - charge), -np.inf)
 
-    def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+    def score(self, fleet: FleetView, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         if req.shares_gpu:
             return super().score(fleet, req, nodes)
         model = self.model(fleet)

@@ -16,18 +16,19 @@ from typing import ClassVar
 import numpy as np
 
 from scheduler.core.model import MILLI_PER_GPU, WorkerRequest
-from scheduler.core.placement.fleet import Fleet, IntArray
-from scheduler.core.placement.packing import FloatArray, PackingPolicy
+from scheduler.core.placement.fleet import IntArray
+from scheduler.core.placement.packing import FloatArray, PackingBase
+from scheduler.core.policy import FleetView
 from scheduler.policies.base import PolicyContext, gpu_left
 
 
-class GpuClusteringPacking(PackingPolicy):
+class GpuClusteringPacking(PackingBase):
     name: ClassVar[str] = "gpu_clustering"
 
     def __init__(self, ctx: PolicyContext) -> None:
         self.gmax = ctx.gpu_norm_milli
 
-    def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+    def score(self, fleet: FleetView, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         if req.gpus == 0:
             return np.zeros(len(nodes))
         cls = 0 if req.gpu_milli < MILLI_PER_GPU else req.gpus

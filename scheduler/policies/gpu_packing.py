@@ -15,18 +15,19 @@ from typing import ClassVar
 import numpy as np
 
 from scheduler.core.model import MILLI_PER_GPU, WorkerRequest
-from scheduler.core.placement.fleet import Fleet, IntArray
-from scheduler.core.placement.packing import FloatArray, PackingPolicy
+from scheduler.core.placement.fleet import IntArray
+from scheduler.core.placement.packing import FloatArray, PackingBase
+from scheduler.core.policy import FleetView
 from scheduler.policies.base import PolicyContext
 
 
-class GpuPackingPacking(PackingPolicy):
+class GpuPackingPacking(PackingBase):
     name: ClassVar[str] = "gpu_packing"
 
     def __init__(self, ctx: PolicyContext) -> None:
         pass
 
-    def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+    def score(self, fleet: FleetView, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         if req.gpus == 0:
             return np.zeros(len(nodes))
         free = fleet.gpu_free[nodes]

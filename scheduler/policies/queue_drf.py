@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 from scheduler.core.model import Job
-from scheduler.core.queueing.queues import FleetTotals, JobKey, QueueOrder, TeamUsage
+from scheduler.core.queueing.queues import FleetTotals, JobKey, QueueOrderBase, TeamUsage
 
 
-class DrfOrder(QueueOrder):
+class DrfOrder(QueueOrderBase):
     name: ClassVar[str] = "drf"
     uses_team_key: ClassVar[bool] = True
 

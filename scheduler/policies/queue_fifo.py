@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 from scheduler.core.model import Job
-from scheduler.core.queueing.queues import JobKey, QueueOrder
+from scheduler.core.queueing.queues import JobKey, QueueOrderBase
 
 
-class FifoOrder(QueueOrder):
+class FifoOrder(QueueOrderBase):
     name: ClassVar[str] = "fifo"
 
     def job_key(self, job: Job, attained_gpu_s: float) -> JobKey:

@@ -70,13 +70,13 @@ from typing import ClassVar
 import numpy as np
 
 from scheduler.core.model import Job
-from scheduler.core.queueing.queues import FloatArray, IntArray, JobKey, QueueOrder
+from scheduler.core.queueing.queues import FloatArray, IntArray, JobKey, QueueOrderBase
 
 DEFAULT_THRESHOLDS_GPU_S = (3_250.0,)  # two levels (Tiresias, see the module docstring)
 SIMULATOR_THRESHOLDS_GPU_S = (3_250.0, 7_200.0)  # the simulator's dlas-gpu: three queues
 
 
-class LasOrder(QueueOrder):
+class LasOrder(QueueOrderBase):
     name: ClassVar[str] = "las"
     uses_rank_class: ClassVar[bool] = True
     fit_first: ClassVar[bool] = True

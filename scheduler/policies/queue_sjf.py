@@ -10,10 +10,10 @@ import math
 from typing import ClassVar
 
 from scheduler.core.model import MILLI_PER_GPU, Job
-from scheduler.core.queueing.queues import JobKey, QueueOrder
+from scheduler.core.queueing.queues import JobKey, QueueOrderBase
 
 
-class SjfOrder(QueueOrder):
+class SjfOrder(QueueOrderBase):
     name: ClassVar[str] = "sjf"
 
     def job_key(self, job: Job, attained_gpu_s: float) -> JobKey:

@@ -10,24 +10,25 @@ from typing import ClassVar
 import numpy as np
 
 from scheduler.core.model import WorkerRequest
-from scheduler.core.placement.fleet import BoolArray, Fleet, IntArray
-from scheduler.core.placement.packing import FloatArray, PackingPolicy, best_fit_gpus
+from scheduler.core.placement.fleet import BoolArray, IntArray
+from scheduler.core.placement.packing import FloatArray, PackingBase, best_fit_gpus
+from scheduler.core.policy import FleetView
 from scheduler.policies.base import PolicyContext
 
 
-class RandomPacking(PackingPolicy):
+class RandomPacking(PackingBase):
     name: ClassVar[str] = "random"
     cacheable: ClassVar[bool] = False
 
     def __init__(self, ctx: PolicyContext) -> None:
         self.rng = np.random.default_rng([ctx.seed, 0x52414E44])
 
-    def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+    def score(self, fleet: FleetView, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         return self.rng.random(len(nodes))
 
     def pick_gpus(
         self,
-        fleet: Fleet,
+        fleet: FleetView,
         req: WorkerRequest,
         node: int,
         allowed: BoolArray,

@@ -1,11 +1,20 @@
-"""Packing policies by name: an explicit registry (no import-time magic)."""
+"""Policies by name, one table per kind (``scheduler/core/policy.py``): an explicit registry
+(no import-time magic). The core's own defaults (``priority`` order, ``quota`` admission,
+``cheapest`` preemption) are registered beside the policies of this package."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from scheduler.core.placement.packing import PackingPolicy
-from scheduler.core.queueing.queues import QueueOrder
+from scheduler.core.policy import (
+    AdmissionPolicy,
+    PackingPolicy,
+    PreemptionPolicy,
+    QueueOrderPolicy,
+)
+from scheduler.core.preemption.reclaim import CheapestFirst
+from scheduler.core.queueing.admission import QuotaAdmission
+from scheduler.policies.admission_nominal import NominalAdmission
 from scheduler.policies.base import PolicyContext
 from scheduler.policies.best_fit import BestFitPacking
 from scheduler.policies.dot_product import DotProductPacking
@@ -13,6 +22,7 @@ from scheduler.policies.fgd import FgdPacking
 from scheduler.policies.frag_pack import FragPackPacking
 from scheduler.policies.gpu_clustering import GpuClusteringPacking
 from scheduler.policies.gpu_packing import GpuPackingPacking
+from scheduler.policies.preempt_newest import NewestFirst
 from scheduler.policies.queue_drf import DrfOrder
 from scheduler.policies.queue_fifo import FifoOrder
 from scheduler.policies.queue_las import LasOrder
@@ -51,7 +61,7 @@ def make_packing(name: str, ctx: PolicyContext) -> PackingPolicy:
     return factory(ctx)
 
 
-QUEUE: dict[str, Callable[[], QueueOrder]] = {
+QUEUE: dict[str, Callable[[], QueueOrderPolicy]] = {
     "fifo": FifoOrder,
     "priority": PriorityOrder,
     "sjf": SjfOrder,
@@ -60,9 +70,42 @@ QUEUE: dict[str, Callable[[], QueueOrder]] = {
 }
 
 
-def make_queue(name: str) -> QueueOrder:
+def make_queue(name: str) -> QueueOrderPolicy:
     try:
         factory = QUEUE[name]
     except KeyError:
         raise UnknownPolicy(f"unknown queue policy {name!r}; known: {', '.join(QUEUE)}") from None
     return factory()
+
+
+ADMISSION: dict[str, Callable[[], AdmissionPolicy]] = {
+    "quota": QuotaAdmission,
+    "nominal": NominalAdmission,
+}
+
+
+def make_admission(name: str) -> AdmissionPolicy:
+    try:
+        factory = ADMISSION[name]
+    except KeyError:
+        raise UnknownPolicy(
+            f"unknown admission policy {name!r}; known: {', '.join(ADMISSION)}"
+        ) from None
+    return factory()
+
+
+PREEMPTION: dict[str, Callable[[int], PreemptionPolicy]] = {
+    "cheapest": CheapestFirst,
+    "newest": NewestFirst,
+}
+
+
+def make_preemption(name: str, depth: int) -> PreemptionPolicy:
+    """``depth``: pending jobs per team that may look for victims in one cycle."""
+    try:
+        factory = PREEMPTION[name]
+    except KeyError:
+        raise UnknownPolicy(
+            f"unknown preemption policy {name!r}; known: {', '.join(PREEMPTION)}"
+        ) from None
+    return factory(depth)

@@ -14,23 +14,24 @@ from typing import ClassVar
 import numpy as np
 
 from scheduler.core.model import MILLI_PER_GPU, WorkerRequest
-from scheduler.core.placement.fleet import BoolArray, Fleet, IntArray
-from scheduler.core.placement.packing import FloatArray, PackingPolicy, best_fit_gpus
+from scheduler.core.placement.fleet import BoolArray, IntArray
+from scheduler.core.placement.packing import FloatArray, PackingBase, best_fit_gpus
+from scheduler.core.policy import FleetView
 from scheduler.policies.base import PolicyContext, gpu_left
 
 
-class TopologyPacking(PackingPolicy):
+class TopologyPacking(PackingBase):
     name: ClassVar[str] = "topology"
     gang_aware: ClassVar[bool] = True
 
     def __init__(self, ctx: PolicyContext) -> None:
         self.gmax = float(ctx.gpu_norm_milli)
 
-    def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+    def score(self, fleet: FleetView, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         return self.score_gang(fleet, req, nodes, 1)
 
     def score_gang(
-        self, fleet: Fleet, req: WorkerRequest, nodes: IntArray, remaining: int
+        self, fleet: FleetView, req: WorkerRequest, nodes: IntArray, remaining: int
     ) -> FloatArray:
         hosts = np.minimum(fleet.room(req, nodes), remaining)
         leftover = gpu_left(fleet, nodes) - hosts * req.total_gpu_milli  # milli left idle after
@@ -41,7 +42,7 @@ class TopologyPacking(PackingPolicy):
 
     def pick_gpus(
         self,
-        fleet: Fleet,
+        fleet: FleetView,
         req: WorkerRequest,
         node: int,
         allowed: BoolArray,

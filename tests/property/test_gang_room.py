@@ -99,7 +99,7 @@ def test_reused_shadow_time_equals_a_fresh_one(nodes, data) -> None:  # type: ig
                 est,
             )
             acts = state.handle(JobSubmitted(t, job))
-            note(f"submit {job} at {t}: {acts}; memo {state._shadow_memo}")
+            note(f"submit {job} at {t}: {acts}; memo {state.shadow_memo}")
             continue
         end_s, job_id = ends[data.draw(st.integers(0, len(ends) - 1))]
         if op == "on_time":
@@ -110,9 +110,9 @@ def test_reused_shadow_time_equals_a_fresh_one(nodes, data) -> None:  # type: ig
         else:
             t = max(t, min(end_s, t + data.draw(st.floats(0, 10))))
         acts = state.handle(JobFinished(t, job_id))
-        note(f"{op} {job_id} at {t}: {acts}; memo {state._shadow_memo}, ends {state._end_list}")
-        (head_id, version, layout), time_s = state._shadow_memo
-        if head_id in state._queues and version == state._profile_version:
+        note(f"{op} {job_id} at {t}: {acts}; memo {state.shadow_memo}, ends {state._end_list}")
+        (head_id, version, layout), time_s = state.shadow_memo
+        if head_id in state.queues and version == state.profile_version:
             assert layout == state.fleet.layout_version
-            fresh = EasyWindow(state.jobs[head_id], state.fleet, state.running, state._ends, t)
+            fresh = EasyWindow(state.jobs[head_id], state.fleet, state.running, state.ends, t)
             assert fresh.time_s == max(time_s, t)

@@ -28,8 +28,8 @@ from scheduler.core.events import (
 from scheduler.core.health import HealthRules
 from scheduler.core.model import Job, Node, Topology, WorkerRequest
 from scheduler.core.placement.fragmentation import TypicalShapes
-from scheduler.core.placement.packing import PackingPolicy
-from scheduler.core.queueing.queues import QueueOrder
+from scheduler.core.placement.packing import PackingBase
+from scheduler.core.queueing.queues import QueueOrderBase
 from scheduler.core.queueing.quota import Quota, QuotaConfig
 from scheduler.core.snapshot import restore, take
 from scheduler.core.state import ClusterState, CoreConfig
@@ -55,10 +55,10 @@ class Setup:
     config: CoreConfig
     quotas: QuotaConfig | None
 
-    def fresh_packing(self) -> PackingPolicy:
+    def fresh_packing(self) -> PackingBase:
         return make_packing(self.packing, PolicyContext(seed=3, typical=TYPICAL))
 
-    def fresh_queue(self) -> QueueOrder:
+    def fresh_queue(self) -> QueueOrderBase:
         # "las-short": levels this test's jobs reach, with starvation promotion (levels.py)
         if self.queue == "las-short":
             return LasOrder((10.0, 60.0), promote_knob=0.5)

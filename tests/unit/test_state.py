@@ -15,6 +15,7 @@ from scheduler.core.events import (
 )
 from scheduler.core.model import Job, Topology, WorkerRequest
 from scheduler.core.verdict import Code
+from simulations.packing import submit_or_fail
 from tests.builders import make_job, make_node, make_state
 
 
@@ -72,12 +73,12 @@ def test_priority_then_submit_time_then_id_orders_the_queue() -> None:
     assert kinds(acts) == [("Release", "hold"), ("Launch", "high")]
 
 
-def test_fail_fast_rejects_what_does_not_fit_now() -> None:
-    state = make_state([make_node("a", gpus=1)], fail_fast=True)
-    state.handle(JobSubmitted(0, make_job("one")))
-    acts = state.handle(JobSubmitted(1, make_job("two")))
-    assert isinstance(acts[0], Reject) and acts[0].code is Code.WAIT_CAPACITY
+def test_fail_fast_of_the_packing_replay_withdraws_what_does_not_fit_now() -> None:
+    state = make_state([make_node("a", gpus=1)])
+    assert submit_or_fail(state, make_job("one"), 0.0)
+    assert not submit_or_fail(state, make_job("two"), 1.0)
     assert state.pending == ()
+    assert kinds(state.handle(JobFinished(2, "one"))) == [("Release", "one")]  # two is gone
 
 
 def test_gpu_spec_is_honoured() -> None:

@@ -9,6 +9,7 @@ per-node results and recompute only stale nodes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -78,6 +79,7 @@ class Fleet:
         self._eligible_cache: dict[tuple[tuple[str, ...], int], BoolArray] = {}
         self.health_version = 0  # bumped on every GPU health change
         self.layout_version = 0  # bumped on every health change, cordon or uncordon
+        self.view = ReadOnlyFleet(self)  # what policies get (``policy.FleetView``)
 
     # ----------------------------------------------------------------- totals
     @property
@@ -108,6 +110,7 @@ class Fleet:
             mask = mask & np.isin(self.gpu_model, np.array(ids, dtype=np.int64))
         if req.min_gpu_memory_mib:
             mask = mask & (self.gpu_mem_mib - self.gpu_mem_foreign_mib >= req.min_gpu_memory_mib)
+        mask.setflags(write=False)  # shared by every caller until health changes
         self._eligible_cache[key] = mask
         return mask
 
@@ -267,6 +270,68 @@ class Fleet:
             self.schedulable[node] = schedulable
             self.layout_version += 1
             self.version[node] += 1
+
+
+_A = TypeVar("_A", bound=NDArray[Any])
+
+
+def _frozen(a: _A) -> _A:
+    view: _A = a.view()
+    view.setflags(write=False)
+    return view
+
+
+class ReadOnlyFleet:
+    """A :class:`Fleet` as policies see it: the same arrays as views that cannot be written
+    (they follow the fleet's changes; a policy that writes into one raises ``ValueError``),
+    the read-only queries, and ``derived`` (policies' own caches). Fleet arrays are changed
+    in place and never rebound, so the views stay current."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self._fleet = fleet
+        self.num_nodes = fleet.num_nodes
+        self.max_gpus = fleet.max_gpus
+        self.names = fleet.names
+        self.model_names = fleet.model_names
+        self.model_id = dict(fleet.model_id)
+        self.derived = fleet.derived
+        self.eligible_gpus = fleet.eligible_gpus
+        self.fits = fleet.fits
+        self.room = fleet.room
+        self.best_domain = fleet.best_domain
+        self.max_free_in_domain = fleet.max_free_in_domain
+        self.cpu_cap: IntArray = _frozen(fleet.cpu_cap)
+        self.mem_cap: IntArray = _frozen(fleet.mem_cap)
+        self.cpu_free: IntArray = _frozen(fleet.cpu_free)
+        self.mem_free: IntArray = _frozen(fleet.mem_free)
+        self.gpu_count: IntArray = _frozen(fleet.gpu_count)
+        self.rack: IntArray = _frozen(fleet.rack)
+        self.schedulable: BoolArray = _frozen(fleet.schedulable)
+        self.version: IntArray = _frozen(fleet.version)
+        self.gpu_exists: BoolArray = _frozen(fleet.gpu_exists)
+        self.gpu_model: IntArray = _frozen(fleet.gpu_model)
+        self.gpu_mem_mib: IntArray = _frozen(fleet.gpu_mem_mib)
+        self.gpu_domain: IntArray = _frozen(fleet.gpu_domain)
+        self.gpu_healthy: BoolArray = _frozen(fleet.gpu_healthy)
+        self.gpu_cap: IntArray = _frozen(fleet.gpu_cap)
+        self.gpu_free: IntArray = _frozen(fleet.gpu_free)
+        self.shape_count: IntArray = _frozen(fleet.shape_count)
+
+    @property
+    def health_version(self) -> int:
+        return self._fleet.health_version
+
+    @property
+    def layout_version(self) -> int:
+        return self._fleet.layout_version
+
+    @property
+    def total_gpus(self) -> int:
+        return self._fleet.total_gpus
+
+    @property
+    def total_gpu_milli(self) -> int:
+        return self._fleet.total_gpu_milli
 
 
 def _shape_class(gpus: int, gpu_milli: int) -> int:

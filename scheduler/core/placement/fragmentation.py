@@ -25,7 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scheduler.core.model import WorkerRequest
-from scheduler.core.placement.fleet import Fleet, IntArray
+from scheduler.core.placement.fleet import IntArray
+from scheduler.core.policy import FleetView
 
 FloatArray = NDArray[np.float64]
 
@@ -79,7 +80,7 @@ def _shape_order(s: Shape) -> tuple[int, int, int, str, int]:
 class FragModel:
     """Typical shapes bound to one fleet, with per-(GPU, shape) usability precomputed."""
 
-    def __init__(self, fleet: Fleet, typical: TypicalShapes) -> None:
+    def __init__(self, fleet: FleetView, typical: TypicalShapes) -> None:
         self.fleet = fleet
         self.typical = typical
         shapes = typical.shapes
@@ -190,7 +191,7 @@ class FragModel:
         return float(self.frag(None if nodes is None else np.asarray(nodes, dtype=np.int64)).sum())
 
 
-def frag_model(fleet: Fleet, typical: TypicalShapes) -> FragModel:
+def frag_model(fleet: FleetView, typical: TypicalShapes) -> FragModel:
     """The fleet's fragmentation model for these shapes, shared by everyone who asks (so the
     per-node cache is computed once per node change)."""
     key = ("frag", typical)

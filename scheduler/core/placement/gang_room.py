@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from scheduler.core.model import MILLI_PER_GPU, Job, Placement, Topology
-from scheduler.core.placement.fleet import Fleet
+from scheduler.core.policy import FleetView
 
 
 class GangRoom:
@@ -24,7 +24,7 @@ class GangRoom:
     ``fleet`` is read live: after the fleet changes on some nodes (a job placed or released),
     call :meth:`refresh` with them so that the answer follows."""
 
-    def __init__(self, fleet: Fleet, job: Job) -> None:
+    def __init__(self, fleet: FleetView, job: Job) -> None:
         self.fleet = fleet
         merged = job.on_one_node
         self.req = job.node_request()

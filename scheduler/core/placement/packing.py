@@ -13,12 +13,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scheduler.core.model import MILLI_PER_GPU, WorkerRequest
-from scheduler.core.placement.fleet import BoolArray, Fleet, IntArray
+from scheduler.core.placement.fleet import BoolArray, IntArray
+from scheduler.core.policy import FleetView
 
 FloatArray = NDArray[np.float64]
 
 
-class PackingPolicy:
+class PackingBase:
     """Base class of every packing policy. Subclasses override :meth:`score` (required) and
     optionally :meth:`pick_gpus`. Among equally scored nodes the core picks the node with the
     lowest random rank (a seeded permutation drawn once per run), as FGD's simulator does.
@@ -33,16 +34,16 @@ class PackingPolicy:
     gang_aware: ClassVar[bool] = False  # score_gang() wants the count of workers still to place
 
     def score_gang(
-        self, fleet: Fleet, req: WorkerRequest, nodes: IntArray, remaining: int
+        self, fleet: FleetView, req: WorkerRequest, nodes: IntArray, remaining: int
     ) -> FloatArray:
         return self.score(fleet, req, nodes)
 
-    def score(self, fleet: Fleet, req: WorkerRequest, nodes: IntArray) -> FloatArray:
+    def score(self, fleet: FleetView, req: WorkerRequest, nodes: IntArray) -> FloatArray:
         raise NotImplementedError
 
     def pick_gpus(
         self,
-        fleet: Fleet,
+        fleet: FleetView,
         req: WorkerRequest,
         node: int,
         allowed: BoolArray,
@@ -57,7 +58,7 @@ class PackingPolicy:
 
 
 def best_fit_gpus(
-    fleet: Fleet, req: WorkerRequest, node: int, allowed: BoolArray
+    fleet: FleetView, req: WorkerRequest, node: int, allowed: BoolArray
 ) -> tuple[int, ...]:
     free = fleet.gpu_free[node]
     if req.gpus == 0:

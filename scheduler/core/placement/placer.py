@@ -5,7 +5,8 @@ Steps for one job (numbered as the code below):
     merged request on one node.
  2. For each worker: candidate nodes = nodes that fit it now (inside the rack chosen for the
     gang, if any); none -> discard the reservation, the job waits.
- 3. Score candidates (cached per request shape when the policy allows), select one.
+ 3. Score candidates (cached per request shape when the policy allows), select one. The
+    policy reads the fleet through its read-only view (``Fleet.view``).
  4. Pick GPUs on that node and take them in the reservation.
  5. All workers placed -> commit; otherwise discard. Nothing half-placed ever survives.
 """
@@ -16,8 +17,9 @@ import numpy as np
 
 from scheduler.core.model import Job, Placement, Topology, WorkerRequest
 from scheduler.core.placement.fleet import BoolArray, Fleet, IntArray
-from scheduler.core.placement.packing import FloatArray, PackingPolicy
+from scheduler.core.placement.packing import FloatArray
 from scheduler.core.placement.reservation import Reservation
+from scheduler.core.policy import PackingPolicy
 
 DEDUPE_MIN_NODES = 64
 
@@ -118,9 +120,9 @@ class Placer:
     def _score(self, req: WorkerRequest, nodes: IntArray, remaining: int) -> FloatArray:
         if self.packing.gang_aware:
             return np.asarray(
-                self.packing.score_gang(self.fleet, req, nodes, remaining), dtype=np.float64
+                self.packing.score_gang(self.fleet.view, req, nodes, remaining), dtype=np.float64
             )
-        return np.asarray(self.packing.score(self.fleet, req, nodes), dtype=np.float64)
+        return np.asarray(self.packing.score(self.fleet.view, req, nodes), dtype=np.float64)
 
     def _place_worker(
         self,
@@ -136,7 +138,7 @@ class Placer:
         allowed = self.fleet.eligible_gpus(req)[node]
         if gpu_allowed is not None:
             allowed = allowed & gpu_allowed
-        gpus = self.packing.pick_gpus(self.fleet, req, node, allowed, self.rng)  # step 4
+        gpus = self.packing.pick_gpus(self.fleet.view, req, node, allowed, self.rng)  # step 4
         res.take(node, gpus, req.gpu_milli if req.gpus else 0, req.cpu_milli, req.memory_mib)
         return node
 

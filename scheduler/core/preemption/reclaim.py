@@ -1,5 +1,9 @@
-"""Preemption inside a scheduling cycle: find the victims that let a waiting job start, stop
-them, start the job. Split from ``state.py``; it reads and changes the state it serves.
+"""Preemption inside a scheduling cycle: find the victims that let a waiting job start. The
+search reads the scheduler's facts (:class:`~scheduler.core.policy.StateView`) and returns a
+:class:`~scheduler.core.policy.Victims` decision; the cycle stops them and starts the job
+(``cycle.py``, step 6). :class:`CheapestFirst` is the ``cheapest`` preemption policy (the
+default); subclasses change only the order of candidates within a tier
+(:meth:`CheapestFirst.order`, e.g. ``scheduler/policies/preempt_newest.py``).
 
 Only the first ``CoreConfig.preemption_depth`` pending jobs of each team (in queue order) look
 for victims in one cycle, as Kueue considers a queue's head and Slurm bounds its main loop
@@ -13,36 +17,35 @@ Victims, in tiers (Kueue's order: reclaim lent quota before preempting by priori
     levels; a job that entered the waiting job's class at this very instant, demoted as its
     attained service crossed a boundary, counts as below it: ``levels.py``), of its own team
     when quotas are on.
-Cheapest lost work (``preemption.py``) first inside each tier; jobs started this instant are
-spared.
+Cheapest lost work (``cost.py``) first inside each tier; jobs started this instant are
+spared. The what-if of a search lifts the candidates' quota charges in the quota book and puts
+every one back before the search returns.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import ClassVar
 
 import numpy as np
 
-from scheduler.core.actions import Action, Launch
 from scheduler.core.model import MILLI_PER_GPU, Job
 from scheduler.core.outcomes import PreemptReason
+from scheduler.core.placement.fleet import IntArray
 from scheduler.core.placement.gang_room import GangRoom
+from scheduler.core.policy import StateView, Victims
 from scheduler.core.preemption.cost import lost_s, select_victims
-from scheduler.core.queueing.admission import admit, within_nominal
-from scheduler.core.verdict import Code
-
-if TYPE_CHECKING:
-    from scheduler.core.state import ClusterState
 
 
-class _View:
-    """Jobs running since before one instant, as arrays (rows sorted by job id)."""
+class RunningView:
+    """Jobs running since before one instant, as arrays (rows sorted by job id). ``stops``:
+    the state's count of stopped runs when built; stops the cycle reports (``stopped``) keep it
+    current, any other stop makes it stale."""
 
-    def __init__(self, state: ClusterState) -> None:
-        s = state
+    def __init__(self, s: StateView) -> None:
         ids = [vid for vid in sorted(s.running) if s.started_at_s[vid] < s.now_s]
         jobs = [s.jobs[vid] for vid in ids]
         self.at_s = s.now_s
+        self.stops = s.stops
         self.ids = ids
         self.row = {vid: i for i, vid in enumerate(ids)}
         self.teams = sorted({j.team for j in jobs})
@@ -50,13 +53,13 @@ class _View:
         self.team = np.array([team_id[j.team] for j in jobs], dtype=np.int64)
         self.priority = np.array([j.priority for j in jobs], dtype=np.int64)
         self.gpu_milli = np.array([j.total_gpu_milli for j in jobs], dtype=np.int64)
-        started = np.array([s.started_at_s[vid] for vid in ids], dtype=np.float64)
+        self.started_at_s = np.array([s.started_at_s[vid] for vid in ids], dtype=np.float64)
         before = np.array([s.levels.service_gpu_s(vid) for vid in ids], dtype=np.float64)
         interval = np.array(
             [j.checkpoint_interval_s or 0.0 for j in jobs], dtype=np.float64
         )  # 0: never checkpoints
         gpus = self.gpu_milli / MILLI_PER_GPU
-        ran = np.maximum(0.0, s.now_s - started)
+        ran = np.maximum(0.0, s.now_s - self.started_at_s)
         self.rank = s.queue.rank_classes(before + ran * gpus)
         # demoted into its class at this instant: behind the jobs already waiting in it
         self.fresh = np.zeros(len(ids), dtype=np.bool_)
@@ -67,27 +70,38 @@ class _View:
         self.alive = np.ones(len(ids), dtype=np.bool_)  # False once stopped in this instant
 
 
-class Reclaimer:
-    def __init__(self, state: ClusterState) -> None:
-        self.s = state
+class CheapestFirst:
+    """The ``cheapest`` preemption policy: the tiers of the module docstring, cheapest lost
+    work first inside each (then lower priority first among the lower tier), job id on ties."""
+
+    name: ClassVar[str] = "cheapest"
+
+    def __init__(self, depth: int = 8) -> None:
+        self.depth = depth  # ``CoreConfig.preemption_depth``
         self._no_victims: set[tuple[object, ...]] = set()
         self._searches: dict[str, int] = {}  # victim searches per team in this cycle
         self._cycle = -1
-        self._view: _View | None = None
+        self._view: RunningView | None = None
 
-    def reclaim(
-        self, job: Job, trigger: str, actions: list[Action], requeue: list[Job]
-    ) -> Launch | None:
-        """Preempt the cheapest victims that let ``job`` be admitted and placed, and start it.
-        A search that found nobody is not repeated in this cycle for an equivalent job (same
-        shape, team, priority and rank class): preempting only ever removes candidates."""
-        s = self.s
+    def order(self, view: RunningView, rows: IntArray, reclaim: bool) -> IntArray:
+        """Candidate rows of one tier in the order they are tried (``reclaim``: the tier of
+        lent quota taken back; else lower priorities)."""
+        idx = np.arange(len(view.ids))
+        if reclaim:
+            return rows[np.lexsort((idx[rows], view.lost_gpu_s[rows]))]
+        return rows[np.lexsort((idx[rows], view.lost_gpu_s[rows], view.priority[rows]))]
+
+    def victims(self, job: Job, state: StateView) -> Victims | None:
+        """The cheapest victims that let ``job`` be admitted and placed. A search that found
+        nobody is not repeated in this cycle for an equivalent job (same shape, team, priority
+        and rank class): preempting only ever removes candidates."""
+        s = state
         if self._cycle != s.cycles:
             self._cycle = s.cycles
             self._no_victims.clear()
             self._searches.clear()
         searched = self._searches.get(job.team, 0)
-        if searched >= s.config.preemption_depth:
+        if searched >= self.depth:
             return None
         memo = (
             job.shape_key(),
@@ -98,68 +112,55 @@ class Reclaimer:
         self._searches[job.team] = searched + 1
         if memo in self._no_victims:
             return None
-        victims = self._victims(job)
-        if not victims:
+        found = self._victims(job, s)
+        if not found:
             self._no_victims.add(memo)
             return None
-        for v in victims:
-            actions.append(s.preempt(v, f"preempted for {job.job_id}", self._reason(job, v)))
-            requeue.append(s.jobs[v])
-        admitted: Job | None = job
-        if s.quota is not None:
-            admitted, _ = admit(s.quota, s.fleet, job)
-        assert admitted is not None, "victim selection promised admission"
-        placement = s.placer.place(admitted)
-        assert placement is not None, "victim selection promised a placement"
-        s.start(admitted, placement)
-        s.set_verdict(job.job_id, Code.FIT, f"placed after preempting {', '.join(victims)}")
-        return Launch(job.job_id, placement, s.now_s, trigger)
+        return Victims(job.job_id, tuple(found), tuple(self._reason(job, v, s) for v in found))
 
-    def _reason(self, job: Job, victim_id: str) -> PreemptReason:
+    def _reason(self, job: Job, victim_id: str, s: StateView) -> PreemptReason:
         """Why ``victim_id`` makes way for ``job`` (the tiers of the module docstring)."""
-        victim = self.s.jobs[victim_id]
-        quota = self.s.quota
+        victim = s.jobs[victim_id]
+        quota = s.quota
         if quota is not None and victim.team != job.team and quota.is_borrowing(victim.team):
             return PreemptReason.QUOTA_RECLAIM
         if victim.priority < job.priority:
             return PreemptReason.PRIORITY
         return PreemptReason.ATTAINED_SERVICE
 
-    def exhausted(self, team: str) -> bool:
-        """Have ``preemption_depth`` of ``team``'s jobs looked for victims in this cycle
-        (a search answered by the memo counts)?"""
-        return (
-            self._cycle == self.s.cycles
-            and self._searches.get(team, 0) >= self.s.config.preemption_depth
-        )
+    def exhausted(self, team: str, state: StateView) -> bool:
+        """Have ``depth`` of ``team``'s jobs looked for victims in this cycle (a search
+        answered by the memo counts)?"""
+        return self._cycle == state.cycles and self._searches.get(team, 0) >= self.depth
 
-    def stopped(self, job_id: str) -> None:
-        """A running job stopped: it is no victim for the rest of this instant."""
+    def stopped(self, job_id: str, state: StateView) -> None:
+        """The cycle stopped ``job_id`` on this policy's word: no victim for the rest of this
+        instant (the view stays current without a rebuild)."""
         view = self._view
-        if view is not None and view.at_s == self.s.now_s:
+        if view is not None and view.at_s == state.now_s and view.stops + 1 == state.stops:
+            view.stops = state.stops
             i = view.row.get(job_id)
             if i is not None:
                 view.alive[i] = False
 
-    def _running(self) -> _View:
-        """The running jobs' view, built once per instant (jobs started at this instant are
-        spared anyway; jobs stopped since are marked)."""
-        if self._view is None or self._view.at_s != self.s.now_s:
-            self._view = _View(self.s)
+    def _running(self, s: StateView) -> RunningView:
+        """The running jobs' view, built once per instant while no run stops behind its back
+        (jobs started at this instant are spared anyway; jobs the cycle stopped are marked)."""
+        if self._view is None or self._view.at_s != s.now_s or self._view.stops != s.stops:
+            self._view = RunningView(s)
         return self._view
 
-    def _victims(self, job: Job) -> list[str] | None:
-        s = self.s
+    def _victims(self, job: Job, s: StateView) -> list[str] | None:
+        book = s.quota
         if (
-            s.quota is None
+            book is None
             and not s.queue.uses_rank_class
             and min(s.running_priorities, default=job.priority) >= job.priority
         ):
             return None  # nobody runs at a lower priority: no candidate at all
-        view = self._running()
+        view = self._running(s)
         if not view.ids:
             return None
-        book = s.quota
         mine = s.queue.rank_class(s.levels.service_gpu_s(job.job_id))
         if book is None:
             same_team = np.ones(len(view.ids), dtype=np.bool_)
@@ -175,7 +176,7 @@ class Reclaimer:
                 for t in view.teams
             ]
             reclaim = np.array(lenders, dtype=np.bool_)[view.team] & view.alive
-            if not within_nominal(book, job):
+            if not s.admission.may_reclaim(job, book):
                 reclaim[:] = False
         lower = (
             view.alive
@@ -192,11 +193,8 @@ class Reclaimer:
         freed = int(view.gpu_milli[reclaim | lower].sum())
         if int(s.fleet.gpu_free.sum()) + freed < job.total_gpu_milli:
             return None  # even stopping every candidate would not free enough GPU
-        rows = np.arange(len(view.ids))
-        first = np.flatnonzero(reclaim)
-        first = first[np.lexsort((rows[first], view.lost_gpu_s[first]))]
-        then = np.flatnonzero(lower)
-        then = then[np.lexsort((rows[then], view.lost_gpu_s[then], view.priority[then]))]
+        first = self.order(view, np.flatnonzero(reclaim), reclaim=True)
+        then = self.order(view, np.flatnonzero(lower), reclaim=False)
         order = [view.ids[i] for i in (*first.tolist(), *then.tolist())]
         what_if = _WhatIf(s)
         return select_victims(order, what_if.remove, what_if.restore, lambda: what_if.admits(job))
@@ -204,10 +202,10 @@ class Reclaimer:
 
 class _WhatIf:
     """Victims taken out of the books without touching the fleet: their quota charges are
-    lifted, and a :class:`GangRoom` per candidate shape counts their resources free (exactly
-    what the placer would find; ``gang_room.py``)."""
+    lifted (and put back by ``restore``), and a :class:`GangRoom` per candidate shape counts
+    their resources free (exactly what the placer would find; ``gang_room.py``)."""
 
-    def __init__(self, state: ClusterState) -> None:
+    def __init__(self, state: StateView) -> None:
         self.s = state
         self.out: list[str] = []
         self.rooms: dict[tuple[object, ...], GangRoom] = {}
@@ -232,7 +230,7 @@ class _WhatIf:
         """Would ``job`` pass its quota and fit the fleet with the victims gone?"""
         s = self.s
         if s.quota is not None:
-            admitted, _ = admit(s.quota, s.fleet, job)
+            admitted, _ = s.admission.admit(job, s.quota, s.fleet)
             if admitted is None:
                 return False
             job = admitted

@@ -1,18 +1,26 @@
 """Quota admission: which GPU models a job may use now under its team's quotas, and what a
-placement charges. Returns verdicts as data (never-fits, wait for quota)."""
+placement charges. Returns verdicts as data (never-fits, wait for quota).
+
+:class:`QuotaAdmission` (the ``quota`` admission policy, the default) admits within nominal
+quota plus what the team may borrow from its cohort, as Kueue does; ``nominal``
+(``scheduler/policies/admission_nominal.py``) never borrows. Both are written over one
+headroom and one ceiling function, so they differ only in those.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
+from typing import ClassVar
 
 from scheduler.core.model import Job, Placement
-from scheduler.core.placement.fleet import Fleet
+from scheduler.core.policy import FleetView
 from scheduler.core.queueing.quota import ANY_MODEL, QuotaBook
 from scheduler.core.verdict import Code, Verdict
 
 
-def placement_models(fleet: Fleet, placement: Placement) -> dict[str, int]:
+def placement_models(fleet: FleetView, placement: Placement) -> dict[str, int]:
     """Milli-GPU a placement takes, per GPU model."""
     out: dict[str, int] = {}
     for w in placement.workers:
@@ -22,53 +30,70 @@ def placement_models(fleet: Fleet, placement: Placement) -> dict[str, int]:
     return out
 
 
-def candidate_models(fleet: Fleet, job: Job) -> tuple[str, ...]:
+def candidate_models(fleet: FleetView, job: Job) -> tuple[str, ...]:
     wanted = job.worker.gpu_models
     return tuple(m for m in fleet.model_names if not wanted or m in wanted)
 
 
-def never_under_quota(book: QuotaBook, fleet: Fleet, job: Job) -> str | None:
-    """A reason if the team's quotas can never admit the job, else None."""
+Limit = Callable[[str, str], float]  # (team, key) -> milli-GPU
+
+
+def never_under_quota(
+    book: QuotaBook, fleet: FleetView, job: Job, ceiling: Limit | None = None
+) -> str | None:
+    """A reason if the team's quotas can never admit the job, else None. ``ceiling``: the
+    most a team may ever hold under a key (default: nominal plus all it could borrow)."""
+    ceiling = ceiling or book.ceiling
     if not book.knows(job.team):
         return f"team {job.team!r} has no quota (teams with quota: {', '.join(sorted(book.teams))})"
     if job.worker.gpus == 0:
         return None
     need = job.total_gpu_milli
-    if need > book.ceiling(job.team, ANY_MODEL):
-        return f"needs {need / 1000:g} GPUs; team {job.team!r} can hold at most {book.ceiling(job.team, ANY_MODEL) / 1000:g} even borrowing"
+    most = ceiling(job.team, ANY_MODEL)
+    if need > most:
+        how = "even borrowing" if ceiling == book.ceiling else "without borrowing"
+        return (
+            f"needs {need / 1000:g} GPUs; team {job.team!r} can hold at most {most / 1000:g} {how}"
+        )
     ok = [
         m
         for m in candidate_models(fleet, job)
-        if book.allows_model(job.team, m) and need <= book.ceiling(job.team, m)
+        if book.allows_model(job.team, m) and need <= ceiling(job.team, m)
     ]
     if not ok:
         return f"no GPU model the job accepts is within team {job.team!r}'s quotas (quota keys: {', '.join(book.keys_of(job.team))})"
     return None
 
 
-def admit(book: QuotaBook, fleet: Fleet, job: Job) -> tuple[Job | None, Verdict | None]:
+def admit(
+    book: QuotaBook, fleet: FleetView, job: Job, headroom: Limit | None = None
+) -> tuple[Job | None, Verdict | None]:
     """The job restricted to the GPU models its team may use right now, or a WAIT_QUOTA verdict.
 
     The whole gang must fit the headroom of one model (and of the team's total), so a placement
-    within the returned models never exceeds a quota, whichever of them the packer picks."""
+    within the returned models never exceeds a quota, whichever of them the packer picks.
+    ``headroom``: what a team may still take under a key (default: borrowing included)."""
     if job.worker.gpus == 0:
         return job, None
+    borrowing = headroom is None
+    room_of = headroom or book.headroom
     need = job.total_gpu_milli
-    total = book.headroom(job.team, ANY_MODEL)
+    total = room_of(job.team, ANY_MODEL)
     models = [
         m
         for m in candidate_models(fleet, job)
-        if book.allows_model(job.team, m) and book.headroom(job.team, m) >= need
+        if book.allows_model(job.team, m) and room_of(job.team, m) >= need
     ]
     if total < need or not models:
         room = min(
             total,
-            max((book.headroom(job.team, m) for m in candidate_models(fleet, job)), default=0.0),
+            max((room_of(job.team, m) for m in candidate_models(fleet, job)), default=0.0),
         )
         shown = "unlimited" if math.isinf(room) else f"{room / 1000:g}"
+        how = "borrowing included" if borrowing else "no borrowing"
         return None, Verdict(
             Code.WAIT_QUOTA,
-            f"team {job.team!r} quota: needs {need / 1000:g} GPUs, {shown} available now (borrowing included)",
+            f"team {job.team!r} quota: needs {need / 1000:g} GPUs, {shown} available now ({how})",
         )
     if tuple(models) == candidate_models(fleet, job):
         return job, None
@@ -90,3 +115,21 @@ def within_nominal(book: QuotaBook, job: Job) -> bool:
         not named
         or any(fits(k) for k in named if k in job.worker.gpu_models or not job.worker.gpu_models)
     )
+
+
+class QuotaAdmission:
+    """The ``quota`` admission policy: nominal quota plus what the team may borrow from its
+    cohort (Kueue's ClusterQueue semantics, ``quota.py``)."""
+
+    name: ClassVar[str] = "quota"
+
+    def never(self, job: Job, book: QuotaBook, fleet: FleetView) -> str | None:
+        return never_under_quota(book, fleet, job)
+
+    def admit(
+        self, job: Job, book: QuotaBook, fleet: FleetView
+    ) -> tuple[Job | None, Verdict | None]:
+        return admit(book, fleet, job)
+
+    def may_reclaim(self, job: Job, book: QuotaBook) -> bool:
+        return within_nominal(book, job)

@@ -6,7 +6,7 @@ happen because time passes rather than because an event arrived; the core learns
 by itself, so this module tells the driver when to look (``next_wake_s``) and applies them:
 
  1. **Demotion at the crossing.** A running job's level service grows as it runs; the moment
-    it reaches the order's next boundary (``QueueOrder.next_rank_change_gpu_s``) it ranks in
+    it reaches the order's next boundary (``QueueOrderBase.next_rank_change_gpu_s``) it ranks in
     the next class, and a waiting job of a lower class may preempt it. The crossing time of
     every running job is known when it starts (service, start, GPUs are fixed during a run),
     so it is kept in a heap; ``next_wake_s`` is the earliest one still ahead while
@@ -14,31 +14,52 @@ by itself, so this module tells the driver when to look (``next_wake_s``) and ap
     ranks below the jobs already waiting in that class (:meth:`entered_class_at_s`; Tiresias
     appends a demoted job to the end of its new queue).
  2. **Starvation promotion.** A requeued job of class > 0 that has waited
-    ``QueueOrder.promote_after_s(ran)`` seconds (its waits since its last promotion, counted
+    ``QueueOrderBase.promote_after_s(ran)`` seconds (its waits since its last promotion, counted
     from its first requeue; ``ran``: seconds it ran since then) goes back to class 0 and its
     level service restarts at 0 (Tiresias's PROMOTEKNOB rule). Its due time is fixed while
     it waits, so it is kept in a heap too.
 
 The facts (base, waits, promotions) are in the core snapshot (``JobProgress``); the heaps and
 wake-ups are derived from them and the running set, so a restored core rebuilds them.
-Split from ``state.py``; it reads and changes the state it serves.
+It reads the facts it needs (:class:`LevelFacts`) and changes only its own books; the cycle
+re-keys the jobs :meth:`LevelBook.promote` returns (``cycle.py``, step 1).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Container, Mapping
+from typing import Protocol
 
-from scheduler.core.model import MILLI_PER_GPU, Job
+from scheduler.core.model import MILLI_PER_GPU, Job, Placement
+from scheduler.core.policy import QueueOrderPolicy
 from scheduler.core.queueing.queues import crossing_s
 
-if TYPE_CHECKING:
-    from scheduler.core.state import ClusterState
+
+class LevelFacts(Protocol):
+    """What the level book reads of the scheduler's facts (``state.py``)."""
+
+    @property
+    def now_s(self) -> float: ...
+    @property
+    def preempting(self) -> bool: ...
+    @property
+    def queue(self) -> QueueOrderPolicy: ...
+    @property
+    def jobs(self) -> Mapping[str, Job]: ...
+    @property
+    def running(self) -> Mapping[str, Placement]: ...
+    @property
+    def started_at_s(self) -> Mapping[str, float]: ...
+    @property
+    def attained_gpu_s(self) -> Mapping[str, float]: ...
+    @property
+    def pending_ids(self) -> Container[str]: ...
 
 
 class LevelBook:
-    def __init__(self, state: ClusterState) -> None:
+    def __init__(self, state: LevelFacts) -> None:
         self.s = state
         self.base_gpu_s: dict[str, float] = {}  # attained service at the last promotion
         self.waited_s: dict[str, float] = {}  # waits since then that ended (job restarted)
@@ -61,7 +82,7 @@ class LevelBook:
         since = self.waiting_since_s.pop(job.job_id, None)
         if since is not None and new_run:
             self.waited_s[job.job_id] = self.waited_s.get(job.job_id, 0.0) + s.now_s - since
-        if s.config.preemption and s.queue.uses_rank_class:
+        if s.preempting and s.queue.uses_rank_class:
             service = self.service_gpu_s(job.job_id)
             self._watch_crossing(job, started_at_s, service, service)
 
@@ -94,10 +115,12 @@ class LevelBook:
         ran_s = service / gpus if gpus > 0 else 0.0
         return since + s.queue.promote_after_s(ran_s) - self.waited_s.get(job_id, 0.0)
 
-    def promote(self) -> None:
-        """Promote every waiting job whose promotion is due (oldest due first)."""
+    def promote(self) -> list[str]:
+        """Promote every waiting job whose promotion is due (oldest due first); returns them,
+        in that order, for the caller to key again in the queue."""
         s = self.s
         heap = self._dues
+        promoted: list[str] = []
         while heap and heap[0][0] <= s.now_s:
             due, job_id = heapq.heappop(heap)
             if self._due(job_id) != due:
@@ -106,7 +129,8 @@ class LevelBook:
             self.waited_s.pop(job_id, None)
             self.waiting_since_s.pop(job_id, None)
             self.promotions[job_id] = self.promotions.get(job_id, 0) + 1
-            s.rekey(s.jobs[job_id])
+            promoted.append(job_id)
+        return promoted
 
     # ------------------------------------------------------------ demotion
     def _watch_crossing(self, job: Job, started_at_s: float, service: float, above: float) -> None:
@@ -142,7 +166,7 @@ class LevelBook:
         s = self.s
         now = s.now_s
         best = math.inf
-        if s.config.preemption and s.queue.uses_rank_class and s.pending_ids:
+        if s.preempting and s.queue.uses_rank_class and s.pending_ids:
             heap = self._crossings
             while heap:
                 t, job_id, started, service, boundary = heap[0]

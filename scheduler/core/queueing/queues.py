@@ -1,6 +1,6 @@
 """Queue order: which pending job is considered next.
 
-A :class:`QueueOrder` gives every job a key that stays fixed while the job is pending
+A :class:`QueueOrderBase` gives every job a key that stays fixed while the job is pending
 (``job_key``) and every team a key that may change as the team's jobs start and stop
 (``team_key``, e.g. its dominant share). Pending jobs live in one sorted list per team; a cycle
 merges the teams' heads by (team key, job key), recomputing a team's key after one of its jobs
@@ -45,7 +45,7 @@ class FleetTotals:
     memory_mib: int
 
 
-class QueueOrder:
+class QueueOrderBase:
     """Base class of queue policies (``scheduler/policies/queue_*.py``)."""
 
     name: ClassVar[str] = "base"
@@ -131,7 +131,7 @@ class TeamQueues:
     def __len__(self) -> int:
         return len(self.where)
 
-    def __contains__(self, job_id: str) -> bool:
+    def __contains__(self, job_id: object) -> bool:
         return job_id in self.where
 
     def add(self, job: Job, key: JobKey) -> None:
@@ -194,7 +194,7 @@ class TeamQueues:
                     break
 
 
-class CanonicalOrder(QueueOrder):
+class CanonicalOrder(QueueOrderBase):
     """The core's default and DESIGN.md's tie-break: higher priority first, then earlier
     submission, then job id (registered as the ``priority`` queue policy)."""
 

@@ -133,6 +133,24 @@ class QuotaBook:
             room = min(room, max(0.0, cohort_nominal - cohort_used))
         return room
 
+    def nominal_headroom(self, team: str, key: str) -> float:
+        """Milli-GPU the team may still take under ``key`` without borrowing (and without
+        pushing its cohort past its total); inf if the key is not enforced."""
+        if (team, key) not in self.quota:
+            return math.inf
+        room = max(0.0, self._nominal(team, key) - self.used.get((team, key), 0))
+        if self.cohort.get(team) is not None:
+            members = (team, *self._others(team))
+            cohort_nominal = sum(self._nominal(m, key) for m in members)
+            cohort_used = sum(self.used.get((m, key), 0) for m in members)
+            room = min(room, max(0.0, cohort_nominal - cohort_used))
+        return room
+
+    def nominal_ceiling(self, team: str, key: str) -> float:
+        """The most the team may ever hold under ``key`` without borrowing."""
+        q = self.quota.get((team, key))
+        return math.inf if q is None else _milli(q.nominal_gpus)
+
     def ceiling(self, team: str, key: str) -> float:
         """The most the team could ever hold under ``key`` (empty cohort): for never-fits."""
         q = self.quota.get((team, key))
