@@ -24,9 +24,10 @@ only through their methods. The policies it asks are ``policy.py``'s four kinds.
     such job, and with aging a job in the front lane, gets a reservation (its shadow time),
     which the jobs behind it may not delay.
  8. **Early end.** The walk stops when nothing behind can start: not even the smallest
-    pending worker fits the free GPUs (once reserved, under EASY; never while preemption
-    may free room); every pending shape failed; the backfill depth behind a reservation is
-    reached; or behind it only jobs too long to backfill are left.
+    pending worker fits the free GPUs (once reserved, under EASY) and no team may still look
+    for victims; every pending shape failed; the backfill depth behind a reservation is
+    reached; or behind it only jobs too long to backfill are left. Jobs behind the stop keep
+    the verdict of the last cycle that reached them (``ClusterState.verdict_of``).
  9. **Apply.** Started jobs leave the queue, preempted ones re-enter it, and a reserved head
     moves to the front lane so that later arrivals, whatever their key, are backfilled
     around it instead of taking its place.
@@ -71,6 +72,7 @@ class _Walk:
         self.trigger = trigger
         self.actions: list[Action] = []
         self.failed: set[Shape] = set()  # shapes that did not fit this cycle
+        self.failed_pending = 0  # ... of which pending shapes (a job's shape before admission)
         self.capacity_verdicts: dict[Shape, Verdict] = {}  # ... and the verdict they got
         self.reasons: dict[Shape, str] = {}
         self.done: list[Job] = []  # started this cycle: out of the queue in step 9
@@ -81,6 +83,11 @@ class _Walk:
         self.smallest = min((_worker_gpu_milli(shape) for shape in facts.queues.shapes), default=0)
         self.free = int(facts.fleet.gpu_free.sum())
         self.only_short_memo = (-1, -1)  # see _only_short_left
+        # teams with jobs ahead in the walk that may still look for victims this cycle: a team
+        # leaves when the walk passed its last job, or when the preemption policy says it used
+        # up its searches (they only grow within a cycle)
+        self.unvisited = {t: len(q) for t, q in facts.queues.queues.items()}
+        self.searching: set[str] = set(self.unvisited) if facts.preempting else set()
 
     def run(self) -> list[Action]:
         f = self.f
@@ -92,21 +99,29 @@ class _Walk:
                 break
             if known is not None:
                 f.give(job_id, known)
-                continue
-            if isinstance(self._try(job_id), _Stop):
+            elif isinstance(self._try(job_id), _Stop):
                 break
+            self._visited(f.jobs[job_id].team)
         self._apply()  # step 9
         return self.actions
 
     # ----------------------------------------------------------- step 8
     def _out_of_room(self) -> bool:
-        """Not even the smallest pending job's worker has room (EASY: once reserved; never
-        while preemption may free room)."""
+        """Not even the smallest pending job's worker has room (EASY: once reserved), and
+        preemption cannot make any: it is off, or (under EASY) every team with pending jobs
+        used up its victim searches for this cycle."""
+        f = self.f
         return (
             self.free < self.smallest
-            and (self.window is not None or self.f.config.backfill != "easy")
-            and not self.f.preempting
+            and (self.window is not None or f.config.backfill != "easy")
+            and (not f.preempting or (f.config.backfill == "easy" and not self.searching))
         )
+
+    def _visited(self, team: str) -> None:
+        left = self.unvisited[team] - 1
+        self.unvisited[team] = left
+        if not left:
+            self.searching.discard(team)
 
     def _too_deep(self) -> bool:
         """Behind a reservation, at most ``backfill_depth`` jobs are examined."""
@@ -215,6 +230,8 @@ class _Walk:
             return False
         decision = policy.victims(job, f)
         if decision is None:
+            if job.team in self.searching and policy.exhausted(job.team, f):
+                self.searching.discard(job.team)
             return False
         for victim, reason in zip(decision.job_ids, decision.reasons, strict=True):
             self.actions.append(f.preempt(victim, f"preempted for {job.job_id}", reason))
@@ -227,6 +244,7 @@ class _Walk:
         placement = f.placer.place(admitted)
         assert placement is not None, "victim selection promised a placement"
         f.start(admitted, placement)
+        self.free = int(f.fleet.gpu_free.sum())  # the victims may have freed more than it took
         f.set_verdict(
             job.job_id, Code.FIT, f"placed after preempting {', '.join(decision.job_ids)}"
         )
@@ -240,7 +258,9 @@ class _Walk:
         """Step 7: the job waits for capacity; strict order stops, EASY reserves."""
         f = self.f
         job_id = job.job_id
-        self.failed.add(shape)
+        if shape not in self.failed:
+            self.failed.add(shape)
+            self.failed_pending += shape in f.queues.shapes
         if shape not in self.reasons:
             self.reasons[shape] = _capacity_reason(f, job)
         f.set_verdict(job_id, Code.WAIT_CAPACITY, self.reasons[shape])
@@ -252,8 +272,11 @@ class _Walk:
             f.config.backfill == "easy" or f.queues.where[job_id][1][0] == 0
         ):
             self._reserve(job)
-        if f.quota is None and len(self.failed) == len(f.queues.shapes):
-            return _STOP  # step 8: every pending shape failed, nothing else can start
+        if self.failed_pending == len(f.queues.shapes) and (f.quota is None or not self.searching):
+            # step 8: every pending shape failed, nothing else can start; with quotas a job is
+            # restricted to fewer GPU models, never more, so its shape fails too once the
+            # unrestricted one did, and it may not look for victims either
+            return _STOP
         return None
 
     def _reserve(self, job: Job) -> None:

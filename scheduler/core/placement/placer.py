@@ -25,14 +25,15 @@ DEDUPE_MIN_NODES = 64
 
 
 class _ScoreCache:
-    """Per request shape: feasibility and score of every node, stamped with the node version."""
+    """Per request shape: every node's score, stored in tie-break rank order (position ``r``
+    holds the node of rank ``r``) so that the best node is one ``argmax`` (the first maximum
+    is the lowest rank among equals), and stamped with each node's version."""
 
-    __slots__ = ("feasible", "score", "stamp")
+    __slots__ = ("by_rank", "stamp")
 
     def __init__(self, n: int) -> None:
         self.stamp: IntArray = np.full(n, -1, dtype=np.int64)
-        self.feasible: BoolArray = np.zeros(n, dtype=np.bool_)
-        self.score: FloatArray = np.full(n, -np.inf, dtype=np.float64)
+        self.by_rank: FloatArray = np.full(n, -np.inf, dtype=np.float64)
 
 
 class Placer:
@@ -41,12 +42,14 @@ class Placer:
         self.packing = packing
         self.rng = rng
         self._cache: dict[tuple[object, ...], _ScoreCache] = {}
+        self._fits: dict[tuple[object, ...], tuple[IntArray, BoolArray]] = {}
         self._never: dict[tuple[object, ...], str | None] = {}
         self._weights: IntArray | None = None
         self._all: IntArray = np.arange(fleet.num_nodes, dtype=np.int64)
         # tie-break: lowest rank wins; a seeded permutation, fixed for the run (FGD's simulator
         # renames nodes with a random prefix and takes the smallest name among equal scores)
         self.rank: IntArray = rng.permutation(fleet.num_nodes).astype(np.int64)
+        self.node_at_rank: IntArray = np.argsort(self.rank).astype(np.int64)
 
     # ------------------------------------------------------------------ scoring
     def _best(self, nodes: IntArray, scores: FloatArray) -> int | None:
@@ -75,7 +78,9 @@ class Placer:
         """Steps 2 and 3: filter, score and select a node for one worker (or a merged
         same-node request). ``within`` restricts the candidates to these node indices."""
         fleet = self.fleet
-        if within is None and self.packing.cacheable:
+        if self.packing.cacheable and (within is None or len(within) >= DEDUPE_MIN_NODES):
+            # a cacheable score depends on the node alone, so the fleet-wide cache serves a
+            # restricted choice too (a same-rack gang's first worker: most of the fleet)
             key = (req.key(), one_domain, remaining if self.packing.gang_aware else 0)
             cache = self._cache.get(key)
             if cache is None:
@@ -83,18 +88,39 @@ class Placer:
             stale = np.flatnonzero(cache.stamp != fleet.version)
             if len(stale):
                 ok = self._feasible(req, stale, one_domain)
-                cache.feasible[stale] = ok
                 fresh = stale[ok]
-                cache.score[stale] = -np.inf
+                cache.by_rank[self.rank[stale]] = -np.inf
                 if len(fresh):
-                    cache.score[fresh] = self._score_distinct(req, fresh, remaining)
+                    cache.by_rank[self.rank[fresh]] = self._score_distinct(req, fresh, remaining)
                 cache.stamp[stale] = fleet.version[stale]
-            return self._best(self._all, cache.score)
-        cand = self._all if within is None else within
-        nodes = cand[self._feasible(req, cand, one_domain)]
+            if within is not None:
+                return self._best(within, cache.by_rank[self.rank[within]])
+            r = int(np.argmax(cache.by_rank))
+            return None if cache.by_rank[r] == -np.inf else int(self.node_at_rank[r])
+        if within is None:  # a policy that cannot be cached still shares the filter's cache
+            nodes = np.flatnonzero(self._fits_now(req, one_domain))
+        else:
+            nodes = within[self._feasible(req, within, one_domain)]
         if len(nodes) == 0:
             return None
         return self._best(nodes, self._score(req, nodes, remaining))
+
+    def _fits_now(self, req: WorkerRequest, one_domain: bool) -> BoolArray:
+        """Step 2 over the whole fleet: which nodes fit ``req`` now, cached per request shape
+        and refreshed on the nodes that changed."""
+        key = (req.key(), one_domain)
+        cache = self._fits.get(key)
+        if cache is None:
+            cache = self._fits[key] = (
+                np.full(self.fleet.num_nodes, -1, dtype=np.int64),
+                np.zeros(self.fleet.num_nodes, dtype=np.bool_),
+            )
+        stamp, ok = cache
+        stale = np.flatnonzero(stamp != self.fleet.version)
+        if len(stale):
+            ok[stale] = self._feasible(req, stale, one_domain)
+            stamp[stale] = self.fleet.version[stale]
+        return ok
 
     def _score_distinct(self, req: WorkerRequest, nodes: IntArray, remaining: int) -> FloatArray:
         """Score many nodes by scoring one node per distinct state (a fresh fleet is mostly

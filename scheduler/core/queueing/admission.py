@@ -73,8 +73,37 @@ def admit(
     The whole gang must fit the headroom of one model (and of the team's total), so a placement
     within the returned models never exceeds a quota, whichever of them the packer picks.
     ``headroom``: what a team may still take under a key (default: borrowing included)."""
+    if not book.knows(job.team):
+        # a team the quotas no longer name (they changed while its jobs waited) starts
+        # nothing, as a new submission of it would be refused
+        return None, Verdict(
+            Code.WAIT_QUOTA,
+            f"team {job.team!r} has no quota (teams with quota: {', '.join(sorted(book.teams))})",
+        )
     if job.worker.gpus == 0:
         return job, None
+    borrowing = headroom is None
+    # the answer depends on the team, the models the job accepts, its size and the book;
+    # many pending jobs share all four, so it is kept until the book next changes
+    key = (job.team, job.worker.gpu_models, job.total_gpu_milli, borrowing, id(fleet.model_names))
+    known = book.answers.get(key)
+    if known is None:
+        known = book.answers[key] = _admit(book, fleet, job, headroom)
+    models, verdict = known
+    if models is None:
+        assert isinstance(verdict, Verdict)
+        return None, verdict
+    if not models:
+        return job, None
+    worker = dataclasses.replace(job.worker, gpu_models=models)
+    return dataclasses.replace(job, worker=worker), None
+
+
+def _admit(
+    book: QuotaBook, fleet: FleetView, job: Job, headroom: Limit | None
+) -> tuple[tuple[str, ...] | None, Verdict | None]:
+    """:func:`admit`'s answer: (None, the verdict), ((), None) for the job as it is, or the
+    models it is restricted to."""
     borrowing = headroom is None
     room_of = headroom or book.headroom
     need = job.total_gpu_milli
@@ -96,9 +125,8 @@ def admit(
             f"team {job.team!r} quota: needs {need / 1000:g} GPUs, {shown} available now ({how})",
         )
     if tuple(models) == candidate_models(fleet, job):
-        return job, None
-    worker = dataclasses.replace(job.worker, gpu_models=tuple(models))
-    return dataclasses.replace(job, worker=worker), None
+        return (), None
+    return tuple(models), None
 
 
 def within_nominal(book: QuotaBook, job: Job) -> bool:

@@ -82,6 +82,8 @@ class QuotaBook:
             t: tuple(o for o in self.members[c] if o != t) for t, c in self.cohort.items()
         }
         self._room: dict[tuple[str, str], float] = {}  # headroom memo, cleared by charge()
+        # admission answers (``admission.admit``) while nothing is charged: cleared by charge()
+        self.answers: dict[tuple[object, ...], tuple[tuple[str, ...] | None, object]] = {}
 
     def knows(self, team: str) -> bool:
         return team in self.teams
@@ -165,6 +167,7 @@ class QuotaBook:
 
     def charge(self, team: str, per_model: Mapping[str, int], sign: int = 1) -> None:
         self._room.clear()
+        self.answers.clear()
         total = 0
         for model, milli in per_model.items():
             self.used[(team, model)] = self.used.get((team, model), 0) + sign * milli
