@@ -621,3 +621,83 @@ _FAMILIES: tuple[MixSpec, ...] = (
     replace(HARD, name="small_fleet", description="the hard case on 64 nodes", nodes=64),
     replace(HARD, name="large_fleet", description="the hard case on 2000 nodes", nodes=2000),
 )
+
+
+# ------------------------------------------------------------------ drawn (random) mix specs
+_DRAW_MODELS = ("H800", "H20", "A100", "L40S", "V100M32", "A10", "T4", "P100")
+_DRAW_SIZES = (8, 4, 2, 1)
+
+
+def drawn_spec(seed: int, index: int) -> MixSpec:
+    """One mix spec drawn at random (seeded by ``(seed, index)``) over every axis the named
+    families vary one at a time: node sizes and their shares, 1-3 GPU models per size, CPU
+    and memory per GPU, gang share and gang sizes (up to the largest node), sharing share and
+    fractions, pinned share (and sometimes a preferred pin model), CPU-only share, CPU and
+    memory pressure and fleet size. Named ``drawnSEED_INDEX``. Used to validate policies on
+    mixes nobody tuned them on: tune on one ``seed``, report on another."""
+    rng = np.random.default_rng([seed, index])
+    k = int(rng.integers(1, 5))
+    sizes = sorted((int(x) for x in rng.choice(_DRAW_SIZES, size=k, replace=False)), reverse=True)
+    if max(sizes) < 4 and rng.random() < 0.7:  # most fleets have some big nodes
+        sizes = [8, *sizes]
+    share = rng.dirichlet(np.ones(len(sizes)))
+    node_sizes = tuple((g, round(float(w) + 0.05, 3)) for g, w in zip(sizes, share, strict=True))
+    models = []
+    for g in sizes:
+        m = int(rng.integers(1, 4))
+        names = [str(x) for x in rng.choice(_DRAW_MODELS, size=m, replace=False)]
+        ws = rng.dirichlet(np.ones(m))
+        models.append(
+            (g, tuple((n, round(float(w) + 0.05, 3)) for n, w in zip(names, ws, strict=True)))
+        )
+    largest = max(sizes)
+    gang_share = 0.0 if largest < 2 else float(rng.choice([0.0, 0.1, 0.3, 0.5, 0.7, 0.9]))
+    gsizes = [g for g in range(2, largest + 1)]
+    pick: list[int] = (
+        [
+            int(g)
+            for g in rng.choice(
+                gsizes, size=min(len(gsizes), int(rng.integers(1, 5))), replace=False
+            )
+        ]
+        if gsizes
+        else []
+    )
+    gang_sizes = tuple(sorted((int(g), round(float(rng.uniform(0.2, 1.0)), 2)) for g in pick)) or (
+        (2, 1.0),
+    )
+    if gang_share == 0.0:
+        gang_sizes = GANGS_2_TO_8 if largest >= 8 else ((2, 1.0),)
+    sharing_share = float(rng.choice([0.0, 0.2, 0.4, 0.6, 0.8]))
+    fr = sorted(
+        {int(x) for x in rng.choice(np.arange(100, 1000, 50), size=int(rng.integers(1, 6)))}
+    )
+    sharing_milli = tuple((m, round(float(rng.uniform(0.2, 1.0)), 2)) for m in fr)
+    pinned_share = float(rng.choice([0.0, 0.0, 0.1, 0.3, 0.5]))
+    fleet_models = sorted({n for _, ms in models for n, _ in ms})
+    pin_models: ModelWeights = ()
+    if pinned_share > 0 and rng.random() < 0.3:
+        pin_models = ((str(rng.choice(fleet_models)), 1.0),)
+    return MixSpec(
+        name=f"drawn{seed}_{index:02d}",
+        description=f"drawn at random (seed {seed}, index {index})",
+        nodes=int(rng.choice([100, 200, 400])),
+        node_sizes=node_sizes,
+        models=tuple(models),
+        cpu_per_gpu_milli=int(rng.choice([8_000, 12_000, 16_000, 24_000])),
+        memory_per_gpu_mib=int(rng.choice([65_536, 98_304, 131_072, 262_144])),
+        gang_share=gang_share,
+        gang_sizes=gang_sizes,
+        sharing_share=sharing_share,
+        sharing_milli=sharing_milli,
+        pinned_share=pinned_share,
+        pin_models=pin_models,
+        cpu_only_share=float(rng.choice([0.0, 0.05, 0.15, 0.3])),
+        cpu_pressure=round(float(rng.uniform(0.3, 1.3)), 2),
+        memory_pressure=round(float(rng.uniform(0.3, 1.3)), 2),
+    )
+
+
+def drawn_families(seed: int, count: int) -> list[MixSpec]:
+    """``count`` drawn specs (:func:`drawn_spec`) for one draw ``seed``."""
+    return [drawn_spec(seed, i) for i in range(count)]
