@@ -91,9 +91,38 @@ class _Walk:
 
     def run(self) -> list[Action]:
         f = self.f
+        jobs = f.jobs
+        track = f.preempting  # only preemption needs to know which teams are still ahead
+        # step 3's commonest answers, inlined (what ``_known`` answers, and ``give``): without
+        # quotas and preemption, a job whose shape failed this cycle gets that shape's verdict,
+        # and behind the reservation a job too long to backfill, of a shape that failed to, is
+        # held
+        quick = f.quota is None and f.preemption is None
+        now = f.now_s
+        shape_of, capacity = f.queues.shape_of, self.capacity_verdicts
+        verdicts, verdict_cycle, cycle = f.verdicts, f.verdict_cycle, f.cycles
+        depth = f.config.backfill_depth
         for job_id in f.queues.merged(f.merge_key):  # step 2
-            if self._out_of_room() or self._too_deep():  # step 8
+            if self.free < self.smallest and self._out_of_room():  # step 8
                 break
+            if self.window is not None:  # step 8: the backfill depth behind a reservation
+                self.behind += 1
+                if self.behind > depth:
+                    break
+            if quick:
+                shape = shape_of[job_id]
+                hit = capacity.get(shape)
+                window = self.window
+                if hit is None and window is not None and shape in window.failed_shapes:
+                    est = jobs[job_id].estimated_duration_s
+                    if est is None or now + est > window.time_s:
+                        if self._only_short_left(window):
+                            break  # step 8: nothing pending can start
+                        hit = self.held
+                if hit is not None:
+                    verdicts[job_id] = hit
+                    verdict_cycle[job_id] = cycle
+                    continue
             known = self._known(job_id)  # step 3
             if isinstance(known, _Stop):
                 break
@@ -101,7 +130,8 @@ class _Walk:
                 f.give(job_id, known)
             elif isinstance(self._try(job_id), _Stop):
                 break
-            self._visited(f.jobs[job_id].team)
+            if track:
+                self._visited(jobs[job_id].team)
         self._apply()  # step 9
         return self.actions
 
@@ -122,13 +152,6 @@ class _Walk:
         self.unvisited[team] = left
         if not left:
             self.searching.discard(team)
-
-    def _too_deep(self) -> bool:
-        """Behind a reservation, at most ``backfill_depth`` jobs are examined."""
-        if self.window is None:
-            return False
-        self.behind += 1
-        return self.behind > self.f.config.backfill_depth
 
     def _only_short_left(self, window: EasyWindow) -> bool:
         """True when every pending shape either does not fit now, or may only start jobs that
@@ -158,17 +181,14 @@ class _Walk:
             return None
         shape = f.queues.shape_of[job_id]
         known: Verdict | None = self.capacity_verdicts.get(shape)
-        policy = f.preemption
-        if (
-            known is not None
-            and policy is not None
-            and not policy.exhausted(f.jobs[job_id].team, f)
-        ):
+        if known is not None:
+            policy = f.preemption
+            if policy is None or policy.exhausted(f.jobs[job_id].team, f):
+                return known
             known = None  # it does not fit, but it may still look for victims
         window = self.window
         if (
-            known is None
-            and window is not None
+            window is not None
             and shape in window.failed_shapes
             and not window.ends_in_time(f.jobs[job_id], f.now_s)
         ):
