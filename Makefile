@@ -25,7 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check scheduler planner simulations tests examples
 	$(BIN)/ruff format --check scheduler planner simulations tests examples
-	$(BIN)/mypy scheduler simulations planner   # strict on scheduler/core and planner (pyproject)
+	$(BIN)/mypy scheduler simulations planner   # strict on scheduler/core, scheduler/policies and planner (pyproject)
 
 # tests/gpu on this machine's NVIDIA GPUs (NVML, CUDA torch, NCCL; each module skips with its
 # reason where something is missing), bounded to 5 minutes; the output is also in

@@ -180,7 +180,15 @@ class Fleet:
         """The NVLink domain of ``node`` holding at least ``req.gpus`` free GPUs among
         ``allowed`` with the fewest to spare (best fit; lowest id on ties), or None."""
         free = allowed & (self.gpu_free[node] == MILLI_PER_GPU)
-        values, counts = np.unique(self.gpu_domain[node][free], return_counts=True)
+        doms = self.gpu_domain[node][free]
+        if len(doms) and doms.min() >= 0:  # domain ids are small: count them directly
+            counts = np.bincount(doms)
+            ok = counts >= max(req.gpus, 1)  # a domain with no free GPU is none
+            if not ok.any():
+                return None
+            values = np.flatnonzero(ok)
+            return int(values[np.argmin(counts[ok])])
+        values, counts = np.unique(doms, return_counts=True)
         ok = counts >= req.gpus
         if not ok.any():
             return None
