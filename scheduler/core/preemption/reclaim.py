@@ -35,29 +35,55 @@ from scheduler.core.placement.gang_room import GangRoom
 from scheduler.core.policy import StateView, Victims
 from scheduler.core.preemption.cost import lost_s, select_victims
 
+_Row = tuple[str, int, int, float, float, float]
+
 
 class RunningView:
     """Jobs running since before one instant, as arrays (rows sorted by job id). ``stops``:
     the state's count of stopped runs when built; stops the cycle reports (``stopped``) keep it
     current, any other stop makes it stale."""
 
-    def __init__(self, s: StateView) -> None:
-        ids = [vid for vid in sorted(s.running) if s.started_at_s[vid] < s.now_s]
-        jobs = [s.jobs[vid] for vid in ids]
-        self.at_s = s.now_s
+    def __init__(self, s: StateView, rows: dict[str, _Row] | None = None) -> None:
+        """``rows``: each running job's fixed facts by job id, kept by the caller across
+        instants (a run's team, priority, size, start, checkpoint interval and the service
+        it had when it started do not change while it runs)."""
+        rows = {} if rows is None else rows
+        now = s.now_s
+        ids: list[str] = []
+        facts: list[_Row] = []
+        for vid in sorted(s.running):
+            started = s.started_at_s[vid]
+            if started >= now:
+                continue
+            row = rows.get(vid)
+            if row is None or row[3] != started:
+                job = s.jobs[vid]
+                row = rows[vid] = (
+                    job.team,
+                    job.priority,
+                    job.total_gpu_milli,
+                    started,
+                    job.checkpoint_interval_s or 0.0,  # 0: never checkpoints
+                    s.levels.service_gpu_s(vid),
+                )
+            ids.append(vid)
+            facts.append(row)
+        if len(rows) > 2 * len(s.running) + 64:  # forget runs that ended
+            for vid in [v for v in rows if v not in s.running]:
+                del rows[vid]
+        self.at_s = now
         self.stops = s.stops
         self.ids = ids
         self.row = {vid: i for i, vid in enumerate(ids)}
-        self.teams = sorted({j.team for j in jobs})
+        teams = [r[0] for r in facts]
+        self.teams = sorted(set(teams))
         team_id = {t: i for i, t in enumerate(self.teams)}
-        self.team = np.array([team_id[j.team] for j in jobs], dtype=np.int64)
-        self.priority = np.array([j.priority for j in jobs], dtype=np.int64)
-        self.gpu_milli = np.array([j.total_gpu_milli for j in jobs], dtype=np.int64)
-        self.started_at_s = np.array([s.started_at_s[vid] for vid in ids], dtype=np.float64)
-        before = np.array([s.levels.service_gpu_s(vid) for vid in ids], dtype=np.float64)
-        interval = np.array(
-            [j.checkpoint_interval_s or 0.0 for j in jobs], dtype=np.float64
-        )  # 0: never checkpoints
+        self.team = np.array([team_id[t] for t in teams], dtype=np.int64)
+        self.priority = np.array([r[1] for r in facts], dtype=np.int64)
+        self.gpu_milli = np.array([r[2] for r in facts], dtype=np.int64)
+        self.started_at_s = np.array([r[3] for r in facts], dtype=np.float64)
+        interval = np.array([r[4] for r in facts], dtype=np.float64)
+        before = np.array([r[5] for r in facts], dtype=np.float64)
         gpus = self.gpu_milli / MILLI_PER_GPU
         ran = np.maximum(0.0, s.now_s - self.started_at_s)
         self.rank = s.queue.rank_classes(before + ran * gpus)
@@ -82,6 +108,7 @@ class CheapestFirst:
         self._searches: dict[str, int] = {}  # victim searches per team in this cycle
         self._cycle = -1
         self._view: RunningView | None = None
+        self._rows: dict[str, _Row] = {}  # running jobs' fixed facts, for RunningView
 
     def order(self, view: RunningView, rows: IntArray, reclaim: bool) -> IntArray:
         """Candidate rows of one tier in the order they are tried (``reclaim``: the tier of
@@ -147,7 +174,7 @@ class CheapestFirst:
         """The running jobs' view, built once per instant while no run stops behind its back
         (jobs started at this instant are spared anyway; jobs the cycle stopped are marked)."""
         if self._view is None or self._view.at_s != s.now_s or self._view.stops != s.stops:
-            self._view = RunningView(s)
+            self._view = RunningView(s, self._rows)
         return self._view
 
     def _victims(self, job: Job, s: StateView) -> list[str] | None:
