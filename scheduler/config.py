@@ -12,9 +12,17 @@ that the service can store the exact configuration a snapshot of its core was ta
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from scheduler.core.health import HealthRules
 from scheduler.core.model import Node
@@ -27,11 +35,20 @@ from scheduler.policies.registry import (
     PACKING,
     PREEMPTION,
     QUEUE,
+    lookup,
     make_admission,
     make_packing,
     make_preemption,
     make_queue,
 )
+
+# a config field naming a policy -> (its registry, what the error calls it)
+_REGISTRIES: dict[str, tuple[Mapping[str, object], str]] = {
+    "packing": (PACKING, "packing policy"),
+    "queue": (QUEUE, "queue order"),
+    "admission": (ADMISSION, "admission policy"),
+    "preemption_policy": (PREEMPTION, "preemption policy"),
+}
 
 
 class SchedulerConfig(BaseModel):
@@ -69,32 +86,11 @@ class SchedulerConfig(BaseModel):
     quotas: QuotaConfig | None = None
     priority_classes: PriorityClasses | None = None
 
-    @field_validator("packing")
+    @field_validator("packing", "queue", "admission", "preemption_policy")
     @classmethod
-    def _known_packing(cls, v: str) -> str:
-        if v not in PACKING:
-            raise ValueError(f"unknown packing policy {v!r}; known: {', '.join(PACKING)}")
-        return v
-
-    @field_validator("queue")
-    @classmethod
-    def _known_queue(cls, v: str) -> str:
-        if v not in QUEUE:
-            raise ValueError(f"unknown queue order {v!r}; known: {', '.join(QUEUE)}")
-        return v
-
-    @field_validator("admission")
-    @classmethod
-    def _known_admission(cls, v: str) -> str:
-        if v not in ADMISSION:
-            raise ValueError(f"unknown admission policy {v!r}; known: {', '.join(ADMISSION)}")
-        return v
-
-    @field_validator("preemption_policy")
-    @classmethod
-    def _known_preemption(cls, v: str) -> str:
-        if v not in PREEMPTION:
-            raise ValueError(f"unknown preemption policy {v!r}; known: {', '.join(PREEMPTION)}")
+    def _known_policy(cls, v: str, info: ValidationInfo) -> str:
+        table, kind = _REGISTRIES[info.field_name or ""]
+        lookup(table, kind, v)
         return v
 
     @model_validator(mode="before")

@@ -15,7 +15,7 @@ import numpy as np
 
 from scheduler.core.model import Node
 from scheduler.core.placement.fragmentation import TypicalShapes
-from scheduler.policies.registry import PACKING, UnknownPolicy
+from scheduler.policies.registry import PACKING, UnknownPolicy, lookup
 from simulations.packing import Curve, bin_curve, replay, typical_shapes
 from simulations.traces.alibaba import TracePod, load_nodes, load_pods
 
@@ -47,8 +47,7 @@ def parse_policies(spec: str) -> list[str]:
     if not names:
         raise UnknownPolicy(f"no policy given; known: {', '.join(PACKING)}")
     for n in names:
-        if n not in PACKING:
-            raise UnknownPolicy(f"unknown packing policy {n!r}; known: {', '.join(PACKING)}")
+        lookup(PACKING, "packing policy", n)
     return names
 
 

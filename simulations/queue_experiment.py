@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scheduler.policies.registry import QUEUE, UnknownPolicy
+from scheduler.policies.registry import QUEUE, lookup
 from simulations.queue import QueueOptions, QueueRun, QueueSummary, replay_queue, summarize
 from simulations.traces.jobs import TraceJob
 
@@ -35,8 +35,7 @@ def parse_queue_policies(spec: str) -> list[str]:
         list(QUEUE) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
     )
     for n in names or [""]:
-        if n not in QUEUE:
-            raise UnknownPolicy(f"unknown queue policy {n!r}; known: {', '.join(QUEUE)}")
+        lookup(QUEUE, "queue policy", n)
     return names
 
 

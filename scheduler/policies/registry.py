@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from scheduler.core.policy import (
     AdmissionPolicy,
@@ -51,14 +52,20 @@ class UnknownPolicy(ValueError):
     pass
 
 
-def make_packing(name: str, ctx: PolicyContext) -> PackingPolicy:
+_T = TypeVar("_T")
+
+
+def lookup(table: Mapping[str, _T], kind: str, name: str) -> _T:
+    """``table[name]``, or :class:`UnknownPolicy` naming the ``kind``, the name and the known
+    names (one error for every registry and every caller that checks a name)."""
     try:
-        factory = PACKING[name]
+        return table[name]
     except KeyError:
-        raise UnknownPolicy(
-            f"unknown packing policy {name!r}; known: {', '.join(PACKING)}"
-        ) from None
-    return factory(ctx)
+        raise UnknownPolicy(f"unknown {kind} {name!r}; known: {', '.join(table)}") from None
+
+
+def make_packing(name: str, ctx: PolicyContext) -> PackingPolicy:
+    return lookup(PACKING, "packing policy", name)(ctx)
 
 
 QUEUE: dict[str, Callable[[], QueueOrderPolicy]] = {
@@ -71,11 +78,7 @@ QUEUE: dict[str, Callable[[], QueueOrderPolicy]] = {
 
 
 def make_queue(name: str) -> QueueOrderPolicy:
-    try:
-        factory = QUEUE[name]
-    except KeyError:
-        raise UnknownPolicy(f"unknown queue policy {name!r}; known: {', '.join(QUEUE)}") from None
-    return factory()
+    return lookup(QUEUE, "queue policy", name)()
 
 
 ADMISSION: dict[str, Callable[[], AdmissionPolicy]] = {
@@ -85,13 +88,7 @@ ADMISSION: dict[str, Callable[[], AdmissionPolicy]] = {
 
 
 def make_admission(name: str) -> AdmissionPolicy:
-    try:
-        factory = ADMISSION[name]
-    except KeyError:
-        raise UnknownPolicy(
-            f"unknown admission policy {name!r}; known: {', '.join(ADMISSION)}"
-        ) from None
-    return factory()
+    return lookup(ADMISSION, "admission policy", name)()
 
 
 PREEMPTION: dict[str, Callable[[int], PreemptionPolicy]] = {
@@ -102,10 +99,4 @@ PREEMPTION: dict[str, Callable[[int], PreemptionPolicy]] = {
 
 def make_preemption(name: str, depth: int) -> PreemptionPolicy:
     """``depth``: pending jobs per team that may look for victims in one cycle."""
-    try:
-        factory = PREEMPTION[name]
-    except KeyError:
-        raise UnknownPolicy(
-            f"unknown preemption policy {name!r}; known: {', '.join(PREEMPTION)}"
-        ) from None
-    return factory(depth)
+    return lookup(PREEMPTION, "preemption policy", name)(depth)
