@@ -182,10 +182,12 @@ class Levels(Protocol):
 
 
 class StateView(Protocol):
-    """The facts a preemption policy reads (``state.py``)."""
+    """The facts a preemption policy and the level book read (``facts.py``)."""
 
     @property
     def now_s(self) -> float: ...
+    @property
+    def preempting(self) -> bool: ...
     @property
     def cycles(self) -> int: ...
     @property
@@ -196,6 +198,8 @@ class StateView(Protocol):
     def running(self) -> Mapping[str, Placement]: ...
     @property
     def started_at_s(self) -> Mapping[str, float]: ...
+    @property
+    def attained_gpu_s(self) -> Mapping[str, float]: ...  # GPU-seconds of service so far
     @property
     def charged(self) -> Mapping[str, Mapping[str, int]]: ...  # job -> milli per GPU model
     @property

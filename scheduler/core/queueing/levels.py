@@ -21,7 +21,7 @@ by itself, so this module tells the driver when to look (``next_wake_s``) and ap
 
 The facts (base, waits, promotions) are in the core snapshot (``JobProgress``); the heaps and
 wake-ups are derived from them and the running set, so a restored core rebuilds them.
-It reads the facts it needs (:class:`LevelFacts`) and changes only its own books; the cycle
+It reads the facts (:class:`~scheduler.core.policy.StateView`) and changes only its own books; the cycle
 re-keys the jobs :meth:`LevelBook.promote` returns (``cycle.py``, step 1).
 """
 
@@ -29,37 +29,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Container, Mapping
-from typing import Protocol
 
-from scheduler.core.model import MILLI_PER_GPU, Job, Placement
-from scheduler.core.policy import QueueOrderPolicy
+from scheduler.core.model import MILLI_PER_GPU, Job
+from scheduler.core.policy import StateView
 from scheduler.core.queueing.queues import crossing_s
 
 
-class LevelFacts(Protocol):
-    """What the level book reads of the scheduler's facts (``state.py``)."""
-
-    @property
-    def now_s(self) -> float: ...
-    @property
-    def preempting(self) -> bool: ...
-    @property
-    def queue(self) -> QueueOrderPolicy: ...
-    @property
-    def jobs(self) -> Mapping[str, Job]: ...
-    @property
-    def running(self) -> Mapping[str, Placement]: ...
-    @property
-    def started_at_s(self) -> Mapping[str, float]: ...
-    @property
-    def attained_gpu_s(self) -> Mapping[str, float]: ...
-    @property
-    def pending_ids(self) -> Container[str]: ...
-
-
 class LevelBook:
-    def __init__(self, state: LevelFacts) -> None:
+    def __init__(self, state: StateView) -> None:
         self.s = state
         self.base_gpu_s: dict[str, float] = {}  # attained service at the last promotion
         self.waited_s: dict[str, float] = {}  # waits since then that ended (job restarted)

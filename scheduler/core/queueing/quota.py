@@ -127,26 +127,24 @@ class QuotaBook:
             unused = max(0.0, self._nominal(o, key) - self.used.get((o, key), 0))
             pool += min(_milli(oq.lending_limit_gpus), unused) - self.borrowed(o, key)
         can_borrow = _milli(q.borrowing_limit_gpus) - self.borrowed(team, key)
-        room = own + max(0.0, min(can_borrow, pool))
-        if self.cohort.get(team) is not None:
-            members = (team, *self._others(team))
-            cohort_nominal = sum(self._nominal(m, key) for m in members)
-            cohort_used = sum(self.used.get((m, key), 0) for m in members)
-            room = min(room, max(0.0, cohort_nominal - cohort_used))
-        return room
+        return self._within_cohort(team, key, own + max(0.0, min(can_borrow, pool)))
+
+    def _within_cohort(self, team: str, key: str, room: float) -> float:
+        """``room`` capped by what the team's cohort has left of its total nominal quota."""
+        if self.cohort.get(team) is None:
+            return room
+        members = (team, *self._others(team))
+        cohort_nominal = sum(self._nominal(m, key) for m in members)
+        cohort_used = sum(self.used.get((m, key), 0) for m in members)
+        return min(room, max(0.0, cohort_nominal - cohort_used))
 
     def nominal_headroom(self, team: str, key: str) -> float:
         """Milli-GPU the team may still take under ``key`` without borrowing (and without
         pushing its cohort past its total); inf if the key is not enforced."""
         if (team, key) not in self.quota:
             return math.inf
-        room = max(0.0, self._nominal(team, key) - self.used.get((team, key), 0))
-        if self.cohort.get(team) is not None:
-            members = (team, *self._others(team))
-            cohort_nominal = sum(self._nominal(m, key) for m in members)
-            cohort_used = sum(self.used.get((m, key), 0) for m in members)
-            room = min(room, max(0.0, cohort_nominal - cohort_used))
-        return room
+        own = max(0.0, self._nominal(team, key) - self.used.get((team, key), 0))
+        return self._within_cohort(team, key, own)
 
     def nominal_ceiling(self, team: str, key: str) -> float:
         """The most the team may ever hold under ``key`` without borrowing."""
