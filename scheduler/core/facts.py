@@ -92,7 +92,6 @@ class Facts:
         self.running: dict[str, Placement] = {}
         self.started_at_s: dict[str, float] = {}
         self.running_priorities: dict[int, int] = {}  # priority -> running jobs
-        self.run_changes = 0  # bumped whenever a job starts or stops
         self.stops = 0  # bumped whenever a running job stops
         # -- service and work: what each job received, kept and lost
         self.attained_gpu_s: dict[str, float] = {}  # GPU-seconds of service received so far
@@ -239,7 +238,6 @@ class Facts:
     def start(self, job: Job, placement: Placement, checked: bool = False) -> None:
         """``checked``: started under EASY's rules for the current reservation (it ends by
         the shadow time or leaves the head room at it), which cannot move the shadow time."""
-        self.run_changes += 1
         if not checked:
             self.profile_version += 1
         self._book_start(job, placement, self.now_s)
@@ -308,7 +306,6 @@ class Facts:
         u.memory_mib += sign * job.worker.memory_mib * job.num_workers
 
     def _unuse(self, job: Job) -> None:
-        self.run_changes += 1
         left = self.running_priorities[job.priority] - 1
         if left:
             self.running_priorities[job.priority] = left
