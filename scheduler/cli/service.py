@@ -205,14 +205,10 @@ def add_service_commands(sub: Any) -> None:
     jv.set_defaults(func=cmd_journal_verify)
     demo = sub.add_parser("demo", help="the live service end to end on a local simulated cluster")
     demo.add_argument("--state-dir", default="out/demo-service")
-    demo.add_argument(
-        "--examples", default=str(Path(__file__).resolve().parent.parent / "examples")
-    )
+    demo.add_argument("--examples", default=str(Path(__file__).resolve().parents[2] / "examples"))
     demo.add_argument(
         "--config",
-        default=str(
-            Path(__file__).resolve().parent.parent / "examples" / "config" / "service.yaml"
-        ),
+        default=str(Path(__file__).resolve().parents[2] / "examples" / "config" / "service.yaml"),
         help="service config (default: the examples' one, which grants their priorities)",
     )
     demo.add_argument("--port", type=int, default=8000)

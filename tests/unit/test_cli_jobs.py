@@ -249,3 +249,13 @@ def test_jobs_reads_every_page(
     assert [j["job_id"] for j in json.loads(out)] == sorted(backend.jobs)[:5]
     code, _, err = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--limit", "0")
     assert code == 2 and "--limit 0: must be >= 1" in err
+
+
+def test_the_demo_defaults_name_the_repositorys_examples() -> None:
+    """``gpuyard demo`` with no options reads the examples and their service config."""
+    from scheduler.cli.main import build_parser
+
+    args = build_parser().parse_args(["demo"])
+    assert Path(args.examples).is_dir() and Path(args.examples).name == "examples"
+    assert Path(args.config).is_file()
+    assert sorted(Path(args.examples).glob("*.yaml"))
