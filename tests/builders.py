@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.core.model import Gpu, Job, Node, Topology, WorkerRequest
+from scheduler.core.model import REGION_LABEL, Gpu, Job, Node, Topology, WorkerRequest
 from scheduler.core.placement.fragmentation import TypicalShapes
 from scheduler.core.placement.packing import PackingBase
 from scheduler.core.state import Backfill, ClusterState, CoreConfig
@@ -18,14 +18,16 @@ def make_node(
     memory_mib: int = 262_144,
     domains: int = 1,
     rack: str = "r0",
+    region: str = "",
 ) -> Node:
     per = max(1, gpus // domains)
+    labels = (("rack", rack), ("zone", "z0")) + (((REGION_LABEL, region),) if region else ())
     return Node(
         name,
         cpu_milli,
         memory_mib,
         tuple(Gpu(model, 81_920, nvlink_domain=g // per) for g in range(gpus)),
-        (("rack", rack), ("zone", "z0")),
+        labels,
     )
 
 
@@ -42,10 +44,15 @@ def make_job(
     team: str = "default",
     submitted_at_s: float = 0.0,
     est_s: float | None = None,
+    regions: tuple[str, ...] = (),
+    data_region: str = "",
 ) -> Job:
     return Job(
         job_id,
-        WorkerRequest(cpu_milli, memory_mib, gpus, gpu_milli if gpus else 1000, models),
+        WorkerRequest(
+            cpu_milli, memory_mib, gpus, gpu_milli if gpus else 1000, models, regions=regions
+        ),
+        data_region=data_region,
         num_workers=workers,
         topology=topology,
         priority=priority,

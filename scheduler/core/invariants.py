@@ -29,6 +29,10 @@ def check(fleet: Fleet, placements: Mapping[str, Placement], jobs: Mapping[str, 
                 f"job {job_id}: {len(p.workers)} of {job.num_workers} workers placed (gang broken)"
             )
         for w in p.workers:
+            if job.worker.regions and not fleet.in_regions(job.worker.regions)[w.node_index]:
+                errors.append(
+                    f"job {job_id}: worker on {w.node} outside its regions {job.worker.regions}"
+                )
             cpu[w.node_index] -= w.cpu_milli
             mem[w.node_index] -= w.memory_mib
             if len(w.gpu_indices) != job.worker.gpus or len(set(w.gpu_indices)) != len(

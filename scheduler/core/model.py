@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 MILLI_PER_GPU = 1000
+REGION_LABEL = "gpuyard.io/region"  # node label: the data-residency region a node sits in
 
 
 class Topology(StrEnum):
@@ -34,7 +35,8 @@ class Gpu:
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A schedulable machine. ``labels`` carry rack and zone (keys ``rack``, ``zone``)."""
+    """A schedulable machine. ``labels`` carry rack, zone and region (keys ``rack``, ``zone``,
+    ``gpuyard.io/region``)."""
 
     name: str
     cpu_milli: int
@@ -59,6 +61,7 @@ class WorkerRequest:
     gpu_milli: int = MILLI_PER_GPU  # per GPU; < 1000 means one shared GPU
     gpu_models: tuple[str, ...] = ()  # allowed models; empty = any
     min_gpu_memory_mib: int = 0
+    regions: tuple[str, ...] = ()  # node regions (label gpuyard.io/region) allowed; empty = any
 
     def __post_init__(self) -> None:
         if self.cpu_milli < 0 or self.memory_mib < 0:
@@ -82,7 +85,7 @@ class WorkerRequest:
     def total_gpu_milli(self) -> int:
         return self.gpus * self.gpu_milli
 
-    def key(self) -> tuple[int, int, int, int, tuple[str, ...], int]:
+    def key(self) -> tuple[int, int, int, int, tuple[str, ...], int, tuple[str, ...]]:
         """Identity of the request's shape, used to cache per-node scores."""
         return (
             self.cpu_milli,
@@ -91,6 +94,7 @@ class WorkerRequest:
             self.gpu_milli,
             self.gpu_models,
             self.min_gpu_memory_mib,
+            self.regions,
         )
 
     def scaled(self, workers: int) -> WorkerRequest:
@@ -104,6 +108,7 @@ class WorkerRequest:
             gpu_milli=self.gpu_milli,
             gpu_models=self.gpu_models,
             min_gpu_memory_mib=self.min_gpu_memory_mib,
+            regions=self.regions,
         )
 
 
@@ -120,6 +125,9 @@ class Job:
     topology: Topology = Topology.ANY
     estimated_duration_s: float | None = None  # known in simulation; estimated or None live
     checkpoint_interval_s: float | None = None  # None: a preempted job loses all its work
+    # where the job's training data lives (reporting); the nodes it may use are
+    # ``worker.regions``, the regions its data's residency rule allows
+    data_region: str = ""
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from scheduler.core.model import MILLI_PER_GPU, Node, WorkerRequest
+from scheduler.core.model import MILLI_PER_GPU, REGION_LABEL, Node, WorkerRequest
 
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
@@ -42,6 +42,9 @@ class Fleet:
         racks = sorted({x.label("rack") for x in nodes})
         self.rack_names: tuple[str, ...] = tuple(racks)
         rack_id = {r: i for i, r in enumerate(racks)}
+        regions = sorted({x.label(REGION_LABEL) for x in nodes})
+        self.region_names: tuple[str, ...] = tuple(regions)
+        region_id = {r: i for i, r in enumerate(regions)}
 
         self.cpu_cap: IntArray = np.array([x.cpu_milli for x in nodes], dtype=np.int64)
         self.mem_cap: IntArray = np.array([x.memory_mib for x in nodes], dtype=np.int64)
@@ -49,6 +52,10 @@ class Fleet:
         self.mem_free: IntArray = self.mem_cap.copy()
         self.gpu_count: IntArray = np.array([len(x.gpus) for x in nodes], dtype=np.int64)
         self.rack: IntArray = np.array([rack_id[x.label("rack")] for x in nodes], dtype=np.int64)
+        self.region: IntArray = np.array(
+            [region_id[x.label(REGION_LABEL)] for x in nodes], dtype=np.int64
+        )
+        self._region_cache: dict[tuple[str, ...], BoolArray] = {}
         self.schedulable: BoolArray = np.ones(n, dtype=np.bool_)
         self.version: IntArray = np.zeros(n, dtype=np.int64)
 
@@ -76,7 +83,7 @@ class Fleet:
         self.shape_count: IntArray = np.zeros((n, g + 1), dtype=np.int64)
         # derived per-fleet models (e.g. fragmentation) shared by policies and metrics
         self.derived: dict[object, object] = {}
-        self._eligible_cache: dict[tuple[tuple[str, ...], int], BoolArray] = {}
+        self._eligible_cache: dict[tuple[tuple[str, ...], int, tuple[str, ...]], BoolArray] = {}
         self.health_version = 0  # bumped on every GPU health change
         self.layout_version = 0  # bumped on every health change, cordon or uncordon
         self.view = ReadOnlyFleet(self)  # what policies get (``policy.FleetView``)
@@ -95,16 +102,33 @@ class Fleet:
         return int((self.gpu_cap - self.gpu_free).sum())
 
     # ------------------------------------------------------------- filtering
-    def eligible_gpus(self, req: WorkerRequest) -> BoolArray:
-        """``[N, G]`` mask of GPUs this request may use: exists, healthy, allowed model, memory.
+    def in_regions(self, regions: tuple[str, ...]) -> BoolArray:
+        """``[N]`` mask of the nodes whose region label is one of ``regions`` (all nodes when
+        ``regions`` is empty): data residency, fixed for the fleet's life."""
+        hit = self._region_cache.get(regions)
+        if hit is None:
+            if regions:
+                ids = [i for i, r in enumerate(self.region_names) if r in regions]
+                hit = np.isin(self.region, np.array(ids, dtype=np.int64))
+            else:
+                hit = np.ones(self.num_nodes, dtype=np.bool_)
+            hit.setflags(write=False)
+            self._region_cache[regions] = hit
+        return hit
 
-        Cached by (models, min memory) until health changes; callers must not mutate it.
+    def eligible_gpus(self, req: WorkerRequest) -> BoolArray:
+        """``[N, G]`` mask of GPUs this request may use: exists, healthy, allowed model, memory,
+        on a node of an allowed region.
+
+        Cached by (models, min memory, regions) until health changes; callers must not mutate it.
         """
-        key = (req.gpu_models, req.min_gpu_memory_mib)
+        key = (req.gpu_models, req.min_gpu_memory_mib, req.regions)
         hit = self._eligible_cache.get(key)
         if hit is not None:
             return hit
         mask = self.gpu_exists & self.gpu_healthy
+        if req.regions:
+            mask = mask & self.in_regions(req.regions)[:, None]
         if req.gpu_models:
             ids = [self.model_id[m] for m in req.gpu_models if m in self.model_id]
             mask = mask & np.isin(self.gpu_model, np.array(ids, dtype=np.int64))
@@ -122,6 +146,8 @@ class Fleet:
             & (self.cpu_free[sel] >= req.cpu_milli)
             & (self.mem_free[sel] >= req.memory_mib)
         )
+        if req.regions:
+            ok &= self.in_regions(req.regions)[sel]
         if req.gpus == 0:
             return ok
         elig = self.eligible_gpus(req)[sel]
@@ -136,13 +162,18 @@ class Fleet:
         else held GPU memory: hardware, not a passing state (a hot GPU must not get a job
         rejected for good)."""
         ok = (self.cpu_cap >= req.cpu_milli) & (self.mem_cap >= req.memory_mib)
+        if req.regions:
+            ok &= self.in_regions(req.regions)
         if req.gpus == 0:
             return ok
         return ok & (self.hardware_gpus(req).sum(axis=1) >= req.gpus)  # type: ignore[no-any-return]
 
     def hardware_gpus(self, req: WorkerRequest) -> BoolArray:
-        """``[N, G]`` mask of GPUs whose model and memory suit ``req``, whatever their health."""
+        """``[N, G]`` mask of GPUs whose model, memory and region suit ``req``, whatever their
+        health."""
         hw = self.gpu_exists & (self.gpu_mem_mib >= req.min_gpu_memory_mib)
+        if req.regions:
+            hw = hw & self.in_regions(req.regions)[:, None]
         if req.gpu_models:
             ids = [self.model_id[m] for m in req.gpu_models if m in self.model_id]
             hw = hw & np.isin(self.gpu_model, np.array(ids, dtype=np.int64))
@@ -172,6 +203,8 @@ class Fleet:
             else:
                 gpu = ((free == MILLI_PER_GPU) & elig).sum(axis=1) // req.gpus
             room = np.minimum(room, gpu)
+        if req.regions:
+            room = np.where(self.in_regions(req.regions)[sel], room, 0)
         if empty:
             return room
         return np.where(self.schedulable[sel], room, 0)
@@ -304,6 +337,7 @@ class ReadOnlyFleet:
         self.model_id = dict(fleet.model_id)
         self.derived = fleet.derived
         self.eligible_gpus = fleet.eligible_gpus
+        self.in_regions = fleet.in_regions
         self.fits = fleet.fits
         self.room = fleet.room
         self.best_domain = fleet.best_domain
@@ -314,6 +348,8 @@ class ReadOnlyFleet:
         self.mem_free: IntArray = _frozen(fleet.mem_free)
         self.gpu_count: IntArray = _frozen(fleet.gpu_count)
         self.rack: IntArray = _frozen(fleet.rack)
+        self.region_names = fleet.region_names
+        self.region: IntArray = _frozen(fleet.region)
         self.schedulable: BoolArray = _frozen(fleet.schedulable)
         self.version: IntArray = _frozen(fleet.version)
         self.gpu_exists: BoolArray = _frozen(fleet.gpu_exists)

@@ -248,10 +248,16 @@ class Placer:
         req = job.node_request()
         ever = fleet.ever_fits(req)
         if not ever.any():
+            if req.regions and not fleet.in_regions(req.regions).any():
+                return (
+                    f"no node in region {'|'.join(req.regions)} (data residency): the fleet's"
+                    f" regions are {', '.join(r or '(unlabelled)' for r in fleet.region_names)}"
+                )
             what = f"{req.gpus} GPU(s)" + (
                 f" of {'|'.join(req.gpu_models)}" if req.gpu_models else ""
             )
-            return f"no node has {req.cpu_milli} CPU milli, {req.memory_mib} MiB and {what}"
+            where = f" in region {'|'.join(req.regions)}" if req.regions else ""
+            return f"no node{where} has {req.cpu_milli} CPU milli, {req.memory_mib} MiB and {what}"
         if job.topology in (Topology.ANY, Topology.SAME_RACK) and job.num_workers > 1:
             cap = fleet.room(w, empty=True).astype(np.float64)
             total = (

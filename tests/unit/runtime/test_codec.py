@@ -332,8 +332,13 @@ def test_the_format_is_pinned_so_old_journals_stay_readable() -> None:
         '"priority": 3, "submitted_at_s": 4, "topology": "same_rack", "estimated_duration_s": null, '
         '"checkpoint_interval_s": 5.5}, "cause": "api"}'
     )
-    assert json.dumps(encode_event(JobSubmitted(1.5, job, "api"))) == text
+    # what gpuyard wrote before data residency (no regions, no data_region) still reads
     assert decode_event(json.loads(text)) == JobSubmitted(1.5, job, "api")
+    now = text.replace(
+        '"min_gpu_memory_mib": 0}', '"min_gpu_memory_mib": 0, "regions": []}'
+    ).replace('"checkpoint_interval_s": 5.5}', '"checkpoint_interval_s": 5.5, "data_region": ""}')
+    assert json.dumps(encode_event(JobSubmitted(1.5, job, "api"))) == now
+    assert decode_event(json.loads(now)) == JobSubmitted(1.5, job, "api")
     tel = GpuTelemetry(np.int64(2), "n", 0, 1, 2, np.float64(3.5), math.inf, 0.0, 7, (79, 48))  # type: ignore[arg-type]
     assert json.dumps(encode_event(tel)) == (
         '{"kind": "GpuTelemetry", "now_s": 2, "node": "n", "gpu_index": 0, "memory_used_mib": 1, '
