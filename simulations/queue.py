@@ -7,7 +7,6 @@ under ``las``) when no other event falls then.
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from collections.abc import Sequence
@@ -16,12 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from scheduler.config import SchedulerConfig, build_core
-from scheduler.core.actions import Launch, Preempt, Reject
-from scheduler.core.events import Event, JobFinished, JobSubmitted, Tick
 from scheduler.core.model import Gpu, Job, Node, WorkerRequest
 from scheduler.core.queueing.priority import PriorityClasses
 from scheduler.core.queueing.quota import QuotaConfig
 from scheduler.core.state import Backfill
+from simulations.replay import replay_jobs
 from simulations.traces.jobs import TraceJob
 
 GPU_MODEL = "GPU"
@@ -125,70 +123,13 @@ def replay_queue(
         priority_classes=opt.priority_classes,
     )
     state = build_core(config, nodes)
-    by_id = {j.job_id: j for j in jobs}
-    # event heap: (time, kind, seq, job id, run); kind 0 = finish, 1 = arrival, 2 = wake-up, so
-    # finishes at the same instant free their GPUs before arrivals are considered; a finish
-    # whose run number is stale belongs to a run that was preempted and is dropped, a wake-up
-    # the core no longer asks for (or at an instant with other events) too
-    heap: list[tuple[float, int, int, str, int]] = [
-        (j.submit_s, 1, i, j.job_id, 0) for i, j in enumerate(jobs)
+    gangs = [
+        gang_of(
+            j, gpus_per_node, opt.checkpoint_interval_s, opt.priority_classes, opt.one_gpu_workers
+        )
+        for j in jobs
     ]
-    heapq.heapify(heap)
-    start: dict[str, float] = {}
-    end: dict[str, float] = {}
-    remaining = {j.job_id: j.duration_s for j in jobs}
-    run_no: dict[str, int] = {}
-    run_began: dict[str, float] = {}
-    ran: dict[str, float] = {}
-    preempted: dict[str, int] = {}
-    rejected = 0
-    seq = len(jobs)
-    wakes: set[float] = set()  # wake-up times in the heap
-    while heap:
-        now = heap[0][0]
-        events: list[Event] = []
-        woken = False
-        while heap and heap[0][0] == now:
-            _, kind, _, job_id, run = heapq.heappop(heap)
-            if kind == 1:
-                job = gang_of(
-                    by_id[job_id],
-                    gpus_per_node,
-                    opt.checkpoint_interval_s,
-                    opt.priority_classes,
-                    opt.one_gpu_workers,
-                )
-                events.append(JobSubmitted(now, job))
-            elif kind == 2:
-                wakes.discard(now)
-                woken = state.next_wake_s() == now
-            elif run == run_no.get(job_id):
-                events.append(JobFinished(now, job_id))
-                ran[job_id] = ran.get(job_id, 0.0) + now - run_began.pop(job_id)
-        if not events and woken:
-            events.append(Tick(now, "wake-up"))
-        if not events:
-            continue
-        for act in state.handle(*events):
-            if isinstance(act, Launch):
-                start.setdefault(act.job_id, now)
-                run_began[act.job_id] = now
-                run_no[act.job_id] = run_no.get(act.job_id, 0) + 1
-                end[act.job_id] = now + remaining[act.job_id]
-                heapq.heappush(heap, (end[act.job_id], 0, seq, act.job_id, run_no[act.job_id]))
-                seq += 1
-            elif isinstance(act, Preempt):
-                remaining[act.job_id] = by_id[act.job_id].duration_s - act.resume_from_s
-                run_no[act.job_id] += 1  # the pending finish is now stale
-                ran[act.job_id] = ran.get(act.job_id, 0.0) + now - run_began.pop(act.job_id)
-                preempted[act.job_id] = preempted.get(act.job_id, 0) + 1
-            elif isinstance(act, Reject):
-                rejected += 1
-        wake = state.next_wake_s()
-        if not math.isinf(wake) and wake not in wakes:
-            wakes.add(wake)
-            heapq.heappush(heap, (wake, 2, seq, "", 0))
-            seq += 1
+    replay = replay_jobs(state, gangs, [j.duration_s for j in jobs])
     wall = time.perf_counter() - t0
     records = tuple(
         JobRecord(
@@ -196,22 +137,23 @@ def replay_queue(
             j.team,
             j.num_gpus,
             j.submit_s,
-            start.get(j.job_id, math.nan),
-            end.get(j.job_id, math.nan),
-            preempted.get(j.job_id, 0),
+            t.start_s,
+            t.end_s,
+            t.preemptions,
             j.duration_s,
-            ran.get(j.job_id, 0.0),
+            t.ran_s,
         )
-        for j in jobs
+        for j, t in zip(jobs, replay.tracks, strict=True)
     )
     name = label or (queue if opt.backfill == "none" else f"{queue}+{opt.backfill}")
+    start = {t.job_id: t.start_s for t in replay.tracks if not math.isnan(t.start_s)}
     late = sum(1 for j, t in state.reserved_at_s.items() if start.get(j, math.inf) > t + 1e-6)
     return QueueRun(
         name,
         records,
         gpus,
         wall,
-        rejected,
+        replay.rejected,
         state.lost_gpu_s / 3600.0,
         len(state.reserved_at_s),
         late,
