@@ -364,9 +364,10 @@ def _print_job(j: JobView, console: Console) -> None:
         ("name", Text(j.name)),
         ("team", Text(j.team)),
         ("priority", str(j.priority)),
-        ("state", _state(j.state)),
-        ("reason", Text(j.reason)),
     ]
+    if j.data_region:  # where its data lives: it runs only where residency allows
+        rows.append(("data region", Text(j.data_region)))
+    rows += [("state", _state(j.state)), ("reason", Text(j.reason))]
     if j.code:
         rows.append(("code", Text(j.code)))
     if j.queue_position is not None:

@@ -35,6 +35,7 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
         )
     cfg = _config(args)
     fleet = load_fleet(args.fleet)
+    cfg.residency_for(fleet)  # a residency rule naming a region the fleet lacks: before Ray
     with console.status("starting Ray, the scheduler and the API"):
         info = up(cfg, fleet, args.address, DEMO_TEAMS)
     _print_up(info, fleet, console)

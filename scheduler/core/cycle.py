@@ -337,10 +337,13 @@ _STOP = _Stop()
 def _capacity_reason(facts: Facts, job: Job) -> str:
     elig = facts.fleet.eligible_gpus(job.worker)
     free = int(facts.fleet.gpu_free[elig].sum())
-    return (
-        f"needs {job.total_gpu_milli / MILLI_PER_GPU:g} GPUs for {job.num_workers} worker(s); "
-        f"{free / MILLI_PER_GPU:g} usable GPUs free but not in a fitting place"
-    )
+    head = f"needs {job.total_gpu_milli / MILLI_PER_GPU:g} GPUs for {job.num_workers} worker(s); "
+    if job.worker.regions:  # residency: say where it looked
+        where = (
+            f"{free / MILLI_PER_GPU:g} usable GPUs free in region {'|'.join(job.worker.regions)}"
+        )
+        return head + where + (" but not in a fitting place" if free >= job.total_gpu_milli else "")
+    return head + f"{free / MILLI_PER_GPU:g} usable GPUs free but not in a fitting place"
 
 
 def _worker_gpu_milli(shape: Shape) -> int:

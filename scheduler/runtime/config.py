@@ -1,6 +1,6 @@
 """The service's two YAML files: the fleet (which nodes, which GPUs) and the service config
-(policies, quotas, priority classes, tokens, ports, periods). Errors name the file, the
-field, the bad value and what is allowed.
+(policies, quotas, priority classes, tokens, ports, periods, data residency). Errors name the
+file, the field, the bad value and what is allowed.
 
 Fleet file::
 
@@ -13,17 +13,37 @@ Fleet file::
         memory_gib: 64
         nvlink_domains: 1     # GPUs split evenly into this many NVLink domains
         labels: {rack: r0, zone: z0}
+        region: CN            # data residency: the label gpuyard.io/region (optional)
+
+A node's region is its label ``gpuyard.io/region``: ``region: CN`` is short for
+``labels: {gpuyard.io/region: CN}`` (giving both is allowed only with the same value). A
+region is a Kubernetes/Ray label value (``residency.REGION_RULE``); like every fleet label it
+becomes a Ray node label of the local cluster ``gpuyard up`` starts.
+
+Service config, data residency (``scheduler/runtime/residency.py``)::
+
+    residency:                 # data region -> node regions where such data may be processed
+      CN: [CN]
+      US: [US]
+      EU: [EU, US]
+    require_data_region: true  # a job must name its data_region (while the fleet has regions)
+
+Without ``residency`` a data region is processed only in itself. Every node region a rule
+names must be a region of the fleet (checked when the service starts with its fleet:
+``ServiceConfig.residency_for``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from scheduler.config import SchedulerConfig
-from scheduler.core.model import Gpu, Node
+from scheduler.core.model import REGION_LABEL, Gpu, Node
 from scheduler.files.yamlfile import YamlFileError, integer_at, number_at, read_yaml
+from scheduler.runtime.residency import REGION_RULE, Residency, is_region
 
 
 class ConfigFileError(YamlFileError):
@@ -59,6 +79,16 @@ class NodeSpec:
         )
         return Node(self.name, self.cpus * 1000, self.memory_mib, gpus, self.labels)
 
+    @property
+    def region(self) -> str:
+        """The node's data-residency region (label ``gpuyard.io/region``), "" without one."""
+        return dict(self.labels).get(REGION_LABEL, "")
+
+
+def fleet_regions(fleet: Sequence[NodeSpec]) -> tuple[str, ...]:
+    """The regions the fleet's nodes carry, sorted (nodes without one left out)."""
+    return tuple(sorted({n.region for n in fleet} - {""}))
+
 
 DEFAULT_FLEET: dict[str, Any] = {
     "nodes": [
@@ -72,7 +102,7 @@ DEFAULT_FLEET: dict[str, Any] = {
 }  # fmt: skip
 
 _NODE_KEYS = {"name", "count", "gpus", "gpu_model", "gpu_memory_gib", "cpus", "memory_gib",
-              "nvlink_domains", "labels"}  # fmt: skip
+              "nvlink_domains", "labels", "region"}  # fmt: skip
 
 
 def _field_int(
@@ -114,6 +144,7 @@ def parse_fleet(doc: Any, path: Path) -> list[NodeSpec]:
         labels = raw.get("labels", {})
         if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
             raise ConfigFileError(path, f"{where}.labels", labels, "a mapping of string to string")
+        labels = _with_region(path, where, raw, labels)
         count = _field_int(path, where, raw, "count", 1, 1)
         node = NodeSpec(
             name=name,
@@ -134,6 +165,29 @@ def parse_fleet(doc: Any, path: Path) -> list[NodeSpec]:
         if names.count(n) > 1:
             raise ConfigFileError(path, "nodes", n, "unique node names")
     return specs
+
+
+def _with_region(
+    path: Path, where: str, raw: dict[str, Any], labels: dict[str, str]
+) -> dict[str, str]:
+    """The node's labels with its region: ``region: CN`` is the label gpuyard.io/region."""
+    if REGION_LABEL in labels and not is_region(labels[REGION_LABEL]):
+        raise ConfigFileError(
+            path, f"{where}.labels.{REGION_LABEL}", labels[REGION_LABEL], REGION_RULE
+        )
+    if "region" not in raw:
+        return labels
+    region = raw["region"]
+    if not is_region(region):
+        raise ConfigFileError(path, f"{where}.region", region, REGION_RULE)
+    if labels.get(REGION_LABEL, region) != region:
+        raise ConfigFileError(
+            path,
+            f"{where}.region",
+            region,
+            f"the region of labels.{REGION_LABEL} ({labels[REGION_LABEL]!r}); give one of them",
+        )
+    return {**labels, REGION_LABEL: region}
 
 
 def load_fleet(path: str | Path | None) -> list[NodeSpec]:
@@ -184,6 +238,11 @@ class ServiceConfig:
     # <state_dir>/runs, which only a single-machine cluster can share
     storage_path: str | None = None
     ray_dashboard_url: str | None = None  # Ray's Jobs API for script jobs; default: discovered
+    # data region -> node regions where its data may be processed, in the file's order
+    # (None: each region of the fleet in itself only); see residency_for
+    residency: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    require_data_region: bool = False  # a spec must name its data_region (fleet with regions)
+    source: str = "<service config>"  # the file these settings came from (errors name it)
 
     @property
     def storage_root(self) -> str:
@@ -211,7 +270,7 @@ class ServiceConfig:
                 if classes is None or name not in classes.values:
                     known = ", ".join(sorted(classes.values)) if classes else "none configured"
                     raise ConfigFileError(
-                        Path("<service config>"),
+                        Path(self.source),
                         f"teams.{g.team}.priority_classes",
                         name,
                         f"a class of the priority-class file ({known})",
@@ -229,6 +288,26 @@ class ServiceConfig:
             priority_classes=classes,
         )
 
+    def residency_for(self, fleet: Sequence[NodeSpec]) -> Residency:
+        """The residency rules checked against ``fleet``: every node region a rule names must
+        be a region of the fleet's nodes, else ``ConfigFileError`` naming the rule's entry
+        (``residency.CN[0]``), its value and the fleet's regions."""
+        regions = fleet_regions(fleet)
+        if self.residency is None:
+            return Residency(regions, None, self.require_data_region)
+        for data_region, node_regions in self.residency:
+            for i, region in enumerate(node_regions):
+                if region not in regions:
+                    have = ", ".join(regions) or f"none: no fleet node has a {REGION_LABEL} label"
+                    raise ConfigFileError(
+                        Path(self.source),
+                        f"residency.{data_region}[{i}]",
+                        region,
+                        f"a region of the fleet's nodes: {have}",
+                    )
+        rules = tuple((d, tuple(sorted(n))) for d, n in sorted(self.residency))
+        return Residency(regions, rules, self.require_data_region)
+
 
 _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "packing": (str,), "queue": (str,), "backfill": (str,), "preemption": (bool,),
@@ -238,6 +317,7 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "aging_s": (int, float), "fair_share_half_life_s": (int, float), "backfill_depth": (int,),
     "preemption_depth": (int,), "snapshot_every": (int,), "snapshot_events": (int,),
     "teams": (dict,), "storage_path": (str,), "ray_dashboard_url": (str,),
+    "residency": (dict,), "require_data_region": (bool,),
 }  # fmt: skip
 _POSITIVE = {"aging_s", "fair_share_half_life_s", "backfill_depth", "preemption_depth",
              "snapshot_every", "snapshot_events", "loop_period_s", "telemetry_period_s", "api_port"}  # fmt: skip
@@ -270,6 +350,29 @@ def _grants(path: Path, doc: Any) -> tuple[TeamGrant, ...]:
     return tuple(out)
 
 
+def _residency(path: Path, doc: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``residency: {CN: [CN], EU: [EU, US]}``, in the file's order."""
+    out = []
+    for data_region, raw in doc.items():
+        where = f"residency.{data_region}"
+        if not is_region(data_region):
+            # YAML reads some bare words as booleans or numbers (NO, on, 1): quote them
+            raise ConfigFileError(path, where, data_region, REGION_RULE + "; quote it in YAML")
+        if not isinstance(raw, list) or not raw:
+            raise ConfigFileError(
+                path, where, raw, f"a non-empty list of node regions, e.g. [{data_region}]"
+            )
+        for i, region in enumerate(raw):
+            if not is_region(region):
+                raise ConfigFileError(
+                    path, f"{where}[{i}]", region, REGION_RULE + "; quote it in YAML"
+                )
+            if region in raw[:i]:
+                raise ConfigFileError(path, f"{where}[{i}]", region, "each node region once")
+        out.append((data_region, tuple(raw)))
+    return tuple(out)
+
+
 def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
     """The config file's settings (relative file paths resolved against its folder), then
     ``overrides`` (command-line options), over the defaults."""
@@ -291,12 +394,15 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
                 raise ConfigFileError(p, key, value, "a number > 0")
             if key == "teams":
                 value = _grants(p, value)
+            elif key == "residency":
+                value = _residency(p, value)
             elif (
                 key in ("quotas", "priority_classes", "tokens")
                 and not Path(str(value)).is_absolute()
             ):
                 value = str((p.parent / str(value)).resolve())
             values[key] = value
+        values["source"] = str(p)
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = ServiceConfig(**values)
     if cfg.backfill not in ("none", "greedy", "easy"):

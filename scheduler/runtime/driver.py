@@ -6,8 +6,9 @@ Ray nodes, telemetry). ``process(inputs)`` turns all the inputs that arrived tog
 one batch, in these steps:
 
  1. **check at the edge**: each input is validated and authorised (spec, team, priority,
-    idempotency key, known job or node, telemetry that agrees with the fleet); a refusal is
-    answered at once (and audited if it is a 403); what passes becomes core events;
+    idempotency key, data region under the residency rules, known job or node, telemetry
+    that agrees with the fleet); a refusal is answered at once (and audited if it is a
+    403); what passes becomes core events;
  2. **decide**: one ``core.handle(*events)`` call (one scheduling cycle for the whole batch);
  3. **commit**: the events, the core's actions, the new submissions, job states, run ends
     and audit rows in ONE journal transaction (group commit);
@@ -68,6 +69,7 @@ from scheduler.runtime.journal import (
 from scheduler.runtime.metrics import ServiceMetrics, TelemetryRefusal
 from scheduler.runtime.records import Record, Records
 from scheduler.runtime.recovery import restore_core, save_snapshot
+from scheduler.runtime.residency import Residency
 from scheduler.runtime.runs import Effect, Idle, Kill, RunReport, Runs, Start, Stop
 from scheduler.runtime.views import (
     Conflict,
@@ -203,8 +205,11 @@ class Driver:
         clock: Callable[[], float],
         views: Any,
         package_known: Callable[[str], bool] = lambda uri: True,
+        residency: Residency | None = None,
     ) -> None:
         self.cfg = cfg
+        # data region -> node regions (checked against the fleet); default: none known
+        self.residency = residency if residency is not None else cfg.residency_for(fleet)
         self.package_known = package_known  # was this gcs:// package uploaded to us?
         self.sched = sched
         self.fleet = {n.name: n for n in fleet}
@@ -399,9 +404,10 @@ class Driver:
                     )
                 b.answers.append((inp.reply, lambda: self.views.job(self._record_in(b, known))))
                 return
+        regions = self.residency.node_regions(spec.data_region, "request body")
         self.counter += 1
         job_id = f"job-{self.counter:06d}"
-        job = specs.to_job(spec, job_id, now, priority=priority)
+        job = specs.to_job(spec, job_id, now, priority=priority, regions=regions)
         event = JobSubmitted(now, job, "submit")
         b.events.append(event)
         b.submissions.append(

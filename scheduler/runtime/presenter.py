@@ -75,7 +75,7 @@ class Presenter:
                 for i, w in enumerate(placement.workers)
             ] if placement is not None else [],
             attempts=rec.attempts, preemptions=rec.preemptions, metrics=rec.metrics,
-            spec=rec.spec, kind=kind,
+            spec=rec.spec, data_region=rec.spec.get("data_region"), kind=kind,
             ray_job_id=f"gpuyard-{self._run_name(rec.job_id)}-a{rec.attempts}"
             if kind == "script" and rec.attempts > 0 else None,
         )  # fmt: skip

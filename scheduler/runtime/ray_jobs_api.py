@@ -51,7 +51,7 @@ How a ``JobSubmitRequest`` becomes a gpuyard spec:
     ``--metadata-json '{"gpuyard": "{\\"workers\\": 2, \\"gpus_per_worker\\": 4}"}'``;
   - ``"gpuyard.<field>"``: one field per key; the value is read as JSON when it parses
     (numbers, booleans, lists), else as the string itself; ``name``, ``team``,
-    ``priority_class`` and ``topology`` are always the string itself, and a
+    ``priority_class``, ``topology`` and ``data_region`` are always the string itself, and a
     ``gpu_models`` value that is not JSON is a comma-separated list (``"H100,A100"``):
     ``{"gpuyard.workers": "2", "gpuyard.gpus_per_worker": "4", "gpuyard.team": "vision",
     "gpuyard.gpu_models": "[\\"H100\\"]"}``;
@@ -59,8 +59,10 @@ How a ``JobSubmitRequest`` becomes a gpuyard spec:
 
   Fields (:data:`ALLOWED_FIELDS`): name, team, priority, priority_class, workers,
   gpus_per_worker, gpu_milli, cpus_per_worker, memory_gib_per_worker, gpu_models,
-  min_gpu_memory_gib, topology, checkpoint_interval_s, max_runtime_s, estimated_duration_s.
-  Any other (``command``, ``entrypoint``, ``runtime_env`` and ``config`` included) is a 422
+  min_gpu_memory_gib, topology, checkpoint_interval_s, max_runtime_s, estimated_duration_s,
+  data_region (where the job's data lives: ``"gpuyard.data_region": "CN"``; checked against
+  the service's residency rules as a spec's, and the gang runs only in the regions its rule
+  allows). Any other (``command``, ``entrypoint``, ``runtime_env`` and ``config`` included) is a 422
   naming ``metadata.gpuyard.<field>``; so is a field given in both forms. The other
   metadata keys (string values) are kept in the spec's ``metadata`` and shown back.
 * ``entrypoint_num_gpus`` is the gang's total GPUs: with ``workers`` and
@@ -135,8 +137,9 @@ ALLOWED_FIELDS = (
     "checkpoint_interval_s",
     "max_runtime_s",
     "estimated_duration_s",
+    "data_region",
 )
-STRING_FIELDS = frozenset({"name", "team", "priority_class", "topology"})
+STRING_FIELDS = frozenset({"name", "team", "priority_class", "topology", "data_region"})
 METADATA_KEY = "gpuyard"
 METADATA_PREFIX = "gpuyard."
 MAX_SUBMIT_BYTES = 1024 * 1024  # a JobSubmitRequest's JSON body
@@ -179,7 +182,8 @@ _NO_RESERVATION = {
     "entrypoint_resources": "gpuyard places the gang itself; ask for GPU models with metadata "
     "gpuyard.gpu_models and for placement with gpuyard.topology",
     "entrypoint_label_selector": "gpuyard places the gang itself; ask for GPU models with "
-    "metadata gpuyard.gpu_models and for placement with gpuyard.topology",
+    "metadata gpuyard.gpu_models, for placement with gpuyard.topology, and for the region "
+    "of the job's data with gpuyard.data_region",
 }
 _RAY_STATUS = {
     JobState.PENDING: "PENDING",

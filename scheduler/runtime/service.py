@@ -123,6 +123,7 @@ class SchedulerService:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.control_root = state_dir / "control"
         self.sched = cfg.scheduler_config(sorted({n.gpu_model for n in fleet}))
+        self.residency = cfg.residency_for(fleet)  # a rule naming a region the fleet lacks: error
         self.journal = Journal(state_dir / "journal.db")
         self.inbox = Inbox()
         self._effects: deque[list[Effect]] = deque()
@@ -162,6 +163,7 @@ class SchedulerService:
         self.driver = Driver(
             self.cfg, self.sched, list(self.fleet_specs.values()), core, self.journal, records,
             self.runs, self.metrics, self.lock, self.clock, self.views, self.packages.exists,
+            self.residency,
         )  # fmt: skip
         now = self.driver.now()
         if found.gone:  # step 2: nodes removed from (or changed in) the fleet file

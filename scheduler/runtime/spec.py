@@ -28,6 +28,11 @@ problem, each with ``loc`` (the field path, e.g. ``("workers",)`` or
 error that names it; nothing the user wrote is dropped silently (YAML duplicate keys are
 rejected too, since a YAML loader would keep only the last one).
 
+Data residency: ``data_region`` names where the job's training data lives. The service
+checks it against its residency rules (:mod:`scheduler.runtime.residency`) and
+:func:`to_job` gives the core job that ``data_region`` and the rule's node regions as
+``worker.regions``, the only nodes the core may place it on.
+
 Units: CPUs are cores (``cpus_per_worker: 0.5``), memory is GiB, times are seconds. The core
 counts CPU in milli-cores and memory in MiB; :func:`to_job` converts.
 """
@@ -50,7 +55,8 @@ from pydantic import (
     model_validator,
 )
 
-from scheduler.core.model import MILLI_PER_GPU, Job, Topology, WorkerRequest
+from scheduler.core.model import MILLI_PER_GPU, REGION_LABEL, Job, Topology, WorkerRequest
+from scheduler.runtime.residency import REGION_PATTERN, REGION_RULE
 from scheduler.runtime.runtime_env import (
     ENV_VAR_NAME_RULE,
     IMAGE_URI_RULE,
@@ -111,6 +117,7 @@ MIB_PER_GIB = 1024
 
 DnsLabel = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 GpuModel = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+Region = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=REGION_PATTERN)]
 Command = Annotated[
     str, StringConstraints(min_length=1, max_length=COMMAND_MAX_CHARS, pattern=COMMAND_PATTERN)
 ]
@@ -160,6 +167,13 @@ class JobSpec(BaseModel):
     )
     topology: Topology = Field(
         Topology.ANY, description="where the workers must land relative to each other"
+    )
+    data_region: Region | None = Field(
+        None,
+        description="where the job's training data lives, e.g. CN: the job runs only on "
+        f"nodes (label {REGION_LABEL}) of the regions the service's residency rule for it "
+        "allows (by default that region itself); the service rejects a region it has no "
+        "rule for",
     )
     entrypoint: str | None = Field(
         None,
@@ -380,6 +394,8 @@ def _message(error: Any, loc: Loc) -> str:
         return ENTRYPOINT_RULE
     if kind == "string_pattern_mismatch" and field == "command":
         return COMMAND_RULE
+    if kind == "string_pattern_mismatch" and field == "data_region":
+        return REGION_RULE
     if kind == "string_pattern_mismatch" and loc == ("runtime_env", "image_uri"):
         return IMAGE_URI_RULE
     if in_env_vars and tuple(error["loc"])[-1] == "[key]":
@@ -587,14 +603,26 @@ def load_spec_file(path: str | Path) -> JobSpec:
 # --- into the core -------------------------------------------------------------------------
 
 
-def to_job(spec: JobSpec, job_id: str, submitted_at_s: float, priority: int | None = None) -> Job:
+def to_job(
+    spec: JobSpec,
+    job_id: str,
+    submitted_at_s: float,
+    priority: int | None = None,
+    regions: tuple[str, ...] | None = None,
+) -> Job:
     """The core's view of ``spec``. ``priority`` overrides ``spec.priority`` (the caller
     resolves ``priority_class`` from the service config). The spec must have a team (the API
     sets it from the caller's token: ``spec.model_copy(update={"team": team})``).
 
+    ``regions``: the node regions the service's residency rule allows for
+    ``spec.data_region`` (``Residency.node_regions``, which also checks it); None: the
+    default rule, the data region itself (no restriction for a spec without one).
+
     CPU cores become milli-cores and GiB become MiB (both rounded to the nearest unit)."""
     if spec.team is None:
         raise ValueError(f"job {job_id}: the spec has no team (the API sets it from the token)")
+    if regions is None:
+        regions = () if spec.data_region is None else (spec.data_region,)
     worker = WorkerRequest(
         cpu_milli=round(spec.cpus_per_worker * 1000),
         memory_mib=round(spec.memory_gib_per_worker * MIB_PER_GIB),
@@ -602,6 +630,7 @@ def to_job(spec: JobSpec, job_id: str, submitted_at_s: float, priority: int | No
         gpu_milli=spec.gpu_milli,
         gpu_models=tuple(spec.gpu_models),
         min_gpu_memory_mib=round(spec.min_gpu_memory_gib * MIB_PER_GIB),
+        regions=tuple(sorted(regions)),
     )
     return Job(
         job_id=job_id,
@@ -613,6 +642,7 @@ def to_job(spec: JobSpec, job_id: str, submitted_at_s: float, priority: int | No
         topology=spec.topology,
         estimated_duration_s=spec.estimated_duration_s,
         checkpoint_interval_s=spec.checkpoint_interval_s,
+        data_region=spec.data_region or "",
     )
 
 

@@ -54,6 +54,11 @@ class JobView(BaseModel):
         default={}, description="last metrics the training run reported"
     )
     spec: dict[str, Any] = Field(default={}, description="the submitted job spec")
+    data_region: str | None = Field(
+        default=None,
+        description="where the job's data lives (the spec's data_region): it runs only in "
+        "the node regions the service's residency rule allows for it",
+    )
     kind: str = Field(
         default="train",
         description="'train' (a Ray Train loop, the spec's entrypoint) or 'script' (the "

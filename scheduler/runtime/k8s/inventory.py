@@ -8,7 +8,8 @@ NVIDIA GPU Feature Discovery (GFD) labels each GPU node with what it found throu
 * ``nvidia.com/gpu.memory``: memory per GPU in MiB.
 
 Zone and rack come from the labels named in ``InventorySettings`` and become the fleet
-labels ``zone`` and ``rack`` (the core keys topology on them). CPUs and memory are what the
+labels ``zone`` and ``rack`` (the core keys topology on them); a node's own
+``gpuyard.io/region`` label (data residency) is kept as it is. CPUs and memory are what the
 Ray worker pod of that GPU model is given (``worker_pod``), else the node's allocatable:
 the core must not plan CPU or memory that the Ray node does not have.
 
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scheduler.core.model import REGION_LABEL
 from scheduler.runtime.config import NodeSpec
 from scheduler.runtime.k8s.settings import InventorySettings
 
@@ -98,6 +100,7 @@ def node_spec(node: Mapping[str, Any], settings: InventorySettings) -> NodeSpec 
     topo = [
         ("rack", labels.get(settings.rack_label, "")),
         ("zone", labels.get(settings.zone_label, "")),
+        (REGION_LABEL, labels.get(REGION_LABEL, "")),
     ]
     return NodeSpec(
         name=name,
