@@ -152,7 +152,8 @@ def define_demand(m: Model) -> None:
 
 
 def define_capacity(m: Model) -> None:
-    """(3) sum_w x[w,k,s,t] <= h_k * inst[k,s,t], h_k = eff_k * n_k * H * availability."""
+    """(3) sum_w x[w,k,s,t] <= f_{s,t} * h_k * inst[k,s,t], h_k = eff_k * n_k * H * availability,
+    f_{s,t} in (0, 1] the scenario's derate of the site-quarter (1 where none)."""
     sc = m.scenario
     by_kst: dict[tuple[str, str, int], list[tuple[compat.Var, float]]] = {}
     for (_w, kn, sn, t), v in m.x.items():
@@ -160,10 +161,10 @@ def define_capacity(m: Model) -> None:
     for (kn, sn, t), pairs in by_kst.items():
         sku, site = sc.sku(kn), sc.site(sn)
         h = sku.h100_hours_per_system(HOURS_PER_QUARTER, sc.economics.availability) / GPU_H_UNIT
+        h *= sc.derate_factor(sn, t)
         inst = [(v, -h * c) for v, c in m.installed_terms(sku, site, t)]
-        m.add_row(
-            "Sku-capacity", (kn, sn, t), pairs + inst, "<=", h * m.installed_const(sku, site, t)
-        )
+        const = h * m.installed_const(sku, site, t)
+        m.add_row("Sku-capacity", (kn, sn, t), pairs + inst, "<=", const, GPU_H_UNIT)
 
 
 def _site_rows(m: Model, family: str, s: Site, per_system: dict[str, float], add_per_block: float,

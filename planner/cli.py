@@ -50,8 +50,75 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument(
+        "--verify", action="store_true",
+        help="replay each plan through the scheduler's core and re-plan until the scenario's slo holds",
+    )  # fmt: skip
+    from simulations.plan_sim.options import add_plan_sim_options
+
+    add_plan_sim_options(p, common=False)
     p.set_defaults(func=cmd_plan)
     return p
+
+
+def _verify(args: argparse.Namespace, sc: Any, options: SolveOptions, console: Console) -> Any:
+    """The closed loop (simulations/plan_sim/verify.py) with a progress bar over plans and
+    replays."""
+    from rich.progress import BarColumn, MofNCompleteColumn
+
+    from simulations.packing_experiment import parse_seeds
+    from simulations.plan_sim.options import plan_sim_settings
+    from simulations.plan_sim.verify import verify
+
+    settings = plan_sim_settings(args, sc)
+    seeds = parse_seeds(args.seeds)
+    limit = sc.slo.iterations if sc.slo is not None else 1
+    with Progress(TextColumn("[bold]verify"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console, disable=args.quiet) as progress:  # fmt: skip
+        plans = progress.add_task(f"plans (at most {limit})", total=limit)
+        replays = progress.add_task("replays", total=None)
+
+        def on_plan(i: int, o: Any) -> None:
+            progress.update(plans, completed=i + 1, description=f"plan {i}: {o.headline}")
+
+        def on_tasks(i: int, n: int) -> None:
+            progress.update(replays, completed=0, total=n, description=f"plan {i}: replays")
+
+        def on_replay(i: int, r: Any) -> None:
+            progress.update(
+                replays,
+                advance=1,
+                description=f"plan {i}: {r.site} {r.quarter} wait P95 {r.wait_p95_h:.2f} h",
+            )
+
+        return verify(sc, options, settings, seeds, Path(args.traces_dir) if args.traces_dir else None,
+                      args.workers, on_plan, on_replay, on_tasks)  # fmt: skip
+
+
+def _write_verified(v: Any, out: Path, console: Console, plots: bool) -> None:
+    from rich.table import Table as RichTable
+
+    from simulations.plan_sim.replay import write_outputs as write_sim
+    from simulations.plan_sim.verify import ITERATIONS_COLUMNS, write_iterations
+
+    write_iterations(v, out / "verify" / "iterations.csv")
+    write_sim(v.kept.sim, out / "verify", plots=plots)
+    table = RichTable(
+        title=f"plan --verify: SLO wait P95 <= {v.slo.wait_p95_hours:g} h, unserved <= {v.slo.max_unserved_fraction:g}"
+    )
+    for col in ITERATIONS_COLUMNS:
+        table.add_column(col, justify="right")
+    for it in v.iterations:
+        table.add_row(*(str(x) for x in it.row()))
+    console.print(table)
+    style = "green" if v.slo_met else "red"
+    console.print(f"[{style}]{v.verdict}[/]")
+    for r, why in v.kept.bound:
+        console.print(f"  {r.site} {r.quarter}: {why}", highlight=False)
+    console.print(
+        f"wrote {out}/verify/iterations.csv, sites.csv, jobs.csv"
+        + (", waits.png, utilisation.png" if plots else "")
+    )
 
 
 def _options(args: argparse.Namespace) -> SolveOptions:
@@ -99,10 +166,17 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         def step(text: str) -> None:
             progress.update(task, description=text)
 
-        m = build(sc)
-        step(f"solving {len(m.buy) + len(m.cum)} integers, {len(m.rows)} rows with {options.solver} "
-             f"(limit {options.time_limit_s:g} s, gap {options.gap:g})")  # fmt: skip
-        outcome = solve(m, options)
+        verified = None
+        if args.verify:
+            progress.stop()
+            verified = _verify(args, sc, options, console)
+            progress.start()
+            m, outcome = verified.kept.model, verified.kept.outcome
+        else:
+            m = build(sc)
+            step(f"solving {len(m.buy) + len(m.cum)} integers, {len(m.rows)} rows with {options.solver} "
+                 f"(limit {options.time_limit_s:g} s, gap {options.gap:g})")  # fmt: skip
+            outcome = solve(m, options)
         res = collect(m, outcome)
         if not outcome.has_solution:
             step("no solution: diagnosing with the elastic model")
@@ -124,6 +198,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         console.print(rich_table(t))
     if not args.no_plots:
         plot(res, out)
+    if verified is not None:
+        _write_verified(verified, out, console, plots=not args.no_plots)
     console.print(f"wrote {out}/summary.json, purchases.csv, shadow_prices.csv and {len(res.tables) + len(extra) - 1} "
                   f"more CSVs{'' if args.no_plots else ', installed_gpus.png, power.png, costs.png'}")  # fmt: skip
     return 0

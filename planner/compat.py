@@ -74,6 +74,11 @@ def constraints_by_name(prob: Any) -> dict[str, Constraint]:
     return {c.name: c for c in rows}
 
 
+def terms(e: Expr | Constraint) -> dict[str, float]:
+    """Variable name -> coefficient of a linear expression or of a row's left-hand side."""
+    return {v.name: float(c) for v, c in e.items()}
+
+
 def set_objective(prob: Any, expr: Expr) -> None:
     prob.setObjective(expr)
 
@@ -191,13 +196,20 @@ def run_highs(
     threads: int | None,
     presolve: bool = True,
     start: Mapping[str, float] | None = None,
+    random_seed: int | None = None,
+    options: Mapping[str, bool | int | float | str] | None = None,
 ) -> RawSolve:
+    """Solve with highspy; ``options`` are further HiGHS options by name (setOptionValue)."""
     silence_highs_banner()
     cls = highs_class()
     if start:
         cls = _started(cls, start)
     opts = {"mip": mip, "msg": False, "timeLimit": time_limit, "gapRel": gap, "threads": threads}
-    extra = {} if presolve else {"presolve": "off"}  # passed through to highspy's setOptionValue
+    # passed through to highspy's setOptionValue
+    extra: dict[str, Any] = {} if presolve else {"presolve": "off"}
+    if random_seed is not None:
+        extra["random_seed"] = random_seed
+    extra.update(options or {})
     result = prob.solve(cls(**_kwargs(cls, opts), **extra))
     model = getattr(prob, "solverModel", None)
     if model is None:  # no highspy model to ask: fall back to what PuLP reports

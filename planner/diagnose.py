@@ -80,7 +80,9 @@ def _describe(sc: Scenario, row: Row, slack: float) -> str:
     if f == "Quarter-budget":
         return f"capex budget in {q}: ${slack:,.0f} over"
     if f == "Sku-capacity":
-        return f"capacity of {key[0]} at {key[1]} in {q}: {slack:,.0f} H100-hours over"
+        f_st = sc.derate_factor(str(key[1]), int(key[2]))
+        derated = f" (derated to {f_st:.0%})" if f_st < 1 else ""
+        return f"capacity of {key[0]} at {key[1]} in {q}{derated}: {slack:,.0f} H100-hours over"
     return f"{f} {key}: slack {slack:g}"
 
 

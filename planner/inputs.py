@@ -7,8 +7,11 @@ before the horizon starts.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 HOURS_PER_QUARTER = 8766.0 / 4  # a Julian year of 365.25 days, split into four quarters
 QUARTERS_PER_YEAR = 4
@@ -174,6 +177,19 @@ class Economics:
 
 
 @dataclass(frozen=True, slots=True)
+class Slo:
+    """The closed loop's service-level objective (the scenario's ``slo:``); the planner stores
+    it, the loop that replays plans through the scheduler's simulator reads it."""
+
+    wait_p95_hours: float  # p95 queue wait a site-quarter may have, hours (> 0)
+    max_unserved_fraction: float = 0.02  # share of demand that may go unserved, [0, 1)
+    iterations: int = 6  # the loop's limit on plan -> simulate -> re-plan rounds, 1..50
+
+
+DerateKey = tuple[str, int | str]  # (site name, quarter index or label like "2027Q1")
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     source: str  # file the scenario came from, for messages
@@ -187,6 +203,25 @@ class Scenario:
     relax_residency: bool = False
     relax_export: bool = False
     notes: tuple[str, ...] = field(default=())
+    # (site, quarter index, factor in (0, 1]): constraint (3) of that site-quarter may use only
+    # that share of its installed hours (the closed loop's measured usable share); sorted, one
+    # entry per site-quarter; missing: 1. Validated on construction (ValueError).
+    derate: tuple[tuple[str, int, float], ...] = ()
+    slo: Slo | None = None
+    # The scenario's ``simulation:`` mapping, read-only and not validated by the planner (the
+    # closed loop reads it); excluded from the hash (a mapping has none).
+    simulation: Mapping[str, Any] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        seen: set[tuple[str, int]] = set()
+        for entry in self.derate:
+            site, t, f = entry
+            self._check_derate(site, t, f)
+            if (site, t) in seen:
+                raise ValueError(
+                    f"derate of site {site!r} in quarter {t}: given twice (one factor per site-quarter)"
+                )
+            seen.add((site, t))
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -200,6 +235,76 @@ class Scenario:
 
     def with_growth(self, case: str) -> Scenario:
         return replace(self, growth_case=case)
+
+    def derate_factor(self, site: str, t: int) -> float:
+        """The factor of constraint (3) at ``site`` in quarter index ``t`` (1 where none)."""
+        for s, q, f in self.derate:
+            if s == site and q == t:
+                return f
+        return 1.0
+
+    @property
+    def derate_map(self) -> dict[tuple[str, int], float]:
+        """The derate as {(site, quarter index): factor}, e.g. to merge another round into."""
+        return {(s, t): f for s, t, f in self.derate}
+
+    def with_derate(self, factors: Mapping[DerateKey, float]) -> Scenario:
+        """This scenario with its derate replaced by ``factors`` ({(site, quarter): factor},
+        quarter an index 0..quarters-1 or a label like "2027Q1"; {} removes it). To add to the
+        current derate: ``sc.with_derate({**sc.derate_map, **more})``. ValueError names the
+        site, the quarter and the value when a factor is not finite and in (0, 1], the site
+        is unknown or the quarter is outside the horizon."""
+        entries: dict[tuple[str, int], float] = {}
+        for key, f in factors.items():
+            if not isinstance(key, tuple) or len(key) != 2:
+                raise ValueError(f"derate key {key!r} is not allowed (a (site, quarter) pair)")
+            site, q = key
+            t = self._quarter_index(site, q)
+            self._check_derate(site, t, f)
+            if (site, t) in entries:
+                raise ValueError(
+                    f"derate of site {site!r} in quarter {t}: given twice (one factor per site-quarter)"
+                )
+            entries[(site, t)] = float(f)
+        return replace(self, derate=tuple((s, t, f) for (s, t), f in sorted(entries.items())))
+
+    def _quarter_index(self, site: str, q: object) -> int:
+        if isinstance(q, str):
+            try:
+                return self.horizon.index(q)
+            except ValueError:
+                raise ValueError(
+                    f"derate of site {site!r}: quarter {q!r} is not allowed (a quarter index "
+                    f"0..{self.horizon.quarters - 1} or a label like {self.horizon.labels[0]})"
+                ) from None
+        if isinstance(q, bool) or not isinstance(q, int):
+            raise ValueError(
+                f"derate of site {site!r}: quarter {q!r} is not allowed (a quarter index "
+                f"0..{self.horizon.quarters - 1} or a label like {self.horizon.labels[0]})"
+            )
+        return q
+
+    def _check_derate(self, site: object, t: object, f: object) -> None:
+        names = [s.name for s in self.sites]
+        if site not in names:
+            raise ValueError(
+                f"derate: site {site!r} is not allowed (a site of scenario {self.name!r}: "
+                + ", ".join(names)
+                + ")"
+            )
+        n = self.horizon.quarters
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < n:
+            labels = self.horizon.labels
+            raise ValueError(
+                f"derate of site {site!r}: quarter {t!r} is not allowed (a quarter of the horizon: "
+                f"index 0..{n - 1}, {labels[0]}..{labels[-1]})"
+            )
+        ok = isinstance(f, int | float) and not isinstance(f, bool) and math.isfinite(f)
+        if not ok or not 0 < f <= 1:  # type: ignore[operator]
+            raise ValueError(
+                f"derate of site {site!r} in quarter {t} ({self.horizon.labels[t]}): {f!r} is not "
+                "allowed (a finite factor f with 0 < f <= 1: the share of installed hours usable)"
+            )
 
     def growth_cases(self) -> tuple[str, ...]:
         cases: set[str] = set()

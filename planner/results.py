@@ -162,10 +162,14 @@ def served(m: Model) -> tuple[Table, Table, float]:
                 for k in sc.skus
             )
             use = by_st.get((s.name, t), 0.0)
+            f = sc.derate_factor(s.name, t)
             if cap > 0:
-                util_rows.append((labels[t], s.name, s.region, cap, use, use / cap))
-    util = Table("utilisation", ("quarter", "site", "region", "capacity_gpu_h", "served_gpu_h", "utilisation"),
-                 tuple(util_rows))  # fmt: skip
+                util_rows.append((labels[t], s.name, s.region, cap, use, use / cap, f, f * cap))
+    # capacity_gpu_h is the installed (underated) capacity, so that utilisation compares with a
+    # simulation of the same systems; derate is the factor of (3), usable_gpu_h = derate x capacity
+    # what the plan may serve there.
+    util = Table("utilisation", ("quarter", "site", "region", "capacity_gpu_h", "served_gpu_h", "utilisation",
+                                 "derate", "usable_gpu_h"), tuple(util_rows))  # fmt: skip
     return demand, util, total_unserved
 
 
@@ -182,9 +186,23 @@ def costs(m: Model) -> Table:
     return Table("costs", cols, tuple(rows))
 
 
+def dispatch(m: Model) -> Table:
+    """Where each workload's H100-hours run: per quarter, workload, site and SKU (what
+    ``gpuyard simulate plan`` replays at each site)."""
+    labels = m.scenario.horizon.labels
+    rows: list[tuple[Cell, ...]] = []
+    for (wn, kn, sn, t), v in sorted(
+        m.x.items(), key=lambda kv: (kv[0][3], kv[0][0], kv[0][2], kv[0][1])
+    ):
+        val = _clean(compat.value(v) * GPU_H_UNIT)
+        if val > 0:
+            rows.append((labels[t], wn, sn, kn, val))
+    return Table("dispatch", ("quarter", "workload", "site", "sku", "served_gpu_h"), tuple(rows))
+
+
 def collect(m: Model, outcome: Outcome) -> Results:
     if not outcome.has_solution:
         return Results(m.scenario.name, outcome, m.build_s, None, {})
     demand, util, unserved = served(m)
-    tables = [purchases(m), blocks(m), installed(m), power(m), demand, util, costs(m)]
+    tables = [purchases(m), blocks(m), installed(m), power(m), demand, util, costs(m), dispatch(m)]
     return Results(m.scenario.name, outcome, m.build_s, unserved, {t.name: t for t in tables})

@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -23,6 +24,7 @@ from planner.inputs import (
     Scenario,
     Site,
     Sku,
+    Slo,
     Window,
     Workload,
     parse_quarter,
@@ -44,12 +46,13 @@ class ScenarioError(ValueError):
 
 
 def _number(src: str, where: str, v: object, lo: float = 0.0, hi: float = math.inf,
-            lo_open: bool = False) -> float:  # fmt: skip
+            lo_open: bool = False, hi_open: bool = False) -> float:  # fmt: skip
     if isinstance(v, str) and _SCI.match(v.strip()):
         v = float(v)  # YAML 1.1 (PyYAML) reads 1.0e6 as a string; it needs 1.0e+6
     ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    if not ok or v < lo or v > hi or (lo_open and v == lo):  # type: ignore[operator]
-        rng = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi < math.inf else "")
+    if not ok or v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):  # type: ignore[operator]
+        upper = f" and {'<' if hi_open else '<='} {hi:g}" if hi < math.inf else ""
+        rng = f"{'>' if lo_open else '>='} {lo:g}" + upper
         raise ScenarioError(src, where, v, f"a number {rng}")
     return float(v)  # type: ignore[arg-type]
 
@@ -90,13 +93,16 @@ class _Doc:
         return self.raw.get(key, default)
 
     def num(self, key: str, default: float | None = None, lo: float = 0.0, hi: float = math.inf,
-            lo_open: bool = False) -> float:  # fmt: skip
-        return _number(self.src, self.path(key), self.raw.get(key, default), lo, hi, lo_open)
-
-    def integer(self, key: str, default: int | None = None, lo: int = 0) -> int:
+            lo_open: bool = False, hi_open: bool = False) -> float:  # fmt: skip
         v = self.raw.get(key, default)
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise ScenarioError(self.src, self.path(key), v, f"an integer >= {lo}")
+        return _number(self.src, self.path(key), v, lo, hi, lo_open, hi_open)
+
+    def integer(self, key: str, default: int | None = None, lo: int = 0,
+                hi: int | None = None) -> int:  # fmt: skip
+        v = self.raw.get(key, default)
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
+            upper = "" if hi is None else f" and <= {hi}"
+            raise ScenarioError(self.src, self.path(key), v, f"an integer >= {lo}{upper}")
         return v
 
     def text(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> str:
@@ -363,6 +369,39 @@ def _workload(src: str, i: int, raw: object, horizon: Horizon, sites: tuple[Site
     )  # fmt: skip
 
 
+def _slo(d: _Doc) -> Slo | None:
+    """``slo:`` (optional): the closed loop's service-level objective (planner/README.md)."""
+    if not d.has("slo"):
+        return None
+    keys = {"wait_p95_hours": True, "max_unserved_fraction": False, "iterations": False}
+    s = _Doc(d.src, "slo", d.get("slo"), keys)
+    return Slo(
+        wait_p95_hours=s.num("wait_p95_hours", lo_open=True),
+        max_unserved_fraction=s.num("max_unserved_fraction", 0.02, hi=1.0, hi_open=True),
+        iterations=s.integer("iterations", 6, lo=1, hi=50),
+    )
+
+
+def _frozen(v: object) -> object:
+    """A YAML value made read-only: mappings become MappingProxyType, lists tuples."""
+    if isinstance(v, dict):
+        return MappingProxyType({k: _frozen(x) for k, x in v.items()})
+    if isinstance(v, list):
+        return tuple(_frozen(x) for x in v)
+    return v
+
+
+def _simulation(d: _Doc) -> Mapping[str, Any] | None:
+    """``simulation:`` (optional): kept as a read-only mapping for the closed loop, which
+    validates it; the planner checks only that it is a mapping."""
+    if not d.has("simulation"):
+        return None
+    raw = d.get("simulation")
+    if not isinstance(raw, dict):
+        raise ScenarioError(d.src, "simulation", raw, "a mapping (read by the closed loop)")
+    return MappingProxyType({str(k): _frozen(v) for k, v in raw.items()})
+
+
 def _unique(src: str, key: str, names: list[str]) -> None:
     seen: set[str] = set()
     for i, n in enumerate(names):
@@ -375,7 +414,7 @@ def _unique(src: str, key: str, names: list[str]) -> None:
 
 def parse_scenario(doc: object, source: str) -> Scenario:
     keys = {"name": True, "horizon": True, "growth_case": False, "economics": True, "skus": True, "sites": True,
-            "workloads": True, "notes": False}  # fmt: skip
+            "workloads": True, "notes": False, "slo": False, "simulation": False}  # fmt: skip
     d = _Doc(source, "", doc, keys)
     horizon = _horizon(d)
     raw_sites = d.seq("sites")
@@ -392,6 +431,7 @@ def parse_scenario(doc: object, source: str) -> Scenario:
     scenario = Scenario(
         name=d.text("name"), source=source, horizon=horizon, growth_case="base", economics=_economics(d),
         skus=skus, sites=sites, workloads=workloads, notes=tuple(str(n) for n in d.seq("notes", required=False)),
+        slo=_slo(d), simulation=_simulation(d),
     )  # fmt: skip
     cases = scenario.growth_cases() or ("base",)
     case = d.text("growth_case", "base", choices=cases)

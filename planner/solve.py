@@ -15,17 +15,22 @@ PuLP API differences between 3.x and 4.x are handled in `planner.compat`.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from planner import SOLVERS, compat
 from planner.model import Model
-from planner.warmstart import Start, two_stage_start
+from planner.warmstart import Plan, Start, plan_start, relative_gap, two_stage_start
 
 Status = Literal["optimal", "feasible", "infeasible", "unbounded", "no_solution"]
 # HiGHS's default mip_rel_gap: what the solver itself calls optimal when left to its defaults.
 OPTIMAL_GAP = 1e-4
+# After a start, the full MIP runs only with this much time left: its root alone (probing,
+# cuts) took 10-12 s on the benchmark instances whatever its time limit, so a shorter run
+# overshoots the limit without improving the start, which is then the (time-limited) result.
+FULL_MIP_MIN_S = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,7 @@ class SolveOptions:
     presolve: bool = True  # HiGHS only; see planner/diagnose.py for why it may be turned off
     # HiGHS MIPs: spend up to this share of the time limit on a start (planner/warmstart.py)
     warm_start_share: float = 0.8
+    random_seed: int | None = None  # HiGHS's random_seed (None: HiGHS's default, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +69,6 @@ class Outcome:
         if self.gap is not None:
             parts.append(f"gap {self.gap:.3%}")
         return ", ".join(parts)
-
-
-def relative_gap(objective: float | None, bound: float | None) -> float | None:
-    if objective is None or bound is None:
-        return None
-    return max(0.0, objective - bound) / max(abs(objective), 1e-9)
 
 
 def interpret(raw: compat.RawSolve, options: SolveOptions, solve_s: float) -> Outcome:
@@ -132,7 +132,85 @@ def _with_start_bound(raw: compat.RawSolve, start: Start) -> compat.RawSolve:
     return replace(raw, best_bound=bound)
 
 
-def solve(m: Model, options: SolveOptions | None = None) -> Outcome:
+def _stopped_at_start(start: Start) -> compat.RawSolve:
+    """The start as the result when no time is left for the full MIP: a time-limited plan."""
+    return replace(_from_start(start), proven=False, time_limited=True)
+
+
+def _load(m: Model, values: dict[str, float]) -> None:
+    """Put a start's values back on the model's variables (what `results` reads)."""
+    for v in m.prob.variables():
+        x = values.get(v.name)
+        if x is not None:
+            v.varValue = x
+
+
+def _kept(raw: compat.RawSolve, start: Start, m: Model) -> compat.RawSolve:
+    """The full MIP's result, but never worse than the start it was given: HiGHS may reject a
+    start (tolerances) or, after presolve, hand back a worse postsolved point; the start is
+    then the result, its values loaded on the model. The bound is the higher valid one, never
+    above the plan returned."""
+    raw = _with_start_bound(raw, start)
+    if (
+        not raw.has_solution
+        or raw.objective is None
+        or raw.objective > start.objective * (1 + 1e-9)
+    ):
+        _load(m, start.values)
+        bound = (
+            start.bound if raw.best_bound is None else max(raw.best_bound, start.bound or -math.inf)
+        )
+        raw = replace(raw, has_solution=True, infeasible=False, unbounded=False,
+                      objective=start.objective, best_bound=bound)  # fmt: skip
+    if raw.best_bound is not None and raw.objective is not None:
+        raw = replace(raw, best_bound=min(raw.best_bound, raw.objective))
+    return raw
+
+
+def _solve_highs(m: Model, o: SolveOptions, previous: Model | Plan | None) -> compat.RawSolve:
+    started = time.perf_counter()
+    limit = o.time_limit_s
+
+    def left() -> float | None:
+        return None if limit is None else max(1.0, limit - (time.perf_counter() - started))
+
+    start: Start | None = None
+    if previous is not None and o.mip:
+        # the previous plan's integers fixed on this model, the rest solved (an LP); None when
+        # that plan is not feasible here, and then the usual start is all there is
+        plan = previous if isinstance(previous, Plan) else Plan.from_model(previous)
+        start = plan_start(m, plan, limit, o.threads, o.random_seed)
+    # no two-stage start without a time limit to share, nor for the elastic diagnosis model
+    # (solved without presolve, small, and exactness is its point)
+    budget = left()
+    if o.mip and o.warm_start_share > 0 and budget is not None and o.presolve:
+        start = two_stage_start(
+            m, o.warm_start_share * budget, o.gap, o.threads, o.random_seed, incumbent=start
+        )
+    if start is None:
+        return compat.run_highs(
+            m.prob, o.mip, left(), o.gap, o.threads, o.presolve, None, o.random_seed
+        )
+    if _start_is_enough(start, o.gap):
+        _load(m, start.values)
+        return _from_start(start)
+    remaining = left()
+    if remaining is not None and remaining < FULL_MIP_MIN_S:
+        _load(m, start.values)
+        return _stopped_at_start(start)
+    raw = compat.run_highs(
+        m.prob, o.mip, remaining, o.gap, o.threads, o.presolve, start.values, o.random_seed
+    )
+    return _kept(raw, start, m)
+
+
+def solve(
+    m: Model, options: SolveOptions | None = None, start: Model | Plan | None = None
+) -> Outcome:
+    """Solve m; ``start`` (HiGHS MIPs only): a previous plan, as the solved `Model` it came
+    from or a `Plan`, evaluated on m and handed to HiGHS as a start; when it is not feasible
+    for m (hard demand under a derate, an order m cannot place) the usual start is used. The
+    plan returned is never worse than a feasible start."""
     o = options or SolveOptions()
     if o.solver not in SOLVERS:
         raise ValueError(f"solver {o.solver!r} is not known (known: {', '.join(SOLVERS)})")
@@ -143,21 +221,7 @@ def solve(m: Model, options: SolveOptions | None = None) -> Outcome:
         use = "cbc"
     started = time.perf_counter()
     if use == "highs":
-        start: Start | None = None
-        limit = o.time_limit_s
-        # no start without a time limit to share, nor for the elastic diagnosis model (solved
-        # without presolve, small, and exactness is its point)
-        if o.mip and o.warm_start_share > 0 and limit is not None and o.presolve:
-            start = two_stage_start(m, o.warm_start_share * limit, o.gap, o.threads)
-            limit = max(1.0, limit - (time.perf_counter() - started))
-        if start is not None and _start_is_enough(start, o.gap):
-            # the model's values are the start's (stage 2 solved it with blocks fixed)
-            raw = _from_start(start)
-        else:
-            values = None if start is None else start.values
-            raw = compat.run_highs(m.prob, o.mip, limit, o.gap, o.threads, o.presolve, values)
-            if start is not None:
-                raw = _with_start_bound(raw, start)
+        raw = _solve_highs(m, o, start)
     else:
         raw = compat.run_cbc(m.prob, o.mip, o.time_limit_s, o.gap, o.threads, o.presolve)
     elapsed = time.perf_counter() - started

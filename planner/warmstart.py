@@ -19,17 +19,39 @@ a good plan is found. Every variable's category and bounds are restored afterwar
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import pulp  # type: ignore[import-untyped]
 
 from planner import compat
-from planner.model import Model
+from planner.inputs import Horizon
+from planner.model import BlockKey, BuyKey, Model
 
-# Of the start's time budget; stage 2 gets the rest. Stage 1 is the hard part (its integers
-# are the blocks and openings); stage 2, with those fixed, is quick.
-STAGE1_SHARE = 0.8
+# Shares of the start's time budget (seconds from the start's beginning): rounding and the
+# search by site end by LOCAL_END, stage 1 by STAGE1_END unless it proves its gap sooner;
+# stage 2 gets the rest, at least STAGE2_MIN_S.
+RINS_END = 0.15
+LOCAL_END = 0.35
+STAGE1_END = 0.7
+STAGE2_MIN_S = 5.0
+# Stage 1 stops at this share of the requested gap, leaving the rest of it to stage 2's whole
+# systems (its plans cost 0.05-0.25 % more than stage 1's on the benchmark instances).
+STAGE1_GAP_SHARE = 0.75
+STAGE2_GAP_SHARE = 0.9
+# Stage 1 from a plan of the search: HiGHS's root sub-MIP heuristics (RINS, RENS, reduced
+# cost) are what held its bound at the root's for 13 s on the benchmark instance (8.296e3);
+# without them the tree search starts sooner (8.314e3-8.319e3 after 10 s, HiGHS seeds 0-2).
+# Only how the search is spent changes: the bound stays a proven bound.
+BOUND_FIRST: dict[str, bool | int | float | str] = {
+    "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_rens": False,
+    "mip_heuristic_run_root_reduced_cost": False,
+    "mip_heuristic_effort": 0.0,
+}
+ROUNDINGS = (0.5, 0.9)  # cum := floor(lp + c): to nearest, and up unless under 0.1 of a block
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,36 +64,339 @@ class Start:
     bound: float | None
 
 
-def two_stage_start(
-    m: Model, budget_s: float, gap: float | None, threads: int | None
-) -> Start | None:
-    """A feasible plan with stage 1's bound, or None when the stages found no plan."""
-    if not m.buy:
-        return None
-    started = time.perf_counter()
-    stage_gap = max(gap or 0.0, 0.01)
-    buys = list(m.buy.values())
-    for v in buys:
+@dataclass(frozen=True, slots=True)
+class _Point:
+    """A solution of stage 1 (purchases continuous): blocks and openings whole."""
+
+    values: dict[str, float]
+    objective: float
+
+
+def _values(m: Model) -> dict[str, float]:
+    return {v.name: float(v.varValue) for v in m.prob.variables() if v.varValue is not None}
+
+
+def _better(a: _Point | None, b: _Point | None) -> _Point | None:
+    if a is None or b is None:
+        return a or b
+    return a if a.objective <= b.objective else b
+
+
+class _Bounds:
+    """Categories and bounds of the integer variables, to change and to restore."""
+
+    def __init__(self, m: Model) -> None:
+        self.m = m
+        self.saved = [
+            (v, v.cat, v.lowBound, v.upBound)
+            for v in (*m.buy.values(), *m.cum.values(), *m.opened.values())
+        ]
+        self.original = {v.name: (low, up) for v, _, low, up in self.saved}
+
+    def restore(self) -> None:
+        for v, cat, low, up in self.saved:
+            v.cat, v.lowBound, v.upBound = cat, low, up
+
+    def blocks_fixed(
+        self, values: dict[str, float], free: frozenset[str] | set[str] = frozenset()
+    ) -> None:
+        """Fix every site's blocks and opening at ``values`` except those of the sites ``free``."""
+        m = self.m
+        for (sn, _t), v in m.cum.items():
+            self._fix(v, values, sn not in free)
+        for sn, v in m.opened.items():
+            self._fix(v, values, sn not in free)
+
+    def _fix(self, v: compat.Var, values: dict[str, float], fix: bool) -> None:
+        if fix:
+            v.lowBound = v.upBound = float(round(values.get(v.name, 0.0)))
+        else:
+            v.lowBound, v.upBound = self.original[v.name]
+
+
+def _relaxation(
+    m: Model, b: _Bounds, threads: int | None, seed: int | None
+) -> tuple[float | None, dict[str, float] | None]:
+    """The LP relaxation: its bound (a lower bound on the MIP's optimum) and its blocks and
+    openings, or (None, None) where it has no solution."""
+    for v, *_ in b.saved:
+        v.cat = pulp.LpContinuous
+    lp = compat.run_highs(m.prob, False, None, None, threads, random_seed=seed)
+    values = {v.name: compat.value(v) for v in (*m.cum.values(), *m.opened.values())}
+    b.restore()
+    return (lp.best_bound, values) if lp.has_solution else (None, None)
+
+
+def _rounded(
+    m: Model, b: _Bounds, relaxed: dict[str, float], threads: int | None, seed: int | None
+) -> _Point | None:
+    """A stage-1 plan from the LP relaxation, whatever HiGHS's sub-MIPs find: openings
+    rounded, the LP solved again with them fixed, blocks rounded (`ROUNDINGS`) and purchases
+    and dispatch solved for each rounding (an LP); the cheapest, or None."""
+    for v, *_ in b.saved:
         v.cat = pulp.LpContinuous
     try:
-        first = compat.run_highs(m.prob, True, STAGE1_SHARE * budget_s, stage_gap, threads)
+        for v in m.opened.values():
+            v.lowBound = v.upBound = float(relaxed[v.name] >= 0.5)
+        if m.opened:
+            again = compat.run_highs(m.prob, False, None, None, threads, random_seed=seed)
+            if not again.has_solution:
+                return None
+        cum = {v.name: compat.value(v) if m.opened else relaxed[v.name] for v in m.cum.values()}
+        best: _Point | None = None
+        for c in ROUNDINGS:
+            for v in m.cum.values():
+                low, up = b.original[v.name]
+                x = max(float(math.floor(cum[v.name] + c + 1e-9)), low or 0.0)
+                v.lowBound = v.upBound = x if up is None else min(x, up)
+            raw = compat.run_highs(m.prob, False, None, None, threads, random_seed=seed)
+            if raw.objective is not None:
+                best = _better(best, _Point(_values(m), raw.objective))
+        return best
     finally:
-        for v in buys:
-            v.cat = pulp.LpInteger
-    if not first.has_solution:
-        return None
-    fixed = [(v, v.lowBound, v.upBound) for v in (*m.cum.values(), *m.opened.values())]
-    plan = {v.name: float(round(v.varValue or 0.0)) for v, _, _ in fixed}
-    for v, _, _ in fixed:
-        v.lowBound = v.upBound = plan[v.name]
-    # Stage 2 gets what is left of the budget (stage 1 stops early once within its gap).
-    left = max(1.0, budget_s - (time.perf_counter() - started))
+        b.restore()
+
+
+def _sub_mip(
+    m: Model, point: _Point, limit: float, threads: int | None, seed: int | None
+) -> _Point:
+    """Solve m as its bounds now stand (purchases continuous, some blocks fixed) from
+    ``point``; the better of the two."""
+    raw = compat.run_highs(m.prob, True, limit, 1e-4, threads, start=point.values, random_seed=seed)
+    if raw.objective is not None and raw.objective < point.objective * (1 - 1e-9):
+        return _Point(_values(m), raw.objective)
+    return point
+
+
+def _by_region(
+    m: Model,
+    b: _Bounds,
+    point: _Point,
+    relaxed: dict[str, float],
+    deadline: float,
+    threads: int | None,
+    seed: int | None,
+) -> _Point:
+    """Local search, one pass: for one region at a time, re-solve the blocks and openings of
+    its sites together (they serve the same workloads) with every other site's fixed and
+    purchases continuous, from ``point``; the regions where the plan and the LP relaxation
+    differ most first, each with an equal share of the time left before ``deadline``."""
+    region = {s.name: s.region for s in m.scenario.sites}
+
+    def differ(r: str) -> float:
+        return -sum(abs(relaxed[v.name] - point.values.get(v.name, 0.0))
+                    for (sn, _), v in m.cum.items() if region[sn] == r)  # fmt: skip
+
+    regions = sorted({region[sn] for sn, _ in m.cum}, key=lambda r: (differ(r), r))
+    for i, r in enumerate(regions):
+        left = deadline - time.perf_counter()
+        if left < 0.2:
+            break
+        for v in m.buy.values():
+            v.cat = pulp.LpContinuous
+        b.blocks_fixed(point.values, free={sn for sn, rn in region.items() if rn == r})
+        try:
+            point = _sub_mip(m, point, left / (len(regions) - i), threads, seed)
+        finally:
+            b.restore()
+    return point
+
+
+def _rins(
+    m: Model,
+    b: _Bounds,
+    point: _Point,
+    relaxed: dict[str, float],
+    limit: float,
+    threads: int | None,
+    seed: int | None,
+) -> _Point:
+    """RINS: blocks and openings where the plan and the LP relaxation round alike stay fixed,
+    the others are re-solved together (moves across sites that the search by site cannot
+    make)."""
+    for v in m.buy.values():
+        v.cat = pulp.LpContinuous
     try:
-        second = compat.run_highs(m.prob, True, left, stage_gap / 4, threads)
+        for v in (*m.cum.values(), *m.opened.values()):
+            x = float(round(point.values.get(v.name, 0.0)))
+            if abs(relaxed[v.name] - x) < 0.5:
+                v.lowBound = v.upBound = x
+        return _sub_mip(m, point, limit, threads, seed)
+    finally:
+        b.restore()
+
+
+def two_stage_start(
+    m: Model,
+    budget_s: float,
+    gap: float | None,
+    threads: int | None,
+    random_seed: int | None = None,
+    incumbent: Start | None = None,
+) -> Start | None:
+    """A feasible plan with stage 1's bound, or None when the stages found no plan.
+
+    ``incumbent`` (a whole plan feasible for m, say a previous plan evaluated on it) seeds
+    the search and is returned when nothing better is found."""
+    if not m.buy:
+        return incumbent
+    started = time.perf_counter()
+    target = max(gap or 0.0, 0.01)
+    stage1_gap = STAGE1_GAP_SHARE * target
+
+    def until(share: float) -> float:
+        return max(1.0, started + share * budget_s - time.perf_counter())
+
+    b = _Bounds(m)
+    bounds: list[float] = []
+    # (0) a stage-1 plan from rounding the LP, improved site by site: an incumbent that does
+    # not depend on HiGHS's sub-MIPs finding one
+    lp_bound, relaxed = _relaxation(m, b, threads, random_seed)
+    bounds += [] if lp_bound is None else [lp_bound]
+    point = None if relaxed is None else _rounded(m, b, relaxed, threads, random_seed)
+    if incumbent is not None:
+        point = _better(point, _Point(incumbent.values, incumbent.objective))
+    if point is not None and relaxed is not None:
+        point = _rins(m, b, point, relaxed, until(RINS_END), threads, random_seed)
+        point = _by_region(
+            m, b, point, relaxed, started + LOCAL_END * budget_s, threads, random_seed
+        )
+    # (1) stage 1: the MIP with purchases continuous, from that plan: its bound, and with no
+    # plan yet, HiGHS's own
+    for v in m.buy.values():
+        v.cat = pulp.LpContinuous
+    try:
+        first = compat.run_highs(
+            m.prob, True, until(STAGE1_END), stage1_gap, threads,
+            start=None if point is None else point.values, random_seed=random_seed,
+            options=None if point is None else BOUND_FIRST,
+        )  # fmt: skip
+    finally:
+        b.restore()
+    if first.best_bound is not None:
+        bounds.append(first.best_bound)
+    if first.objective is not None:
+        point = _better(point, _Point(_values(m), first.objective))
+    bound = max(bounds) if bounds else None
+    if point is None:
+        return None if incumbent is None else Start(incumbent.values, incumbent.objective, bound)
+    # (1b) not within stage 1's gap of the bound: moves across sites, for what time is left
+    # before stage 2's share
+    g = relative_gap(point.objective, bound)
+    rins_s = until(1.0) - STAGE2_MIN_S
+    if relaxed is not None and (g is None or g > stage1_gap) and rins_s >= 1.0:
+        point = _rins(m, b, point, relaxed, rins_s, threads, random_seed)
+    # (2) stage 2: blocks and openings fixed at that plan, whole systems; it stops once its
+    # plan is within STAGE2_GAP_SHARE of the requested gap of the bound (HiGHS's
+    # objective_target), else at a tenth of stage 1's gap
+    b.blocks_fixed(point.values)
+    enough = (
+        None
+        if bound is None or bound <= 0
+        else {"objective_target": bound / (1 - STAGE2_GAP_SHARE * target)}
+    )
+    try:
+        second = compat.run_highs(
+            m.prob, True, until(1.0), stage1_gap / 10, threads, random_seed=random_seed,
+            options=enough,
+        )  # fmt: skip
+    finally:
+        b.restore()
+    best = incumbent
+    if second.objective is not None and (best is None or second.objective < best.objective):
+        best = Start(_values(m), second.objective, bound)
+    return None if best is None else Start(best.values, best.objective, bound)
+
+
+def relative_gap(objective: float | None, bound: float | None) -> float | None:
+    """(objective - bound) / |objective|, at least 0; None where either is unknown."""
+    if objective is None or bound is None:
+        return None
+    return max(0.0, objective - bound) / max(abs(objective), 1e-9)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A plan's integer decisions by key, independent of any one built model: what a re-plan
+    (say, of the same scenario with a derate) starts from. Keys are those of `Model.buy` and
+    `Model.blocks_ordered`; missing keys are 0."""
+
+    buys: Mapping[BuyKey, int] = field(default_factory=dict)  # systems ordered (sku, site, t)
+    blocks: Mapping[BlockKey, int] = field(default_factory=dict)  # blocks ordered (site, t)
+    # site -> 0/1 where the site has an opening cost; missing: open where it orders blocks
+    opened: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_model(cls, m: Model) -> Plan:
+        """The plan a solved model holds (its variables' values)."""
+        return cls(
+            buys={k: n for k, v in m.buy.items() if (n := round(compat.value(v))) > 0},
+            blocks={k: n for k, n in m.blocks_ordered().items() if n > 0},
+            opened={k: round(compat.value(v)) for k, v in m.opened.items()},
+        )
+
+    @classmethod
+    def from_records(
+        cls,
+        horizon: Horizon,
+        purchases: Iterable[Mapping[str, object]],
+        blocks: Iterable[Mapping[str, object]] = (),
+    ) -> Plan:
+        """From rows of purchases.csv (quarter, site, sku, systems) and blocks.csv (quarter,
+        site, blocks), as `Table.records()` or `csv.DictReader` give them; quarters are labels
+        like 2027Q1. Openings follow the blocks."""
+        buys: dict[BuyKey, int] = {}
+        for r in purchases:
+            key = (str(r["sku"]), str(r["site"]), horizon.index(str(r["quarter"])))
+            buys[key] = buys.get(key, 0) + int(str(r["systems"]))
+        ordered: dict[BlockKey, int] = {}
+        for r in blocks:
+            bkey = (str(r["site"]), horizon.index(str(r["quarter"])))
+            ordered[bkey] = ordered.get(bkey, 0) + int(str(r["blocks"]))
+        return cls(buys=buys, blocks=ordered)
+
+
+def plan_values(m: Model, plan: Plan) -> dict[str, float] | None:
+    """Values of m's integer variables (buy, cum, open) for ``plan``; None when the plan
+    orders something m has no variable for (another horizon, an SKU no longer eligible)."""
+    if any(n > 0 and k not in m.buy for k, n in plan.buys.items()):
+        return None
+    if any(n > 0 and k not in m.cum for k, n in plan.blocks.items()):
+        return None
+    values = {v.name: float(plan.buys.get(k, 0)) for k, v in m.buy.items()}
+    running: dict[str, int] = {}
+    for (site, t), v in sorted(m.cum.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        running[site] = running.get(site, 0) + plan.blocks.get((site, t), 0)
+        values[v.name] = float(running[site])
+    for site, v in m.opened.items():
+        default = int(running.get(site, 0) > 0)
+        values[v.name] = float(plan.opened.get(site, default))
+    return values
+
+
+def plan_start(
+    m: Model,
+    plan: Plan,
+    time_limit_s: float | None,
+    threads: int | None,
+    random_seed: int | None = None,
+) -> Start | None:
+    """``plan`` evaluated on m: its integers fixed, the rest (installed systems, dispatch,
+    unserved) solved; a `Start` with that objective, or None when the plan is not feasible
+    for m (with a derate, penalty mode absorbs lost capacity as unserved demand; hard mode
+    may not). Every variable's bounds are restored afterwards."""
+    values = plan_values(m, plan)
+    if values is None:
+        return None
+    fixed = [(v, v.lowBound, v.upBound) for v in (*m.buy.values(), *m.cum.values(), *m.opened.values())]  # fmt: skip
+    for v, _, _ in fixed:
+        v.lowBound = v.upBound = values[v.name]
+    try:
+        raw = compat.run_highs(m.prob, True, time_limit_s, None, threads, random_seed=random_seed)
     finally:
         for v, low, up in fixed:
             v.lowBound, v.upBound = low, up
-    if not second.has_solution or second.objective is None:
+    if not raw.has_solution or raw.objective is None:
         return None
-    values = {v.name: v.varValue for v in m.prob.variables() if v.varValue is not None}
-    return Start(values, second.objective, first.best_bound)
+    solved = {v.name: v.varValue for v in m.prob.variables() if v.varValue is not None}
+    return Start(solved, raw.objective, None)

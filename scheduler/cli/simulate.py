@@ -257,6 +257,79 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _sites_table(rows: list, title: str) -> Table:  # type: ignore[type-arg]
+    table = Table(title=title)
+    for col in (
+        "site",
+        "quarter",
+        "GPUs",
+        "jobs",
+        "wait P50 h",
+        "P95 h",
+        "P99 h",
+        "util %",
+        "planner %",
+        "never fit",
+        "unserved",
+    ):
+        table.add_column(col, justify="left" if col in ("site", "quarter") else "right")
+    for r in rows:
+        table.add_row(
+            r.site, r.quarter, f"{r.gpus:,}", f"{r.jobs:,}", f"{r.wait_p50_h:.2f}", f"{r.wait_p95_h:.2f}",
+            f"{r.wait_p99_h:.2f}", f"{r.gpu_util_pct:.1f}", f"{r.planned_util_pct:.1f}", str(r.never_fit),
+            f"{r.unserved_fraction:.3f}",
+        )  # fmt: skip
+    return table
+
+
+def cmd_simulate_plan(args: argparse.Namespace, console: Console) -> int:
+    from planner.schema import ScenarioError, load_scenario
+    from simulations.packing_experiment import parse_seeds
+    from simulations.plan_sim.options import plan_sim_settings
+    from simulations.plan_sim.replay import simulate_plan_dir, write_outputs
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as e:
+        raise ValueError(str(e)) from None
+    settings = plan_sim_settings(args, scenario)
+    seeds = parse_seeds(args.seeds)
+    plan_dir = Path(args.plan_dir)
+    with _plan_progress(console, args.quiet) as (progress, task):
+
+        def tick(r) -> None:  # type: ignore[no-untyped-def]
+            progress.update(
+                task, advance=1, description=f"{r.site} {r.quarter}: wait P95 {r.wait_p95_h:.2f} h"
+            )
+
+        sim = simulate_plan_dir(
+            plan_dir, scenario, settings, seeds,
+            Path(args.traces_dir) if args.traces_dir else None, tick=tick, workers=args.workers,
+            on_tasks=lambda n: progress.update(task, total=n),
+        )  # fmt: skip
+    out = Path(args.out)
+    paths = write_outputs(sim, out, plots=not args.no_plots)
+    console.print(
+        _sites_table(list(sim.sites), f"{scenario.name}: {plan_dir} replayed ({sim.wall_s:.0f} s)")
+    )
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _plan_progress(console: Console, quiet: bool):  # type: ignore[no-untyped-def]
+    import contextlib
+
+    @contextlib.contextmanager
+    def cm():  # type: ignore[no-untyped-def]
+        with Progress(
+            TextColumn("[bold]plan replay"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}"), TimeElapsedColumn(), console=console, disable=quiet,
+        ) as progress:  # fmt: skip
+            yield progress, progress.add_task("", total=None)
+
+    return cm()
+
+
 def add_simulate_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sim = sub.add_parser("simulate", help="trace-driven simulations of the scheduling core")
     simsub = sim.add_subparsers(dest="what", required=True)
@@ -350,6 +423,18 @@ def add_simulate_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     sc.add_argument("--seed", type=int, default=0)
     sc.add_argument("--out", required=True, help="output directory (summary.csv)")
     sc.set_defaults(func=cmd_simulate_scale)
+
+    pl = simsub.add_parser(
+        "plan",
+        help="replay a plan's fleet through the scheduling core with the planner's demand as jobs",
+    )
+    pl.add_argument("plan_dir", help="a plan folder (gpuyard plan --out DIR)")
+    pl.add_argument("--scenario", required=True, help="the scenario YAML the plan was made from")
+    pl.add_argument("--out", required=True, help="output directory (sites.csv, jobs.csv, plots)")
+    from simulations.plan_sim.options import add_plan_sim_options
+
+    add_plan_sim_options(pl)
+    pl.set_defaults(func=cmd_simulate_plan)
 
     demo = sub.add_parser("demo-packing", help="a short packing replay on a synthetic pod list")
     demo.add_argument("--out", default="out/demo")

@@ -22,17 +22,21 @@ For each site s and quarter t with GPUs or demand:
      rather than none; P50/P95/P99 over the measured jobs of every seed together;
    * GPU utilisation = GPU-seconds held in the measured weeks / (GPUs x their length);
    * never fit = measured jobs the core rejected as fitting no node of the fleet;
-   * unserved fraction = max(0, 1 - GPU-seconds held in the measured weeks / GPU-seconds of
-     work submitted in them): the share of the work arriving that the fleet did not keep up
-     with (a queue that grows). Lost work of preempted runs counts as held.
+   * unserved fraction = (growth of the waiting backlog over the measured weeks, in
+     GPU-seconds of work not yet started, plus the work of jobs that fit nowhere) / the work
+     submitted in them: the share of the arriving work the fleet did not keep up with (a
+     queue that grows), robust to short windows, where work still running at either end
+     would make "1 - held / submitted" noisy.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +47,7 @@ from scheduler.config import SchedulerConfig, build_core
 from scheduler.core.queueing.priority import PriorityClasses
 from scheduler.core.queueing.quota import QuotaConfig
 from simulations.plan_sim.fleet import (
+    NodeShape,
     Purchase,
     SiteFleet,
     installed_systems,
@@ -233,9 +238,16 @@ def measure(
     held = work = 0.0
     never = waiting = 0
     span = until_s - measure_from_s
+    backlog0 = backlog1 = 0.0  # GPU-seconds of work waiting to start, at both ends
     for _stream, replay in streams:
         for track in replay.tracks:
             held += track.held_gpu_s(measure_from_s, until_s)
+            if not track.rejected:
+                gpu_s = track.gpus * track.work_s
+                if track.submit_s < measure_from_s and not track.start_s <= measure_from_s:
+                    backlog0 += gpu_s  # waiting (or never started) when measuring began
+                if math.isnan(track.start_s):
+                    backlog1 += gpu_s
             if track.submit_s < measure_from_s:
                 continue
             work += track.gpus * track.work_s
@@ -254,7 +266,15 @@ def measure(
         p50 = p95 = p99 = math.nan
     gpus = fleet.gpus_in_slice * len(streams)
     util = 100.0 * held / (gpus * span) if gpus and span > 0 else math.nan
-    unserved = max(0.0, 1.0 - held / work) if work > 0 else 0.0
+    never_work = sum(
+        t.gpus * t.work_s
+        for _s, r in streams
+        for t in r.tracks
+        if t.rejected and t.submit_s >= measure_from_s
+    )
+    # work that arrived and found no room: the growth of the waiting backlog, and the work of
+    # jobs that fit nowhere
+    unserved = min(1.0, (max(0.0, backlog1 - backlog0) + never_work) / work) if work > 0 else 0.0
     return jobs, p50, p95, p99, util, never, unserved, waiting
 
 
@@ -344,6 +364,26 @@ def tasks(
     return out
 
 
+def _one(
+    args: tuple[
+        Scenario,
+        Task,
+        SimulationSettings,
+        JobSizes,
+        Mapping[str, NodeShape],
+        tuple[int, ...],
+        QuotaConfig | None,
+    ],
+) -> tuple[SiteQuarter, list[tuple[object, ...]]]:
+    scenario, task, settings, sizes, shapes, seeds, quotas = args
+    fleet = site_nodes(
+        scenario, task.site, task.t, task.systems, shapes, settings.max_gpus_per_site
+    )
+    return simulate_site_quarter(
+        scenario, fleet, task.hours, settings, sizes, seeds, quotas, task.planned_util_pct
+    )
+
+
 def simulate(
     scenario: Scenario,
     work: Sequence[Task],
@@ -352,25 +392,35 @@ def simulate(
     traces_dir: Path | None = None,
     quotas: QuotaConfig | None = None,
     tick: Callable[[SiteQuarter], None] | None = None,
+    workers: int = 1,
 ) -> PlanSimulation:
-    """Replay every task (steps 1-5 of the module docstring)."""
+    """Replay every task (steps 1-5 of the module docstring), ``workers`` processes at a
+    time (each replay is one core's work; results in task order whatever the workers)."""
     t0 = time.perf_counter()
     relative = Path(scenario.source).parent if scenario.source else None
     sizes = load_job_sizes(settings.job_sizes, traces_dir, relative_to=relative)
     shapes = node_shapes(scenario, settings)
+    bare = dataclasses.replace(
+        scenario, simulation=None
+    )  # parsed already; a mappingproxy does not pickle
+    args = [(bare, task, settings, sizes, shapes, tuple(seeds), quotas) for task in work]
     rows: list[SiteQuarter] = []
     jobs: list[tuple[object, ...]] = []
-    for task in work:
-        fleet = site_nodes(
-            scenario, task.site, task.t, task.systems, shapes, settings.max_gpus_per_site
-        )
-        row, sample = simulate_site_quarter(
-            scenario, fleet, task.hours, settings, sizes, seeds, quotas, task.planned_util_pct
-        )
-        rows.append(row)
-        jobs += sample
-        if tick is not None:
-            tick(row)
+    if workers > 1 and len(args) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results: Iterable[tuple[SiteQuarter, list[tuple[object, ...]]]] = pool.map(_one, args)
+            for row, sample in results:
+                rows.append(row)
+                jobs += sample
+                if tick is not None:
+                    tick(row)
+    else:
+        for a in args:
+            row, sample = _one(a)
+            rows.append(row)
+            jobs += sample
+            if tick is not None:
+                tick(row)
     return PlanSimulation(tuple(rows), tuple(jobs), time.perf_counter() - t0, settings)
 
 
@@ -382,13 +432,18 @@ def simulate_plan_dir(
     traces_dir: Path | None = None,
     quotas: QuotaConfig | None = None,
     tick: Callable[[SiteQuarter], None] | None = None,
+    workers: int = 1,
+    on_tasks: Callable[[int], None] | None = None,
 ) -> PlanSimulation:
-    """:func:`simulate` for a plan folder written by ``gpuyard plan --out``."""
+    """:func:`simulate` for a plan folder written by ``gpuyard plan --out``; ``on_tasks``
+    hears how many site-quarters there are before the first replay."""
     purchases = read_purchases(plan_dir / "purchases.csv", scenario)
     dispatch, unserved = read_dispatch(plan_dir, scenario)
     planned = read_planned_util(plan_dir, scenario)
     work = tasks(scenario, purchases, site_demand(scenario, dispatch, unserved), planned)
-    return simulate(scenario, work, settings, seeds, traces_dir, quotas, tick)
+    if on_tasks is not None:
+        on_tasks(len(work))
+    return simulate(scenario, work, settings, seeds, traces_dir, quotas, tick, workers)
 
 
 def read_planned_util(plan_dir: Path, scenario: Scenario) -> dict[tuple[str, int], float]:

@@ -71,9 +71,7 @@ def test_a_cn_job_waits_for_the_cn_node_and_never_uses_the_idle_us_node(schedule
     cn_b = job("cn-b", "vision", epochs=1, data_region="CN")
     second = ray.get(scheduler.submit.remote(OPS, cn_b, None))
     assert (second.state, second.code, second.data_region) == ("PENDING", "WAIT_CAPACITY", "CN")
-    assert second.reason == (
-        "needs 1 GPUs for 1 worker(s); 0 usable GPUs free in region CN"
-    )
+    assert second.reason == ("needs 1 GPUs for 1 worker(s); 0 usable GPUs free in region CN")
     us = next(n for n in ray.get(scheduler.nodes.remote()) if n.name == "us-0")
     assert us.alive and us.schedulable and sum(g.allocated_milli for g in us.gpus) == 0
 

@@ -1,0 +1,74 @@
+"""The closed loop on tiny scenarios: plan, replay the plan through the core, re-plan."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.schema import load_scenario
+from planner.solve import SolveOptions
+from simulations.plan_sim.settings import SimulationSettings
+from simulations.plan_sim.verify import ITERATIONS_COLUMNS, verify, write_iterations
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "plan_sim"
+
+
+def _scenario(tmp_path: Path, **site: object):  # type: ignore[no-untyped-def]
+    doc = yaml.safe_load((DATA / "one-node.yaml").read_text())
+    doc["sites"][0].update(site)
+    path = tmp_path / "one-node.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    (tmp_path / "sizes.csv").write_text((DATA / "sizes.csv").read_text())
+    return load_scenario(path)
+
+
+def _run(tmp_path: Path, **site: object):  # type: ignore[no-untyped-def]
+    sc = _scenario(tmp_path, **site)
+    settings = SimulationSettings.from_mapping(sc.simulation, sc.source)
+    return verify(sc, SolveOptions(time_limit_s=30), settings)
+
+
+def test_one_node_misses_the_slo_and_the_loop_buys_a_second(tmp_path: Path) -> None:
+    v = _run(tmp_path)
+    first, kept = v.iterations[0], v.iterations[-1]
+    # the GPU-hours plan: one installed node covers the demand, so it buys nothing ...
+    assert first.gpus_bought == 0 and [r.gpus for r in first.sim.sites] == [8]
+    # ... but gangs of 2-8 GPUs on one node at 91 % load wait for hours
+    assert first.failed and first.sim.sites[0].wait_p95_h > 1.0
+    assert first.bound == ()  # the plan served everything: derating can help
+    assert len(v.iterations) == 2 and dict(kept.derate) == {("us-a", 0): 0.9}
+    assert kept.gpus_bought == 8 and [r.gpus for r in kept.sim.sites] == [16]
+    assert kept.sim.sites[0].wait_p95_h <= 1.0 and v.slo_met
+    assert v.verdict == "SLO met after 2 plan(s)"
+    out = tmp_path / "verify" / "iterations.csv"
+    write_iterations(v, out)
+    rows = list(csv.reader(out.open()))
+    assert tuple(rows[0]) == ITERATIONS_COLUMNS
+    assert [(r[0], r[2], r[4], r[5]) for r in rows[1:]] == [
+        ("0", "0", "1", "false"),
+        ("1", "8", "0", "true"),
+    ]
+
+
+def test_a_power_cap_that_forbids_a_second_node_is_named(tmp_path: Path) -> None:
+    # 10 kW of IT power: one system; a grid connection too small for any block
+    v = _run(tmp_path, existing_it_mw=0.01, grid_cap_mw=0.013)
+    kept = v.iterations[-1]
+    assert not v.slo_met and kept.gpus_bought == 0
+    assert kept.bound and kept.bound[0][0].site == "us-a"
+    assert "binding: IT power at us-a in 2027Q1" in kept.bound[0][1]
+    assert v.verdict.startswith(
+        "SLO not met: 1 site-quarter(s) cannot meet it within the scenario's limits"
+    )
+    assert any("IT power at us-a" in x for x in v.limits)
+
+
+def test_a_scenario_without_an_slo_is_refused(tmp_path: Path) -> None:
+    sc = _scenario(tmp_path)
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="no slo: section"):
+        verify(replace(sc, slo=None), SolveOptions(), SimulationSettings())
