@@ -42,6 +42,8 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--warm-start", type=float, default=0.8, metavar="SHARE",
         help="share of the time limit HiGHS may spend on a two-stage start (0: none; default 0.8)",
     )  # fmt: skip
+    p.add_argument("--random-seed", type=int, default=None, metavar="N",
+                   help="HiGHS's random_seed (default: HiGHS's own, 0)")  # fmt: skip
     p.add_argument("--sweep", help="e.g. growth=low,base,high: solve each case and tabulate regret")
     p.add_argument("--shadow", choices=("relaxed", "fixed"), default="relaxed",
                    help="LP for shadow prices: integers relaxed, or fixed at the plan")  # fmt: skip
@@ -132,12 +134,15 @@ def _options(args: argparse.Namespace) -> SolveOptions:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if not 0 <= args.warm_start < 1:
         raise ValueError(f"--warm-start must be in [0, 1), got {args.warm_start}")
+    if args.random_seed is not None and not 0 <= args.random_seed <= 2**31 - 1:
+        raise ValueError(f"--random-seed must be in [0, 2147483647], got {args.random_seed}")
     return SolveOptions(
         solver=args.solver,
         time_limit_s=args.time_limit,
         gap=args.gap,
         threads=args.threads,
         warm_start_share=args.warm_start,
+        random_seed=args.random_seed,
     )
 
 

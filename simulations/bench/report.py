@@ -437,6 +437,7 @@ SECTION_NUMBER = {
     "scale": "2",
     "queue": "3",
     "planner": "4",
+    "loop": "4b",
     "service": "5",
 }
 
@@ -486,7 +487,7 @@ def main() -> int:
     ap.add_argument("--scale-policies", default="all", help="'all' or comma-separated")
     ap.add_argument(
         "--sections",
-        default="packing,robust,scale,queue,planner,service",
+        default="packing,robust,scale,queue,planner,loop,service",
         help="comma-separated subset",
     )
     ap.add_argument("--philly-gpus", type=int, default=448)
@@ -540,6 +541,10 @@ def main() -> int:
         from simulations.bench.planner import planner_section
 
         lines += [*planner_section().splitlines(), ""]
+    if "loop" in sections:
+        from simulations.bench.closed_loop import loop_section
+
+        lines += [*loop_section(max(1, min(args.jobs, 2))).splitlines(), ""]
     if "service" in sections:
         from simulations.bench.service import service_section
 

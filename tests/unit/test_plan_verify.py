@@ -72,3 +72,72 @@ def test_a_scenario_without_an_slo_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="no slo: section"):
         verify(replace(sc, slo=None), SolveOptions(), SimulationSettings())
+
+
+def test_the_commands_write_the_files_with_their_columns(tmp_path: Path) -> None:
+    from scheduler.cli.main import main
+    from simulations.plan_sim.replay import SITES_COLUMNS
+
+    sc = _scenario(tmp_path)
+    out = tmp_path / "plan"
+    assert (
+        main(
+            [
+                "plan",
+                sc.source,
+                "--verify",
+                "--out",
+                str(out),
+                "--no-rules",
+                "--no-plots",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.reader((out / "verify" / "iterations.csv").open()))
+    assert tuple(rows[0]) == ITERATIONS_COLUMNS and rows[-1][5] == "true"
+    assert (out / "dispatch.csv").exists() and (out / "purchases.csv").read_text().count(
+        "us-a"
+    ) == 1
+    sim = tmp_path / "sim"
+    args = [
+        "simulate",
+        "plan",
+        str(out),
+        "--scenario",
+        sc.source,
+        "--out",
+        str(sim),
+        "--quiet",
+        "--no-plots",
+    ]
+    assert main(args) == 0
+    sites = list(csv.reader((sim / "sites.csv").open()))
+    assert tuple(sites[0]) == SITES_COLUMNS
+    assert [(r[0], r[1], r[2], r[3]) for r in sites[1:]] == [("us-a", "US", "2027Q1", "16")]
+    jobs = list(csv.reader((sim / "jobs.csv").open()))
+    assert jobs[0][:9] == [
+        "site",
+        "quarter",
+        "job_id",
+        "team",
+        "data_region",
+        "num_gpus",
+        "gpu_model",
+        "submit_s",
+        "start_s",
+    ]
+    assert {r[4] for r in jobs[1:]} == {"US"}
+    bad = [
+        "simulate",
+        "plan",
+        str(out),
+        "--scenario",
+        sc.source,
+        "--out",
+        str(sim),
+        "--weeks-per-quarter",
+        "0",
+    ]
+    assert main(bad) == 2
