@@ -83,11 +83,21 @@ class _Walk:
         self.smallest = min((_worker_gpu_milli(shape) for shape in facts.queues.shapes), default=0)
         self.free = int(facts.fleet.gpu_free.sum())
         self.only_short_memo = (-1, -1)  # see _only_short_left
-        # teams with jobs ahead in the walk that may still look for victims this cycle: a team
-        # leaves when the walk passed its last job, or when the preemption policy says it used
-        # up its searches (they only grow within a cycle)
+        # teams with jobs ahead in the walk that may still find victims this cycle: a team
+        # leaves when the walk passed its last job whose priority is above the policy's bar
+        # (``PreemptionPolicy.bar``), or when the policy says it used up its searches (they
+        # only grow within a cycle); a start or a stop that changed the quota book may lower
+        # a bar, and the team is back with all its jobs ahead counted (``_rebar``)
         self.unvisited = {t: len(q) for t, q in facts.queues.queues.items()}
-        self.searching: set[str] = set(self.unvisited) if facts.preempting else set()
+        self.bars: dict[str, float] = {}
+        self.hopeful: dict[str, int] = {}
+        self.searching: set[str] = set()
+        policy = facts.preemption
+        if facts.preempting and policy is not None:
+            for t in self.unvisited:
+                bar = self.bars[t] = policy.bar(t, facts)
+                self.hopeful[t] = facts.queues.above(t, bar)
+            self.searching = {t for t, n in self.hopeful.items() if n}
 
     def run(self) -> list[Action]:
         f = self.f
@@ -131,7 +141,7 @@ class _Walk:
             elif isinstance(self._try(job_id), _Stop):
                 break
             if track:
-                self._visited(jobs[job_id].team)
+                self._visited(jobs[job_id])
         self._apply()  # step 9
         return self.actions
 
@@ -147,11 +157,31 @@ class _Walk:
             and (not f.preempting or (f.config.backfill == "easy" and not self.searching))
         )
 
-    def _visited(self, team: str) -> None:
-        left = self.unvisited[team] - 1
-        self.unvisited[team] = left
-        if not left:
-            self.searching.discard(team)
+    def _visited(self, job: Job) -> None:
+        team = job.team
+        self.unvisited[team] -= 1
+        if job.priority > self.bars[team]:
+            left = self.hopeful[team] - 1
+            self.hopeful[team] = left
+            if left <= 0:
+                self.searching.discard(team)
+
+    def _rebar(self) -> None:
+        """After a start or a stop with quotas on: a team whose bar fell may find victims
+        again; every job of it still ahead counts (more than it may need: never fewer)."""
+        f = self.f
+        policy = f.preemption
+        if f.quota is None or policy is None or not f.preempting:
+            return
+        for team, left in self.unvisited.items():
+            if left <= 0:
+                continue
+            bar = policy.bar(team, f)
+            if bar < self.bars[team]:
+                self.bars[team] = bar
+                self.hopeful[team] = left
+                if not policy.exhausted(team, f):
+                    self.searching.add(team)
 
     def _only_short_left(self, window: EasyWindow) -> bool:
         """True when every pending shape either does not fit now, or may only start jobs that
@@ -238,6 +268,7 @@ class _Walk:
         if window is not None:
             window.started(job, placement, f.now_s)
         self.free = int(f.fleet.gpu_free.sum())
+        self._rebar()
         self.done.append(f.jobs[job.job_id])
         f.set_verdict(job.job_id, Code.FIT, "placed")
         self.actions.append(Launch(job.job_id, placement, f.now_s, self.trigger))
@@ -265,6 +296,7 @@ class _Walk:
         assert placement is not None, "victim selection promised a placement"
         f.start(admitted, placement)
         self.free = int(f.fleet.gpu_free.sum())  # the victims may have freed more than it took
+        self._rebar()
         f.set_verdict(
             job.job_id, Code.FIT, f"placed after preempting {', '.join(decision.job_ids)}"
         )

@@ -238,3 +238,10 @@ class PreemptionPolicy(Protocol):
     def stopped(self, job_id: str, state: StateView) -> None:
         """The cycle applied a decision and stopped ``job_id`` (no victim again this instant)."""
         ...
+
+    def bar(self, team: str, state: StateView) -> float:
+        """A pending job of ``team`` may find victims now only if its priority is above this
+        (``-inf``: any job may): a necessary condition, which a start or a stop in the cycle
+        may weaken only by changing the quota book (the cycle asks again then). It lets the
+        walk end once no job ahead could preempt."""
+        ...

@@ -24,6 +24,7 @@ every one back before the search returns.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -34,6 +35,7 @@ from scheduler.core.placement.fleet import IntArray
 from scheduler.core.placement.gang_room import GangRoom
 from scheduler.core.policy import StateView, Victims
 from scheduler.core.preemption.cost import lost_s, select_victims
+from scheduler.core.queueing.quota import ANY_MODEL, QuotaBook
 
 _Row = tuple[str, int, int, float, float, float]
 
@@ -170,6 +172,18 @@ class CheapestFirst:
             if i is not None:
                 view.alive[i] = False
 
+    def bar(self, team: str, state: StateView) -> float:
+        """Victims are lower-priority runs (``_victims``' first test), unless the queue order
+        ranks equal priorities (then any job may find some) or the team may reclaim lent
+        quota: it is within its nominal total and a team of its cohort borrows."""
+        s = state
+        if s.queue.uses_rank_class:
+            return -math.inf
+        book = s.quota
+        if book is not None and _may_reclaim(team, book):
+            return -math.inf
+        return float(min(s.running_priorities, default=math.inf))
+
     def _running(self, s: StateView) -> RunningView:
         """The running jobs' view, built once per instant while no run stops behind its back
         (jobs started at this instant are spared anyway; jobs the cycle stopped are marked)."""
@@ -225,6 +239,22 @@ class CheapestFirst:
         order = [view.ids[i] for i in (*first.tolist(), *then.tolist())]
         what_if = _WhatIf(s)
         return select_victims(order, what_if.remove, what_if.restore, lambda: what_if.admits(job))
+
+
+def _may_reclaim(team: str, book: QuotaBook) -> bool:
+    """Could some job of ``team`` reclaim lent quota now? (A superset of the jobs
+    ``within_nominal`` admits: the team is below its nominal total and a cohort member
+    borrows.)"""
+    cohort = book.cohort.get(team)
+    if cohort is None:
+        return False
+    q = book.quota.get((team, ANY_MODEL))
+    if q is not None and book.used.get((team, ANY_MODEL), 0) > q.nominal_gpus * MILLI_PER_GPU:
+        return False
+    return any(
+        t != team and book.cohort.get(t) == cohort and book.is_borrowing(t)
+        for t in book.members.get(cohort, ())
+    )
 
 
 class _WhatIf:

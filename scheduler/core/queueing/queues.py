@@ -120,6 +120,13 @@ class TeamQueues:
     # every pending job by job key alone: the merged order when teams do not matter
     _all: list[tuple[JobKey, str]] = field(default_factory=list)
     shape_of: dict[str, tuple[object, ...]] = field(default_factory=dict)
+    # per team, pending jobs by priority: how many could preempt (``cycle.py``, step 8)
+    priorities: dict[str, dict[int, int]] = field(default_factory=dict)
+    _priority_of: dict[str, int] = field(default_factory=dict)
+
+    def above(self, team: str, bar: float) -> int:
+        """How many of ``team``'s pending jobs have a priority above ``bar``."""
+        return sum(n for p, n in self.priorities.get(team, {}).items() if p > bar)
 
     def shortest(self, shape: tuple[object, ...]) -> float:
         """The smallest estimated duration among pending jobs of ``shape`` (inf: none known)."""
@@ -141,6 +148,9 @@ class TeamQueues:
         shape = job.shape_key()
         self.shape_of[job.job_id] = shape
         self.shapes[shape] = self.shapes.get(shape, 0) + 1
+        by_priority = self.priorities.setdefault(job.team, {})
+        by_priority[job.priority] = by_priority.get(job.priority, 0) + 1
+        self._priority_of[job.job_id] = job.priority
         est = job.estimated_duration_s
         heapq.heappush(
             self._by_est.setdefault(shape, []), (math.inf if est is None else est, job.job_id)
@@ -161,6 +171,13 @@ class TeamQueues:
         self.shapes[shape] -= 1
         if not self.shapes[shape]:
             del self.shapes[shape]
+        by_priority = self.priorities[team]
+        priority = self._priority_of.pop(job.job_id)
+        by_priority[priority] -= 1
+        if not by_priority[priority]:
+            del by_priority[priority]
+            if not by_priority:
+                del self.priorities[team]
         return True
 
     def merged(self, team_key: Callable[[str], float] | None) -> Iterator[str]:
