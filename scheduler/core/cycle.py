@@ -210,8 +210,9 @@ class _Walk:
         if f.quota is not None:
             return None
         shape = f.queues.shape_of[job_id]
-        known: Verdict | None = self.capacity_verdicts.get(shape)
-        if known is not None:
+        failed: Verdict | None = self.capacity_verdicts.get(shape)
+        known = failed
+        if failed is not None:
             policy = f.preemption
             if policy is None or policy.exhausted(f.jobs[job_id].team, f):
                 return known
@@ -224,7 +225,13 @@ class _Walk:
         ):
             if self._only_short_left(window):
                 return _STOP  # nothing pending can start: no shape fits, or only short ones
-            known = self.held
+            return self.held
+        if failed is not None and window is not None:
+            job = f.jobs[job_id]
+            if job.priority <= self.bars.get(job.team, -math.inf):
+                # below its team's bar: a search that cannot find victims, counted as the
+                # policy counts searches; steps 5 and 7 would only repeat the shape's verdict
+                return f.verdicts[job_id] if self._preempt_for(job) else failed
         return known
 
     # ------------------------------------------------------- steps 4-7
