@@ -12,7 +12,9 @@ For each site s and quarter t with GPUs or demand:
    days).
 3. **Jobs.** ``jobs.site_jobs`` draws the stream for a window of ``warmup_weeks`` +
    ``weeks_per_quarter`` weeks at that rate (scaled to the slice), per seed.
-4. **Replay.** The scenario's queue order, backfill, quotas, priority classes and preemption
+4. **Replay.** The scenario's queue order, backfill, quotas (a quota file applied to every
+   site-quarter as it is, or ``shares``: each team's share of the site's demand as a nominal
+   quota of its GPUs, the site's teams in one cohort), priority classes and preemption
    (``simulation:``), built by ``scheduler.config.build_core`` as the service builds it;
    ``simulations.replay.replay_jobs`` drives it up to the window's end.
 5. **Measure** over the weeks after the warm-up (jobs submitted then):
@@ -45,7 +47,7 @@ import numpy as np
 from planner.inputs import HOURS_PER_QUARTER, Scenario
 from scheduler.config import SchedulerConfig, build_core
 from scheduler.core.queueing.priority import PriorityClasses
-from scheduler.core.queueing.quota import QuotaConfig
+from scheduler.core.queueing.quota import ANY_MODEL, Quota, QuotaConfig
 from simulations.plan_sim.fleet import (
     NodeShape,
     Purchase,
@@ -226,6 +228,50 @@ def _config(settings: SimulationSettings, quotas: QuotaConfig | None) -> Schedul
     )
 
 
+SHARES = "shares"  # simulation.quotas: each team's share of the site's demand, as GPUs
+
+
+def _shares(stream: JobStream, fleet: SiteFleet) -> QuotaConfig | None:
+    """``quotas: shares``: each team of the stream gets a nominal quota of the slice's GPUs in
+    proportion to its H100-hours there, every team of the site in one cohort (borrowing
+    what others leave unused, reclaimed by preemption when it is on)."""
+    total = math.fsum(s.h100_hours for s in stream.streams)
+    if total <= 0:
+        return None
+    quotas = tuple(
+        Quota(s.team, ANY_MODEL, fleet.gpus_in_slice * s.h100_hours / total)
+        for s in stream.streams
+        if s.h100_hours > 0
+    )
+    return QuotaConfig(quotas, tuple((q.team, fleet.site) for q in quotas))
+
+
+def load_settings_quotas(
+    settings: SimulationSettings, scenario: Scenario, teams: Sequence[str]
+) -> QuotaConfig | None:
+    """The quota file ``simulation.quotas`` names (relative to the scenario's folder) or
+    holds (a mapping in the quota-file format), applied as it is to every site-quarter's
+    replay; None for none or for ``shares`` (built per site-quarter)."""
+    from scheduler.files.quota_file import load_quotas
+
+    q = settings.quotas
+    if q is None or q == SHARES:
+        return None
+    if isinstance(q, str):
+        path = Path(q)
+        if not path.is_absolute() and scenario.source:
+            path = Path(scenario.source).parent / path
+        return load_quotas(path, known_teams=teams)
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "simulation-quotas.yaml"
+        path.write_text(yaml.safe_dump(dict(q), sort_keys=False))
+        return load_quotas(path, known_teams=teams)
+
+
 def measure(
     fleet: SiteFleet,
     streams: Sequence[tuple[JobStream, Replay]],
@@ -306,7 +352,8 @@ def simulate_site_quarter(
     sample: list[tuple[object, ...]] = []
     for seed in seeds:
         stream = site_jobs(scenario, fleet, hours, 0.0, length, sizes, settings, seed)
-        state = build_core(_config(settings, quotas), list(fleet.nodes))
+        mine = _shares(stream, fleet) if settings.quotas == SHARES else quotas
+        state = build_core(_config(settings, mine), list(fleet.nodes))
         durations = [j.estimated_duration_s or 0.0 for j in stream.jobs]
         replay = replay_jobs(state, stream.jobs, durations, until_s=length)
         runs.append((stream, replay))
@@ -399,6 +446,9 @@ def simulate(
     t0 = time.perf_counter()
     relative = Path(scenario.source).parent if scenario.source else None
     sizes = load_job_sizes(settings.job_sizes, traces_dir, relative_to=relative)
+    if quotas is None:
+        teams = [t.name for t in settings.teams] or [w.name for w in scenario.workloads]
+        quotas = load_settings_quotas(settings, scenario, teams)
     shapes = node_shapes(scenario, settings)
     bare = dataclasses.replace(
         scenario, simulation=None

@@ -14,8 +14,10 @@ this module is where it is checked. Every field is optional::
       queue: fifo                  # a queue order of scheduler/policies/registry.py
       backfill: easy               # none | easy
       preemption: false
-      quotas: quotas.yaml          # a quota file (scheduler/files/quota_file.py), or its
-                                   # content as a mapping; kept as given
+      quotas: shares               # each team's share of a site's demand as a nominal quota of
+                                   # its GPUs (one cohort per site); or a quota file
+                                   # (scheduler/files/quota_file.py) or its content as a
+                                   # mapping, applied as it is to every site-quarter
       priority_classes: {prod: 10, batch: 0}   # class name -> priority value
       teams:                       # default: one team per workload, named after it, priority 0
         - {name: perception, workload: cn-fsd, share: 0.7, priority_class: prod}

@@ -141,3 +141,36 @@ def test_the_commands_write_the_files_with_their_columns(tmp_path: Path) -> None
         "0",
     ]
     assert main(bad) == 2
+
+
+def test_quotas_as_shares_give_each_team_its_part_of_the_slice(tmp_path: Path) -> None:
+    from simulations.plan_sim.fleet import site_nodes
+    from simulations.plan_sim.jobs import load_job_sizes, site_jobs
+    from simulations.plan_sim.replay import Task, _shares, simulate
+
+    sc = _scenario(tmp_path)
+    raw = {
+        **dict(sc.simulation or {}),
+        "teams": [
+            {"name": "perception", "workload": "us-fsd", "share": 0.75, "priority_class": "prod"},
+            {"name": "research", "workload": "us-fsd", "share": 0.25},
+        ],
+        "priority_classes": {"prod": 10},
+        "quotas": "shares",
+        "preemption": True,
+    }
+    settings = SimulationSettings.from_mapping(raw, sc.source, ["us-fsd"], ["h"])
+    fleet = site_nodes(sc, "us-a", 0, {"h": 2})
+    sizes = load_job_sizes(settings.job_sizes, relative_to=tmp_path)
+    stream = site_jobs(sc, fleet, {"us-fsd": 2000.0}, 0.0, 86_400.0, sizes, settings)
+    q = _shares(stream, fleet)
+    assert q is not None
+    assert sorted((x.team, round(x.nominal_gpus, 6)) for x in q.quotas) == [
+        ("perception", 12.0),
+        ("research", 4.0),
+    ]
+    assert q.cohorts == (("perception", "us-a"), ("research", "us-a"))
+    sim = simulate(sc, [Task("us-a", 0, {"h": 2}, {"us-fsd": 16000.0}, 50.0)], settings)
+    row = sim.sites[0]
+    assert row.gpus == 16 and row.jobs > 0 and row.never_fit == 0
+    assert {r[3] for r in sim.jobs} == {"perception", "research"}
