@@ -389,6 +389,16 @@ class Task:
     hours: Mapping[str, float]
     planned_util_pct: float
 
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What decides the replay: the site-quarter, its systems and its demand."""
+        return (
+            self.site,
+            self.t,
+            tuple(sorted(self.systems.items())),
+            tuple(sorted(self.hours.items())),
+        )
+
 
 def tasks(
     scenario: Scenario,
@@ -403,7 +413,8 @@ def tasks(
     for t in range(len(scenario.horizon.labels)):
         for s in scenario.sites:
             have = {k: n for k, n in systems.get((s.name, t), {}).items() if n > 0}
-            hours = dict(demand.get((s.name, t), {}))
+            # to the hundredth of an H100-hour, so that equal demands are equal replays
+            hours = {w: round(h, 2) for w, h in demand.get((s.name, t), {}).items()}
             if not have and not any(h > 0 for h in hours.values()):
                 continue
             util = (planned_util or {}).get((s.name, t), math.nan)
@@ -440,9 +451,12 @@ def simulate(
     quotas: QuotaConfig | None = None,
     tick: Callable[[SiteQuarter], None] | None = None,
     workers: int = 1,
+    cache: dict[object, tuple[SiteQuarter, list[tuple[object, ...]]]] | None = None,
 ) -> PlanSimulation:
     """Replay every task (steps 1-5 of the module docstring), ``workers`` processes at a
-    time (each replay is one core's work; results in task order whatever the workers)."""
+    time (each replay is one core's work; results in task order whatever the workers).
+    ``cache`` (kept by the caller across calls with the same settings and seeds) answers a
+    task whose fleet and demand were replayed before: replays are deterministic."""
     t0 = time.perf_counter()
     relative = Path(scenario.source).parent if scenario.source else None
     sizes = load_job_sizes(settings.job_sizes, traces_dir, relative_to=relative)
@@ -453,24 +467,40 @@ def simulate(
     bare = dataclasses.replace(
         scenario, simulation=None
     )  # parsed already; a mappingproxy does not pickle
-    args = [(bare, task, settings, sizes, shapes, tuple(seeds), quotas) for task in work]
-    rows: list[SiteQuarter] = []
-    jobs: list[tuple[object, ...]] = []
+    results: dict[int, tuple[SiteQuarter, list[tuple[object, ...]]]] = {}
+    todo: list[int] = []
+    for i, task in enumerate(work):
+        hit = None if cache is None else cache.get(task.key)
+        if hit is None:
+            todo.append(i)
+        else:  # the same fleet and demand as a replay already made: the same outcome
+            results[i] = (
+                dataclasses.replace(hit[0], planned_util_pct=task.planned_util_pct),
+                hit[1],
+            )
+    args = [(bare, work[i], settings, sizes, shapes, tuple(seeds), quotas) for i in todo]
     if workers > 1 and len(args) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results: Iterable[tuple[SiteQuarter, list[tuple[object, ...]]]] = pool.map(_one, args)
-            for row, sample in results:
-                rows.append(row)
-                jobs += sample
+            for i, out in zip(todo, pool.map(_one, args), strict=True):
+                results[i] = out
                 if tick is not None:
-                    tick(row)
+                    tick(out[0])
     else:
-        for a in args:
-            row, sample = _one(a)
-            rows.append(row)
-            jobs += sample
+        for i, a in zip(todo, args, strict=True):
+            results[i] = _one(a)
             if tick is not None:
-                tick(row)
+                tick(results[i][0])
+    rows: list[SiteQuarter] = []
+    jobs: list[tuple[object, ...]] = []
+    for i, task in enumerate(work):
+        row, sample = results[i]
+        if cache is not None:
+            cache[task.key] = (row, sample)
+        rows.append(row)
+        jobs += sample
+    if tick is not None and cache is not None:
+        for i in sorted(set(range(len(work))) - set(todo)):
+            tick(results[i][0])
     return PlanSimulation(tuple(rows), tuple(jobs), time.perf_counter() - t0, settings)
 
 

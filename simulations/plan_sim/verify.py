@@ -226,6 +226,9 @@ def verify(
     derate: dict[DerateKey, float] = {key: f for key, f in scenario.derate_map.items()}
     start: Model | None = None
     done: list[Iteration] = []
+    cache: dict[
+        object, tuple[SiteQuarter, list[tuple[object, ...]]]
+    ] = {}  # replays by fleet and demand
     for i in range(slo.iterations):
         outcome, m = plan(scenario.with_derate(derate), options, start=start)
         if on_plan is not None:
@@ -247,6 +250,7 @@ def verify(
             traces_dir,
             tick=None if on_replay is None else functools.partial(on_replay, i),
             workers=workers,
+            cache=cache,
         )
         failed = tuple(r for r in sim.sites if fails(r, slo))
         bound = tuple((r, why) for r in failed if (why := _bound_reason(m, r, slo)) is not None)
