@@ -36,6 +36,7 @@ only through their methods. The policies it asks are ``policy.py``'s four kinds.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from scheduler.core.actions import Action, Launch
 from scheduler.core.facts import Facts
@@ -112,7 +113,7 @@ class _Walk:
         shape_of, capacity = f.queues.shape_of, self.capacity_verdicts
         verdicts, verdict_cycle, cycle = f.verdicts, f.verdict_cycle, f.cycles
         depth = f.config.backfill_depth
-        for job_id in f.queues.merged(f.merge_key):  # step 2
+        for job_id in f.queues.merged(f.merge_key, _usage_version(f)):  # step 2
             if self.free < self.smallest and self._out_of_room():  # step 8
                 break
             if self.window is not None:  # step 8: the backfill depth behind a reservation
@@ -364,6 +365,12 @@ class _Walk:
             # jobs arriving later, whatever their key (shorter under ``sjf``, a poorer team
             # under ``drf``), are backfilled around it instead of taking its place
             f.to_front(window.head)
+
+
+def _usage_version(facts: Facts) -> Callable[[], int]:
+    """The counter that moves when a team key may change within a cycle (the clock stands
+    still during one, and only starts and stops change usage)."""
+    return lambda: facts.usage_version
 
 
 class _Stop:

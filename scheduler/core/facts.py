@@ -109,6 +109,7 @@ class Facts:
         self.quota = QuotaBook(quotas) if quotas is not None else None
         self.charged: dict[str, dict[str, int]] = {}  # job -> milli per GPU model
         self._team_keys: dict[str, float] = {}
+        self.usage_version = 0  # moves whenever a team's usage (and so its key) may change
         self._team_keys_at = -math.inf
         # -- nodes and GPUs out of service
         self.health = HealthBook(self.config.health)
@@ -298,6 +299,7 @@ class Facts:
         """Add (1) or take back (-1) the job's resources in its team's usage (fair shares).
         ``decay=False`` leaves the decayed average alone (a restore installs it as it was)."""
         self._team_keys.pop(job.team, None)
+        self.usage_version += 1
         u = self.usage.setdefault(job.team, TeamUsage())
         if self._fair is not None and decay:
             self._fair.advance(job.team, self.now_s, u)

@@ -180,11 +180,17 @@ class TeamQueues:
                 del self.priorities[team]
         return True
 
-    def merged(self, team_key: Callable[[str], float] | None) -> Iterator[str]:
+    def merged(
+        self,
+        team_key: Callable[[str], float] | None,
+        version: Callable[[], int] | None = None,
+    ) -> Iterator[str]:
         """Job ids in merged order. ``team_key`` is re-read for a team each time its next
         job is pushed, so a consumer that starts jobs changes the order it sees next; None
-        when every team has the same key (the order is then the job keys'). The queues must
-        not change while the iterator is in use."""
+        when every team has the same key (the order is then the job keys'). With
+        ``version`` (a counter that moves whenever a team key may have changed), a key is
+        re-read only when the counter moved. The queues must not change while the iterator
+        is in use."""
         if team_key is None:
             for _, job_id in self._all:
                 yield job_id
@@ -197,15 +203,20 @@ class TeamQueues:
             heap.append((q[0][0][0], team_key(team), q[0][0], team, 0))
         heapq.heapify(heap)
         while heap:
-            _, _, _, team, i = heapq.heappop(heap)
+            _, key, _, team, i = heapq.heappop(heap)
             q = self.queues[team]
+            seen: int | None = None  # the key is read fresh for the first comparison
             while True:  # a team's run of jobs ahead of every other team's next one
                 yield q[i][1]
                 i += 1
                 if i == len(q):
                     break
+                now = None if version is None else version()
+                if now is None or now != seen:
+                    key = team_key(team)
+                    seen = now
                 nxt = q[i][0]
-                entry = (nxt[0], team_key(team), nxt, team, i)
+                entry = (nxt[0], key, nxt, team, i)
                 if heap and heap[0] < entry:
                     heapq.heappush(heap, entry)
                     break
