@@ -297,3 +297,36 @@ def test_an_empty_site_and_bad_arguments() -> None:
         site_nodes(sc, "us-a", 0, {"H100": 1})
     with pytest.raises(ValueError, match="systems of fast: -1 is not a whole number >= 0"):
         site_nodes(sc, "us-a", 0, {"fast": -1})
+
+
+def test_a_cn_job_of_the_simulator_never_lands_on_a_us_node() -> None:
+    """Both sites' nodes in one core (the US site's idle, the CN site's one node busy): the
+    China workload's jobs wait for CN GPUs and never take the idle US ones."""
+    from scheduler.config import SchedulerConfig, build_core
+    from scheduler.core.actions import Launch
+    from simulations.plan_sim.jobs import JobSizes, site_jobs
+    from simulations.replay import replay_jobs
+
+    sc = tiny()
+    us = site_nodes(sc, "us-a", 0, {"fast": 4})
+    cn = site_nodes(sc, "cn-a", 0, {"slow": 1})
+    sizes = JobSizes.of([(8, 3600.0), (4, 7200.0), (1, 1800.0)])
+    stream = site_jobs(sc, cn, {"cn-fsd": 400.0}, 0.0, 86_400.0, sizes)
+    assert stream.jobs and {j.data_region for j in stream.jobs} == {"CN"}
+    assert {j.worker.regions for j in stream.jobs} == {("CN",)}
+    state = build_core(SchedulerConfig(backfill="easy"), [*us.nodes, *cn.nodes])
+    launched: list[str] = []
+    handle = state.handle
+
+    def spy(*events):  # type: ignore[no-untyped-def]
+        acts = handle(*events)
+        launched.extend(n for a in acts if isinstance(a, Launch) for n in a.placement.nodes)
+        return acts
+
+    state.handle = spy  # type: ignore[method-assign]
+    replay = replay_jobs(state, stream.jobs, [j.estimated_duration_s or 0.0 for j in stream.jobs])
+    region = {n.name: n.label(REGION_LABEL) for n in [*us.nodes, *cn.nodes]}
+    assert launched and {region[n] for n in launched} == {"CN"}
+    waited = [t.start_s - t.submit_s for t in replay.tracks]
+    assert max(waited) > 0  # the CN node was busy while four US nodes idled
+    assert all(t.end_s > 0 for t in replay.tracks)  # and every job ran, in China
