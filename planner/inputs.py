@@ -244,7 +244,7 @@ class Scenario:
         return 1.0
 
     @property
-    def derate_map(self) -> dict[tuple[str, int], float]:
+    def derate_map(self) -> dict[DerateKey, float]:
         """The derate as {(site, quarter index): factor}, e.g. to merge another round into."""
         return {(s, t): f for s, t, f in self.derate}
 

@@ -1,20 +1,29 @@
-"""A MIP start for HiGHS from two smaller solves ("relax and fix"), within the time limit.
+"""A MIP start for HiGHS, within a share of the time limit, and previous plans as starts.
 
-On large plans HiGHS's own heuristics find poor first plans: on the benchmark instance
-(BENCHMARKS.md section 4) its incumbent after 60 s was about 2 % dearer than this start.
- 1. Solve with purchases (buy) continuous: power blocks and site openings stay integer, and
-    the fractional systems show where and when capacity is needed.
- 2. Fix blocks and openings at that plan and solve the integer purchases against it.
- 3. Hand the result to the full MIP as a start (``compat.run_highs(start=...)``): the solver
-    keeps it as its incumbent unless it finds better, and prunes with it.
-Stage 1 is a relaxation of the MIP (same rows and objective, purchases continuous), so its
-proven best bound is also a lower bound on the MIP's optimum. HiGHS's root cuts do better on
-it than on the full MIP, whose root probing is slow (benchmark: 8.306e3 against 8.282e3 after
-the full MIP's first 25 s); `planner.solve` reports the higher of the two bounds and skips the
-full MIP when the start is already within the requested gap of stage 1's bound.
-If either stage finds no plan (say, rounding left too little power for whole systems), there
-is no start and the full MIP runs alone: a start never changes what is optimal, only how fast
-a good plan is found. Every variable's category and bounds are restored afterwards.
+On large plans HiGHS's own first plans are poor, and the plans its sub-MIPs find depend on
+luck (the HiGHS random seed). The start is built in steps whose plans do not depend on it
+(planner/README.md, "Warm start"); every variable's category and bounds are restored after
+each step:
+ 0. Round the LP relaxation: openings at 0.5, the LP again with them fixed, cumulative blocks
+    (`ROUNDINGS`), purchases and dispatch re-solved for each rounding (an LP): a plan of
+    stage 1 (purchases continuous) in well under a second.
+ 1. Improve it across sites: RINS (blocks and openings where the plan and the LP relaxation
+    round alike fixed, the others solved together), then one region at a time (a region's
+    sites solved together, every other site's blocks and openings fixed).
+ 2. Stage 1: the MIP with purchases continuous, from that plan, for its bound; a relaxation
+    of the MIP (same rows and objective), so its proven bound is a lower bound on the MIP's
+    optimum. HiGHS's root sub-MIP heuristics are off (`BOUND_FIRST`) when there is a plan.
+ 3. While the plan is not within `STAGE1_GAP_SHARE` of the gap of that bound: step 1 again,
+    while it improves the plan and time is left.
+ 4. Stage 2: blocks and openings fixed at the plan, whole systems: the MIP over all
+    purchases, stopped once within `STAGE2_GAP_SHARE` of the gap of the bound, and, kept if
+    better, a quick rounding (each purchase the floor or the ceiling of the plan's).
+`planner.solve` hands the result to the full MIP as a start (``compat.run_highs(start=...)``)
+and reports the highest proven bound (LP relaxation, stage 1, full MIP). A start never
+changes what is optimal, only how fast a good plan is found.
+
+`Plan` is a plan's integer decisions by key; `plan_start` evaluates one on another model (a
+re-plan with a derate) and is a start there when feasible.
 """
 
 from __future__ import annotations
@@ -30,15 +39,20 @@ from planner import compat
 from planner.inputs import Horizon
 from planner.model import BlockKey, BuyKey, Model
 
-# Shares of the start's time budget (seconds from the start's beginning): rounding and the
-# search by site end by LOCAL_END, stage 1 by STAGE1_END unless it proves its gap sooner;
-# stage 2 gets the rest, at least STAGE2_MIN_S.
+# The start's time budget, as shares of it (measured from the start's beginning) and seconds:
+# RINS ends by RINS_END and the search by region by LOCAL_END, stage 1 by STAGE1_END unless
+# it proves its gap sooner; then RINS and the search by region again (up to RINS_S for RINS a
+# round) while they improve the plan and more than STAGE2_MIN_S are left; stage 2 gets the
+# rest, its quick rounding up to WHOLE_S of it.
 RINS_END = 0.15
 LOCAL_END = 0.35
 STAGE1_END = 0.7
+RINS_S = 3.0
 STAGE2_MIN_S = 5.0
-# Stage 1 stops at this share of the requested gap, leaving the rest of it to stage 2's whole
-# systems (its plans cost 0.05-0.25 % more than stage 1's on the benchmark instances).
+WHOLE_S = 2.0
+# Stage 1 (and the search after it) stops at this share of the requested gap, leaving the rest
+# to stage 2's whole systems (0.05-0.25 % dearer than stage 1's plan on the benchmark);
+# stage 2 stops once within STAGE2_GAP_SHARE of it (HiGHS's objective_target).
 STAGE1_GAP_SHARE = 0.75
 STAGE2_GAP_SHARE = 0.9
 # Stage 1 from a plan of the search: HiGHS's root sub-MIP heuristics (RINS, RENS, reduced
@@ -56,11 +70,11 @@ ROUNDINGS = (0.5, 0.9)  # cum := floor(lp + c): to nearest, and up unless under 
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    values: dict[str, float]  # variable name -> value of a feasible plan (stage 2's)
+    values: dict[str, float]  # variable name -> value of a feasible plan, whole systems
     objective: float  # that plan's objective, in solver units
-    # Stage 1's best bound (solver units): stage 1 is a relaxation of the MIP (purchases
-    # continuous, same rows and objective), so its proven bound is a lower bound on the MIP's
-    # optimum as well; None where HiGHS gave none.
+    # The best proven bound of the start's steps (solver units): the LP relaxation's and stage
+    # 1's (a relaxation of the MIP: purchases continuous, same rows and objective), so a
+    # lower bound on the MIP's optimum as well; None where none was proven.
     bound: float | None
 
 
@@ -121,9 +135,11 @@ def _relaxation(
     openings, or (None, None) where it has no solution."""
     for v, *_ in b.saved:
         v.cat = pulp.LpContinuous
-    lp = compat.run_highs(m.prob, False, None, None, threads, random_seed=seed)
+    try:
+        lp = compat.run_highs(m.prob, False, None, None, threads, random_seed=seed)
+    finally:
+        b.restore()
     values = {v.name: compat.value(v) for v in (*m.cum.values(), *m.opened.values())}
-    b.restore()
     return (lp.best_bound, values) if lp.has_solution else (None, None)
 
 
@@ -144,7 +160,7 @@ def _rounded(
                 return None
         cum = {v.name: compat.value(v) if m.opened else relaxed[v.name] for v in m.cum.values()}
         best: _Point | None = None
-        for c in ROUNDINGS:
+        for c in ROUNDINGS if m.cum else ROUNDINGS[:1]:
             for v in m.cum.values():
                 low, up = b.original[v.name]
                 x = max(float(math.floor(cum[v.name] + c + 1e-9)), low or 0.0)
@@ -212,8 +228,7 @@ def _rins(
     seed: int | None,
 ) -> _Point:
     """RINS: blocks and openings where the plan and the LP relaxation round alike stay fixed,
-    the others are re-solved together (moves across sites that the search by site cannot
-    make)."""
+    the others, at any site, are solved together (purchases continuous), from ``point``."""
     for v in m.buy.values():
         v.cat = pulp.LpContinuous
     try:
@@ -226,6 +241,28 @@ def _rins(
         b.restore()
 
 
+def _whole(
+    m: Model, b: _Bounds, point: _Point, limit: float, threads: int | None, seed: int | None
+) -> Start | None:
+    """Whole systems near a stage-1 plan, fast: its blocks and openings fixed, each purchase
+    the floor or the ceiling of the plan's (all floors are feasible wherever demand may go
+    unserved). Kept when stage 2 ends with a worse plan of its own (on the benchmark, 0.5 %
+    above stage 2's usual plans; handed to stage 2 as a start, it held HiGHS there)."""
+    b.blocks_fixed(point.values)
+    for v in m.buy.values():
+        y = point.values.get(v.name, 0.0)
+        low, up = b.original[v.name]
+        v.lowBound = max(float(math.floor(y + 1e-6)), low or 0.0)
+        v.upBound = (
+            float(math.ceil(y - 1e-6)) if up is None else min(float(math.ceil(y - 1e-6)), up)
+        )
+    try:
+        raw = compat.run_highs(m.prob, True, limit, 1e-4, threads, random_seed=seed)
+    finally:
+        b.restore()
+    return None if raw.objective is None else Start(_values(m), raw.objective, None)
+
+
 def two_stage_start(
     m: Model,
     budget_s: float,
@@ -234,7 +271,7 @@ def two_stage_start(
     random_seed: int | None = None,
     incumbent: Start | None = None,
 ) -> Start | None:
-    """A feasible plan with stage 1's bound, or None when the stages found no plan.
+    """A feasible plan with the best proven bound, or None when no step found a plan.
 
     ``incumbent`` (a whole plan feasible for m, say a previous plan evaluated on it) seeds
     the search and is returned when nothing better is found."""
@@ -244,30 +281,39 @@ def two_stage_start(
     target = max(gap or 0.0, 0.01)
     stage1_gap = STAGE1_GAP_SHARE * target
 
-    def until(share: float) -> float:
-        return max(1.0, started + share * budget_s - time.perf_counter())
+    def until(share: float, reserve: float = 0.0) -> float:
+        return started + share * budget_s - reserve - time.perf_counter()
 
     b = _Bounds(m)
     bounds: list[float] = []
-    # (0) a stage-1 plan from rounding the LP, improved site by site: an incumbent that does
-    # not depend on HiGHS's sub-MIPs finding one
+    # (0) a stage-1 plan from rounding the LP, whatever HiGHS's sub-MIPs find
     lp_bound, relaxed = _relaxation(m, b, threads, random_seed)
+    if relaxed is None:
+        return incumbent  # no LP solution: the full MIP says why (infeasible or unbounded)
+    lp: dict[str, float] = relaxed
     bounds += [] if lp_bound is None else [lp_bound]
-    point = None if relaxed is None else _rounded(m, b, relaxed, threads, random_seed)
+    point = _rounded(m, b, lp, threads, random_seed)
     if incumbent is not None:
         point = _better(point, _Point(incumbent.values, incumbent.objective))
-    if point is not None and relaxed is not None:
-        point = _rins(m, b, point, relaxed, until(RINS_END), threads, random_seed)
-        point = _by_region(
-            m, b, point, relaxed, started + LOCAL_END * budget_s, threads, random_seed
-        )
-    # (1) stage 1: the MIP with purchases continuous, from that plan: its bound, and with no
-    # plan yet, HiGHS's own
+
+    def improve(point: _Point, rins_s: float, region_until: float) -> _Point:
+        """RINS, then the search by region, each within its time."""
+        if rins_s >= 1.0:
+            point = _rins(m, b, point, lp, rins_s, threads, random_seed)
+        if region_until - time.perf_counter() >= 1.0:
+            point = _by_region(m, b, point, lp, region_until, threads, random_seed)
+        return point
+
+    # (1) improve it across sites: RINS, then one region at a time
+    if point is not None:
+        point = improve(point, until(RINS_END), started + LOCAL_END * budget_s)
+    # (2) stage 1: the MIP with purchases continuous, for its bound (from that plan, with
+    # HiGHS's root sub-MIP heuristics off); with no plan yet, HiGHS's own heuristics
     for v in m.buy.values():
         v.cat = pulp.LpContinuous
     try:
         first = compat.run_highs(
-            m.prob, True, until(STAGE1_END), stage1_gap, threads,
+            m.prob, True, max(1.0, until(STAGE1_END)), stage1_gap, threads,
             start=None if point is None else point.values, random_seed=random_seed,
             options=None if point is None else BOUND_FIRST,
         )  # fmt: skip
@@ -280,31 +326,41 @@ def two_stage_start(
     bound = max(bounds) if bounds else None
     if point is None:
         return None if incumbent is None else Start(incumbent.values, incumbent.objective, bound)
-    # (1b) not within stage 1's gap of the bound: moves across sites, for what time is left
-    # before stage 2's share
-    g = relative_gap(point.objective, bound)
-    rins_s = until(1.0) - STAGE2_MIN_S
-    if relaxed is not None and (g is None or g > stage1_gap) and rins_s >= 1.0:
-        point = _rins(m, b, point, relaxed, rins_s, threads, random_seed)
-    # (2) stage 2: blocks and openings fixed at that plan, whole systems; it stops once its
+    # (3) not within stage 1's gap of the bound: RINS and the search by region again, while
+    # they improve the plan and more than stage 2's time is left
+    while (g := relative_gap(point.objective, bound)) is None or g > stage1_gap:
+        left = until(1.0, STAGE2_MIN_S)
+        if left < 1.0:
+            break
+        before = point.objective
+        point = improve(point, min(RINS_S, left), min(started + budget_s - STAGE2_MIN_S,
+                                                       time.perf_counter() + left))  # fmt: skip
+        if point.objective >= before * (1 - 1e-6):
+            break
+    # (4) stage 2: blocks and openings fixed at that plan, whole systems; it stops once its
     # plan is within STAGE2_GAP_SHARE of the requested gap of the bound (HiGHS's
-    # objective_target), else at a tenth of stage 1's gap
-    b.blocks_fixed(point.values)
+    # objective_target), else at a tenth of stage 1's gap. A quick rounding of the purchases
+    # first, kept if stage 2 ends with worse (as a start, it held HiGHS back).
+    best = incumbent
+    whole = _whole(m, b, point, max(1.0, min(WHOLE_S, until(1.0))), threads, random_seed)
+    if whole is not None and (best is None or whole.objective < best.objective):
+        best = whole
     enough = (
         None
-        if bound is None or bound <= 0
+        if bound is None or bound <= 0 or STAGE2_GAP_SHARE * target >= 0.5
         else {"objective_target": bound / (1 - STAGE2_GAP_SHARE * target)}
     )
-    try:
-        second = compat.run_highs(
-            m.prob, True, until(1.0), stage1_gap / 10, threads, random_seed=random_seed,
-            options=enough,
-        )  # fmt: skip
-    finally:
-        b.restore()
-    best = incumbent
-    if second.objective is not None and (best is None or second.objective < best.objective):
-        best = Start(_values(m), second.objective, bound)
+    if whole is None or enough is None or whole.objective > enough["objective_target"]:
+        b.blocks_fixed(point.values)
+        try:
+            second = compat.run_highs(
+                m.prob, True, max(1.0, until(1.0)), stage1_gap / 10, threads,
+                random_seed=random_seed, options=enough,
+            )  # fmt: skip
+        finally:
+            b.restore()
+        if second.objective is not None and (best is None or second.objective < best.objective):
+            best = Start(_values(m), second.objective, None)
     return None if best is None else Start(best.values, best.objective, bound)
 
 

@@ -229,15 +229,14 @@ def planner_section(
         "",
         f"Target met on {n_met}/{len(rows)} (gap <= {gap:.0%} in <= 30 s).",
         "",
-        "`highs + start`: HiGHS with the start of `planner/warmstart.py`: the LP relaxation rounded (blocks and "
-        "openings), improved site by site (sub-MIPs, purchases continuous), stage 1 (the MIP with purchases "
-        "continuous, from that plan, HiGHS's root sub-MIP heuristics off so that its search raises the bound "
-        "sooner; a relaxation, so its bound is a bound of the MIP), RINS across sites when stage 1 is not within "
-        "three quarters of the gap, then stage 2 (whole systems, blocks fixed); up to 80 % of the time limit, "
-        "the full MIP after it only with >= 8 s left. The higher bound is reported. `highs`: HiGHS alone. "
-        "Status is the planner's own (planner/solve.py): `optimal` only when the gap is <= 0.01 %; a solve stopped "
-        "by its gap or time limit is `feasible`. Best bounds: HiGHS `mip_dual_bound` (of the full MIP, of the "
-        "start's stage 1 or of the LP relaxation), CBC's log. "
+        '`highs + start`: HiGHS with the start of `planner/warmstart.py` (planner/README.md, "Warm start"): the '
+        "LP relaxation rounded, improved across sites (RINS, then one region at a time; purchases continuous), "
+        "stage 1 (the MIP with purchases continuous, from that plan, HiGHS's root sub-MIP heuristics off so that its "
+        "tree search raises the bound sooner; a relaxation, so its bound is a bound of the MIP), then stage 2 (whole "
+        "systems, blocks fixed), within 80 % of the time limit; the full MIP after it only with >= 8 s left. "
+        "`highs`: HiGHS alone. Status is the planner's own (planner/solve.py): `optimal` only when the gap is "
+        "<= 0.01 %; a solve stopped by its gap or time limit is `feasible`. Best bounds: HiGHS `mip_dual_bound` "
+        "(the highest of the full MIP's, the start's stage 1's and the LP relaxation's), CBC's log. "
         f"Reproduce: `python -m simulations.bench.planner --seed {seed} --instances {_range(instances)} "
         f"--highs-seeds {_range(highs_seeds)} --time-limit {time_limit_s:g} --gap {gap:g}`.",
         "",

@@ -73,9 +73,7 @@ def test_bad_derates_name_site_quarter_value_and_what_is_allowed() -> None:
     assert _error(sc, {("us-a", 0): 0.5, ("us-a", "2027Q1"): 0.6}) == (
         "derate of site 'us-a' in quarter 0: given twice (one factor per site-quarter)"
     )
-    assert _error(sc, {"us-a": 0.5}) == (  # type: ignore[dict-item]
-        "derate key 'us-a' is not allowed (a (site, quarter) pair)"
-    )
+    assert _error(sc, {"us-a": 0.5}) == "derate key 'us-a' is not allowed (a (site, quarter) pair)"
 
 
 def test_a_scenario_built_with_a_bad_derate_is_rejected_too() -> None:
@@ -131,9 +129,9 @@ def test_a_derate_costs_at_least_nothing_and_utilisation_reports_it() -> None:
     assert [rows[(q, "us-a")]["derate"] for q in ("2027Q1", "2027Q2", "2027Q3")] == [1.0, 0.5, 0.7]
     assert {r["derate"] for (q, s), r in rows.items() if s == "cn-a"} == {1.0}
     for r in rows.values():
-        cap, usable, served = (
-            float(r[c]) for c in ("capacity_gpu_h", "usable_gpu_h", "served_gpu_h")
-        )  # type: ignore[arg-type]
-        assert usable == pytest.approx(float(r["derate"]) * cap, rel=1e-12)  # type: ignore[arg-type]
+        cap, usable, served, f = (
+            float(str(r[c])) for c in ("capacity_gpu_h", "usable_gpu_h", "served_gpu_h", "derate")
+        )
+        assert usable == pytest.approx(f * cap, rel=1e-12)
         assert served <= usable * (1 + 1e-9)
         assert r["utilisation"] == pytest.approx(served / cap, rel=1e-12)

@@ -10,7 +10,7 @@ import yaml
 
 from planner import compat
 from planner.build import build
-from planner.inputs import Scenario
+from planner.inputs import DerateKey, Scenario
 from planner.model import Model
 from planner.replan import plan, replan
 from planner.results import collect
@@ -20,7 +20,7 @@ from planner.warmstart import Plan, Start, plan_start, plan_values
 
 TINY = Path(__file__).parent.parent / "data" / "planner" / "tiny.yaml"
 EXACT = SolveOptions(gap=0.0, time_limit_s=30)
-DERATE = {("us-a", 1): 0.5, ("us-a", "2027Q3"): 0.7}
+DERATE: dict[DerateKey, float] = {("us-a", 1): 0.5, ("us-a", "2027Q3"): 0.7}
 
 
 def _tiny(hard: bool = False) -> Scenario:
@@ -32,7 +32,7 @@ def _tiny(hard: bool = False) -> Scenario:
 
 def _npv(m: Model) -> float:
     """The objective of the values on the model's variables, in USD."""
-    return sum(compat.value(v) * c for v, c in m.prob.objective.items()) * m.objective_unit
+    return float(sum(compat.value(v) * c for v, c in m.prob.objective.items()) * m.objective_unit)
 
 
 def test_the_plan_of_a_solved_model() -> None:
