@@ -17,10 +17,13 @@ of the site, ``fleet.SiteFleet.capacity_fraction``); G_k and eff_k the GPUs of S
   each with its SKU of (J5) drawn at the same time (the cap of (J2) depends on it).
 * (J4) Count: N = min{ n : h_{i_1} + ... + h_{i_n} >= T }, then the N-th job's duration is
   shortened to d' = (T - h_{i_1} - ... - h_{i_{N-1}}) * 3600 / g_{i_N} > 0.
-* (J5) SKU: each job independently runs on SKU k with P(k) = eff_k G_k / sum_k' eff_k' G_k'
-  (pinned: ``gpu_models=(k,)``), for d / eff_k seconds (``estimated_duration_s``). So the
-  expected load of SKU k over its capacity, E[H100-hours on k] / (eff_k G_k) =
-  T / sum_k' eff_k' G_k', is the same for every SKU.
+* (J5) SKU: a job of g GPUs independently runs on SKU k with P(k | g) = eff_k G_k /
+  sum_{k' : G_k' >= g} eff_k' G_k' among the SKUs with at least g GPUs (all of them when none
+  has: the job never fits), pinned (``gpu_models=(k,)``), for d / eff_k seconds
+  (``estimated_duration_s``). For gangs every SKU can hold, the expected load of SKU k over
+  its capacity, E[H100-hours on k] / (eff_k G_k), is the same for every SKU; a gang goes only
+  to a model pool that can hold it (a team picks one that can run its job; in a slice of a
+  site a small pool would otherwise turn big gangs into jobs that never fit).
 * (J6) Arrivals: U_1..U_N iid uniform on [0, 1), sorted; job m arrives at a + L * U_(m). A
   Poisson process of rate lambda = T / (L * mean h) on the window has expected H100-hours T;
   this is such a process conditioned on its count, the count being N of (J4) (E[N] is about
@@ -331,7 +334,7 @@ def generate_jobs(
             f"site {site}: demand of {', '.join(sorted(hours_h100))} but no GPUs in the fleet"
         )
     cap = np.array([p.h100_capacity for p in live], dtype=np.float64)
-    p_sku = cap / cap.sum() if live else cap
+    p_sku = _sku_odds(cap, np.array([p.gpus for p in live], dtype=np.int64), sizes.num_gpus)
     # (J2): per SKU (rows of the arrays) and trace row (columns), capped H100 durations
     duration = np.repeat(sizes.duration_s[None, :], max(1, len(live)), axis=0)
     if max_duration_h is not None:
@@ -487,9 +490,21 @@ def _seed_words(seed: int, *names: str) -> list[int]:
     return [seed, *(zlib.crc32(n.encode()) for n in names)]
 
 
+def _sku_odds(cap: FloatArray, gpus: IntArray, num_gpus: IntArray) -> FloatArray:
+    """(J5): per SKU (rows) and trace row (columns), the chance that a job of that row runs
+    on that SKU: in proportion to the SKUs' H100-equivalent capacity among those with at
+    least the gang's GPUs (all SKUs when none has: the job never fits)."""
+    if not len(cap):
+        return np.zeros((0, len(num_gpus)), dtype=np.float64)
+    fits = gpus[:, None] >= num_gpus[None, :]
+    fits[:, ~fits.any(axis=0)] = True
+    odds = cap[:, None] * fits
+    return odds / odds.sum(axis=0, keepdims=True)  # type: ignore[no-any-return]
+
+
 def _mean_hours(hours: FloatArray, p_sku: FloatArray) -> float:
     """Expected H100-hours of one drawn job: trace rows uniform, SKUs by ``p_sku``."""
-    return float((p_sku @ hours).mean())
+    return float((p_sku * hours).sum(axis=0).mean())
 
 
 def _draw_count(
@@ -505,7 +520,8 @@ def _draw_count(
     while True:
         batch = int(expected * _BATCH_SLACK) + 16
         idx = rng.integers(0, hours.shape[1], size=batch)
-        sku = rng.choice(len(p_sku), size=batch, p=p_sku)
+        cdf = np.cumsum(p_sku[:, idx], axis=0)
+        sku = np.minimum((rng.random(batch)[None, :] >= cdf).sum(axis=0), len(p_sku) - 1)
         cum = done + np.cumsum(hours[sku, idx])
         k = int(np.searchsorted(cum, target, side="left"))  # first with cum >= target
         if k < batch:

@@ -141,39 +141,54 @@ def fails(r: SiteQuarter, slo: Slo) -> bool:
 
 def binding_limits(m: Model, site: str, t: int) -> list[str]:
     """The scenario's limits the solved plan presses against up to quarter ``t`` in the
-    site's region: tight rows of the families in ``LIMITS``, in words."""
+    site's region: tight rows of the families in ``LIMITS``, in words, one entry per limit
+    with the quarters it binds in (the latest ones first named)."""
     sc = m.scenario
     region = sc.site(site).region
     in_region = {s.name for s in sc.sites if s.region == region}
     labels = sc.horizon.labels
     cons = compat.constraints_by_name(m.prob)
-    found: list[str] = []
+    found: dict[str, list[int]] = {}
     for name, row in m.rows.items():
         words = LIMITS.get(row.family)
         if words is None or name not in cons:
             continue
         key = row.key
+        q: int | None
         if row.family == "Sku-supply":
-            k, r, q = key
-            if r != region or int(q) > t:
+            k, r, qq = key
+            q = int(qq)
+            if r != region:
                 continue
-            what = f"{words} of {k} in {r} in {labels[int(q)]} ({row.rhs:g} systems)"
+            what = f"{words} of {k} in {r} ({row.rhs:g} systems a quarter)"
         elif row.family == "Quarter-budget":
             q = int(key[0])
-            if q > t:
-                continue
-            what = f"{words} in {labels[q]}"
+            what = f"{words}"
         else:
-            if key[0] not in in_region or (
-                len(key) > 1 and isinstance(key[-1], int) and key[-1] > t
-            ):
+            if key[0] not in in_region:
                 continue
-            when = f" in {labels[key[-1]]}" if len(key) > 1 and isinstance(key[-1], int) else ""
-            what = f"{words} at {key[0]}{when}"
+            q = int(key[-1]) if len(key) > 1 and isinstance(key[-1], int) else None
+            what = f"{words} at {key[0]}"
+        if q is not None and q > t:
+            continue
         value = cons[name].value()
         if value is not None and abs(value) <= 1e-6 * max(1.0, abs(row.rhs)):
-            found.append(what)
-    return found
+            found.setdefault(what, [])
+            if q is not None:
+                found[what].append(q)
+    out = []
+    for what, qs in found.items():
+        if not qs:
+            out.append(what)
+            continue
+        qs = sorted(set(qs))
+        when = (
+            labels[qs[0]]
+            if len(qs) == 1
+            else f"{len(qs)} quarters, {labels[qs[0]]}-{labels[qs[-1]]}"
+        )
+        out.append(f"{what} ({when})" if "(" not in what else f"{what[:-1]}; {when})")
+    return out
 
 
 def _bound_reason(m: Model, r: SiteQuarter, slo: Slo) -> str | None:

@@ -59,7 +59,7 @@ def test_a_power_cap_that_forbids_a_second_node_is_named(tmp_path: Path) -> None
     kept = v.iterations[-1]
     assert not v.slo_met and kept.gpus_bought == 0
     assert kept.bound and kept.bound[0][0].site == "us-a"
-    assert "binding: IT power at us-a in 2027Q1" in kept.bound[0][1]
+    assert kept.bound[0][1] == "the plan leaves 11% of us-fsd's demand unserved; binding: IT power at us-a (2027Q1)"
     assert v.verdict.startswith(
         "SLO not met: 1 site-quarter(s) cannot meet it within the scenario's limits"
     )
