@@ -28,6 +28,11 @@ of the site, ``fleet.SiteFleet.capacity_fraction``); G_k and eff_k the GPUs of S
   Poisson process of rate lambda = T / (L * mean h) on the window has expected H100-hours T;
   this is such a process conditioned on its count, the count being N of (J4) (E[N] is about
   lambda * L), so that the total is hit on every stream, not only in expectation.
+* (J7) Slices: in a slice of a site (slice fraction < 1), a gang of g GPUs on SKU k with
+  fewer GPUs G_k in the slice than g (it fits the site, not the slice) runs on G_k GPUs for
+  d g / G_k: as wide as the slice allows, its H100-hours unchanged. Without it, the few big
+  gangs of a trace (Philly: 3 of 128 GPUs, 6 of 64, 67 of 32), which carry much of its work,
+  would never fit a 256-GPU slice and count as demand the site cannot serve.
 
 Properties: (P1) every stream's H100-hours sum to T (to float rounding), whatever T is.
 Before the trim of (J4), T <= sum < T + h_{i_N} <= T + max_i h_i: within one job's hours, so
@@ -265,6 +270,7 @@ class JobStream:
     streams: tuple[StreamTotal, ...]
     oversized: int  # jobs whose gang has more GPUs than the fleet has of their SKU
     eff_vs_h100: Mapping[str, float] = field(default_factory=dict, hash=False)  # SKU -> eff
+    shrunk: int = 0  # gangs of a slice narrowed to their SKU's GPUs in it (J7)
 
     @property
     def h100_hours(self) -> float:
@@ -351,13 +357,15 @@ def generate_jobs(
         arrivals += drawn
         totals.append(total)
     arrivals.sort(key=lambda r: r[:4])
-    jobs, oversized = _jobs(
-        site, quarter_label, arrivals, live, data_region, allowed_regions, checkpoint_interval_s
-    )
+    jobs, oversized, shrunk = _jobs(
+        site, quarter_label, arrivals, live, data_region, allowed_regions, checkpoint_interval_s,
+        shrink=slice_fraction < 1.0,
+    )  # fmt: skip
     effs = {p.sku: p.eff_vs_h100 for p in live}
     return JobStream(
-        site, quarter_label, float(start_s), float(length_s), jobs, tuple(totals), oversized, effs
-    )
+        site, quarter_label, float(start_s), float(length_s), jobs, tuple(totals), oversized, effs,
+        shrunk,
+    )  # fmt: skip
 
 
 # one arrival: (time, workload, team, index in its stream, GPUs, H100 duration s,
@@ -411,14 +419,19 @@ def _jobs(
     data_region: Mapping[str, str],
     allowed_regions: Mapping[str, Sequence[str]],
     checkpoint_interval_s: float | None,
-) -> tuple[tuple[Job, ...], int]:
-    """Core jobs of sorted arrivals (gangs and CPU/memory as in the module docstring), and
-    how many have more GPUs than the fleet has of their SKU."""
+    shrink: bool = False,
+) -> tuple[tuple[Job, ...], int, int]:
+    """Core jobs of sorted arrivals (gangs and CPU/memory as in the module docstring), how
+    many have more GPUs than the fleet has of their SKU, and (``shrink``: the fleet is a
+    slice of a site) how many such gangs were narrowed to their SKU's GPUs in the slice."""
     jobs: list[Job] = []
     shapes: dict[tuple[int, int, str], tuple[WorkerRequest, int]] = {}
-    oversized = 0
+    oversized = shrunk = 0
     for i, (when_s, workload, team, _, g, dur_s, k, priority) in enumerate(arrivals):
         pool = pools[k]
+        if shrink and g > pool.gpus:  # (J7): as wide as the slice allows, as long as needed
+            dur_s, g = dur_s * g / pool.gpus, pool.gpus
+            shrunk += 1
         key = (k, g, workload)
         if key not in shapes:
             n_workers, per = gang_shape(g, pool.gpus_per_node)
@@ -446,7 +459,7 @@ def _jobs(
                 data_region=data_region[workload],
             )
         )
-    return tuple(jobs), oversized
+    return tuple(jobs), oversized, shrunk
 
 
 def _streams(

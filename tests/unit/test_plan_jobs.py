@@ -345,3 +345,17 @@ def test_a_site_week_of_a_512_gpu_slice_of_the_default_scenario() -> None:
     assert s.h100_hours == pytest.approx(site_h100 * fleet.capacity_fraction, rel=1e-9)
     assert len(s.jobs) > 500 and {j.worker.gpu_models[0] for j in s.jobs} == {"H200", "H20"}
     assert {(j.data_region, j.worker.regions) for j in s.jobs} == {("CN", ("CN",))}
+
+
+def test_in_a_slice_a_gang_wider_than_its_pool_runs_narrower_and_longer() -> None:
+    small = SkuPool("H100", 2, 16, 1.0, 8, 112_000, 2 * TIB)
+    sizes = JobSizes.of([(128, 3600.0)])
+    whole = gen(pools=(small,), sizes=sizes, hours_h100={"w1": 256.0})
+    assert whole.oversized == 2 and whole.shrunk == 0  # the site itself cannot hold them
+    sliced = gen(pools=(small,), sizes=sizes, hours_h100={"w1": 512.0}, slice_fraction=0.5)
+    assert sliced.oversized == 0 and sliced.shrunk == 2
+    assert [(j.num_workers, j.worker.gpus, j.estimated_duration_s) for j in sliced.jobs] == [
+        (2, 8, 8 * 3600.0),
+        (2, 8, 8 * 3600.0),
+    ]
+    assert sliced.h100_hours == pytest.approx(256.0)
