@@ -25,8 +25,9 @@ For each site s and quarter t with GPUs or demand:
    * GPU utilisation = GPU-seconds held in the measured weeks / (GPUs x their length);
    * never fit = measured jobs the core rejected as fitting no node of the fleet;
    * unserved fraction = (growth of the waiting backlog over the measured weeks, in
-     GPU-seconds of work not yet started, plus the work of jobs that fit nowhere) / the work
-     submitted in them: the share of the arriving work the fleet did not keep up with (a
+     GPU-seconds of work not yet started by jobs that had waited longer than the scenario's
+     SLO wait, if it has one, plus the work of jobs that fit nowhere) / the work submitted in
+     them: the share of the arriving work the fleet did not keep up with (a
      queue that grows), robust to short windows, where work still running at either end
      would make "1 - held / submitted" noisy.
 """
@@ -277,9 +278,12 @@ def measure(
     streams: Sequence[tuple[JobStream, Replay]],
     measure_from_s: float,
     until_s: float,
+    patience_s: float = 0.0,
 ) -> tuple[int, float, float, float, float, int, float, int]:
     """(jobs, wait P50/P95/P99 h, GPU util %, never fit, unserved fraction, still waiting)
-    over the jobs submitted in [measure_from_s, until_s) of every seed's replay."""
+    over the jobs submitted in [measure_from_s, until_s) of every seed's replay. The waiting
+    backlog at either end counts jobs that had waited longer than ``patience_s`` by then (the
+    SLO's wait: a job waiting less is on time, not unserved)."""
     waits: list[float] = []
     held = work = 0.0
     never = waiting = 0
@@ -290,9 +294,11 @@ def measure(
             held += track.held_gpu_s(measure_from_s, until_s)
             if not track.rejected:
                 gpu_s = track.gpus * track.work_s
-                if track.submit_s < measure_from_s and not track.start_s <= measure_from_s:
+                if track.submit_s < measure_from_s - patience_s and not (
+                    track.start_s <= measure_from_s
+                ):
                     backlog0 += gpu_s  # waiting (or never started) when measuring began
-                if math.isnan(track.start_s):
+                if math.isnan(track.start_s) and track.submit_s < until_s - patience_s:
                     backlog1 += gpu_s
             if track.submit_s < measure_from_s:
                 continue
@@ -369,7 +375,10 @@ def simulate_site_quarter(
                     round(tr.submit_s, 1), _round(tr.start_s), _round(tr.end_s), tr.preemptions, seed,
                 )
             )  # fmt: skip
-    jobs, p50, p95, p99, util, never, unserved, waiting = measure(fleet, runs, warm, length)
+    patience = scenario.slo.wait_p95_hours * 3600.0 if scenario.slo is not None else 0.0
+    jobs, p50, p95, p99, util, never, unserved, waiting = measure(
+        fleet, runs, warm, length, patience
+    )
     row = SiteQuarter(
         fleet.site, fleet.region, label, fleet.t, fleet.gpus_total, jobs, p50, p95, p99, util,
         never, unserved, fleet.gpus_in_slice, waiting, demand, planned_util_pct,
