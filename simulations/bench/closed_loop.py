@@ -57,7 +57,15 @@ def loop_section(workers: int = 2, time_limit_s: float = 30.0) -> str:
         f"{len(first.failed)} site-quarter(s) missing the SLO; the kept plan: worst wait P95 "
         f"{_h(kept.worst_wait_p95_h)} h, {len(kept.failed)} missing",
         f"* GPUs bought: {first.gpus_bought:,} by the GPU-hours plan, {kept.gpus_bought:,} by the kept one "
-        f"({kept.gpus_bought - first.gpus_bought:+,}: the size of the error a GPU-hours-only plan makes here)",
+        f"({kept.gpus_bought - first.gpus_bought:+,}; NPV ${(first.outcome.objective or 0) / 1e9:.2f} B -> "
+        f"${(kept.outcome.objective or 0) / 1e9:.2f} B)"
+        + (
+            ": the size of the error a GPU-hours-only plan makes here"
+            if v.slo_met
+            else ": not the size of the GPU-hours plan's error, since the SLO is not met; where the "
+            "scenario's limits bind, a derated site-quarter serves less and the plan pays the unserved "
+            "penalty instead of GPUs it cannot install"
+        ),
         f"* verdict: {v.verdict}",
     ]
     for r, why in kept.bound[:8]:
