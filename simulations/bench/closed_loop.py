@@ -42,7 +42,7 @@ def loop_section(workers: int = 2, time_limit_s: float = 30.0) -> str:
         f"unserved <= {slo.max_unserved_fraction:g} per site-quarter, at most {slo.iterations} plans. "
         f"Replays: {settings.job_sizes} job sizes, {settings.queue}+{settings.backfill}, "
         f"{settings.warmup_weeks:g} warm-up + {settings.weeks_per_quarter:g} measured weeks per site-quarter, "
-        f"sites sliced to {settings.max_gpus_per_site} GPUs, {workers} replays at a time; HiGHS "
+        f"each GPU model's pool at a site sliced to {settings.max_gpus_per_site} GPUs, {workers} replays at a time; HiGHS "
         f"{time_limit_s:g} s per plan. Reproduce: `gpuyard plan {SCENARIO.relative_to(SCENARIO.parents[2])} "
         f"--verify --out DIR --workers {workers} --time-limit {time_limit_s:g}` (then `DIR/verify/iterations.csv`).",
         "",

@@ -11,12 +11,11 @@
    sources in the comments), a generic shape by ``gpus_per_system`` for any other SKU, and the
    scenario's ``simulation.node_shapes`` over both (:func:`node_shapes`).
 3. Nodes of one site-quarter (:func:`site_nodes`), optionally a proportional slice of at most
-   about ``max_gpus`` GPUs, with rack, region and site labels.
+   about ``max_gpus`` GPUs of each GPU model, with rack, region and site labels.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -356,13 +355,19 @@ def site_nodes(
     ``gpuyard.io/site``. The list is a seeded permutation of that name order (``seed=None``:
     name order), so that the core's index-order tie-breaks favour no SKU or rack.
 
-    Slice: when the site has more than ``max_gpus`` GPUs, each SKU's n_k systems become
-    max(1, floor(n_k x f + 1/2)) with f = max_gpus / the site's GPUs (whole systems, at
-    least one of each SKU the site has, so a slice may exceed ``max_gpus`` a little). A slice
-    is a conservative stand-in for the site: at the same utilisation a larger pool of
-    servers waits less (pooling: more jobs finish per unit of time, so a freed GPU is
-    found sooner), so the slice's queue waits are an upper bound on the site's. Gangs
-    larger than the slice's GPUs of their SKU never fit in it, and gangs near that size are
+    Slice: a SKU of which the site has more than ``max_gpus`` GPUs keeps min(n_k, max(1,
+    floor(max_gpus / GPUs per system))) of its n_k systems: every GPU model's pool is at
+    most ``max_gpus`` GPUs (whole systems, at least one), each its own slice of the site.
+    Jobs are pinned to one model, so the pools do not interact, and slicing each pool
+    alike keeps a small model's pool from becoming a handful of GPUs beside a big one's (a
+    site-wide fraction gave 418 H200 systems next to 6,608 H20 two systems in a 256-GPU
+    slice, where gangs queued for hours while the site's 3,344 H200 would not). The job
+    generator scales each model's demand by its pool's share of its capacity
+    (``capacity_fraction`` overall, ``jobs.py`` (J1), (J5)). A slice is a conservative
+    stand-in for the site: at the same utilisation a larger pool of servers waits less
+    (pooling: more jobs finish per unit of time, so a freed GPU is found sooner), so the
+    slice's queue waits are an upper bound on the site's. Gangs wider than their pool in
+    the slice run narrower for longer (``jobs.py`` (J7)), and gangs near that width are
     harder to place than at the site: their waits are not representative."""
     sc_site = next((s for s in scenario.sites if s.name == site), None)
     if sc_site is None:
@@ -386,9 +391,8 @@ def site_nodes(
     }
     gpus_total = sum(n * skus[k].gpus_per_system for k, n in total.items())
     kept = dict(total)
-    if max_gpus is not None and gpus_total > max_gpus:
-        f = max_gpus / gpus_total
-        kept = {k: max(1, math.floor(n * f + 0.5)) for k, n in total.items()}
+    if max_gpus is not None:
+        kept = {k: min(n, max(1, max_gpus // skus[k].gpus_per_system)) for k, n in total.items()}
     nodes: list[Node] = []
     pools: list[SkuPool] = []
     for name, n in kept.items():

@@ -14,7 +14,11 @@ def add_plan_sim_options(p: argparse.ArgumentParser, common: bool = True) -> Non
     (shared by ``simulate plan`` and ``plan --verify``)."""
     p.add_argument("--weeks-per-quarter", type=float, help="simulated weeks per quarter (K)")
     p.add_argument("--warmup-weeks", type=float, help="weeks replayed before the measured ones")
-    p.add_argument("--max-gpus-per-site", type=int, help="slice sites larger than this")
+    p.add_argument(
+        "--max-gpus-per-site",
+        type=int,
+        help="replay at most this many GPUs of each GPU model of a site",
+    )
     p.add_argument("--policy", help="queue order (fifo, priority, sjf, las, drf)")
     p.add_argument("--backfill", choices=("none", "easy"))
     p.add_argument("--preemption", action=argparse.BooleanOptionalAction, default=None)

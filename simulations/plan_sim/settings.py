@@ -9,8 +9,8 @@ this module is where it is checked. Every field is optional::
       checkpoint_interval_s: 1800  # given to every job; null: a preempted job loses its work
       weeks_per_quarter: 1         # simulated weeks per quarter (> 0, <= 13; 0.5: half a week)
       warmup_weeks: 1              # weeks simulated before the measured ones (0..13)
-      max_gpus_per_site: 512       # a site larger than this is replayed as a proportional
-                                   # slice (simulations/plan_sim/fleet.py); null: whole sites
+      max_gpus_per_site: 512       # at most this many GPUs of each GPU model of a site are
+                                   # replayed, a slice of its pool (plan_sim/fleet.py); null: whole
       queue: fifo                  # a queue order of scheduler/policies/registry.py
       backfill: easy               # none | easy
       preemption: false

@@ -256,23 +256,26 @@ def test_nvl72_system_is_one_rack_of_18_trays_of_4_gpus() -> None:
     assert (fleet.gpus_total, fleet.gpus_in_slice) == (4 * 8 + 2 * 72, 176)
 
 
-def test_a_slice_scales_each_sku_to_whole_systems_at_least_one() -> None:
+def test_a_slice_keeps_each_gpu_models_pool_within_max_gpus() -> None:
     sc = dgx()
-    # 800 + 216 = 1016 GPUs; f = 512 / 1016: H100 100 -> 50, NVL72 3 -> round(1.51) = 2
+    # H100: 100 systems (800 GPUs) -> 512 // 8 = 64; NVL72: 3 racks (216 GPUs) stay whole
     fleet = site_nodes(sc, "us-a", 0, {"H100": 100, "GB200-NVL72": 3}, max_gpus=512)
     assert [(p.sku, p.systems, p.gpus) for p in fleet.pools] == [
-        ("H100", 50, 400),
-        ("GB200-NVL72", 2, 144),
+        ("H100", 64, 512),
+        ("GB200-NVL72", 3, 216),
     ]
-    assert len(fleet.nodes) == 50 + 2 * 18
-    assert (fleet.gpus_total, fleet.gpus_in_slice, fleet.sliced) == (1016, 544, True)
-    assert fleet.slice_fraction == 544 / 1016
-    assert fleet.capacity_fraction == (400 + 2.5 * 144) / (800 + 2.5 * 216)
+    assert len(fleet.nodes) == 64 + 3 * 18
+    assert (fleet.gpus_total, fleet.gpus_in_slice, fleet.sliced) == (1016, 728, True)
+    assert fleet.slice_fraction == 728 / 1016
+    assert fleet.capacity_fraction == (512 + 2.5 * 216) / (800 + 2.5 * 216)
     assert fleet.systems_total == (("H100", 100), ("GB200-NVL72", 3))
-    # 8000 + 72 GPUs: f = 512 / 8072; H100 1000 -> 63, NVL72 1 -> max(1, round(0.06)) = 1
+    # a small model keeps its pool: H100 1000 -> 64 systems, NVL72 1 -> 1 (at least one)
     small = site_nodes(sc, "us-a", 0, {"H100": 1000, "GB200-NVL72": 1}, max_gpus=512)
-    assert [(p.sku, p.systems) for p in small.pools] == [("H100", 63), ("GB200-NVL72", 1)]
-    assert small.gpus_in_slice == 63 * 8 + 72 and small.slice_fraction == 576 / 8072
+    assert [(p.sku, p.systems) for p in small.pools] == [("H100", 64), ("GB200-NVL72", 1)]
+    assert small.gpus_in_slice == 64 * 8 + 72 and small.slice_fraction == 584 / 8072
+    # NVL72 wider than max_gpus: one rack at least
+    one = site_nodes(sc, "us-a", 0, {"GB200-NVL72": 5}, max_gpus=64)
+    assert [(p.sku, p.systems) for p in one.pools] == [("GB200-NVL72", 1)]
     # a site within max_gpus is whole
     whole = site_nodes(sc, "us-a", 0, {"H100": 64}, max_gpus=512)
     assert (whole.gpus_in_slice, whole.slice_fraction, whole.sliced) == (512, 1.0, False)

@@ -333,10 +333,10 @@ def test_philly_and_alibaba_job_sizes() -> None:
 
 @pytest.mark.trace
 @needs_traces
-def test_a_site_week_of_a_512_gpu_slice_of_the_default_scenario() -> None:
+def test_a_site_week_of_512_gpu_pools_of_the_default_scenario() -> None:
     sc = load_scenario(ROOT / "simulations" / "scenarios" / "china-dc.yaml")
     fleet = site_nodes(sc, "cn-west", 8, {"H200": 2868, "H20": 9058}, max_gpus=512)
-    assert fleet.gpus_in_slice == 512
+    assert fleet.gpus_in_slice == 2 * 512  # each GPU model's pool: 512 GPUs
     site_h100 = (2868 * 1.15 + 9058 * 0.15) * 8 * 168 * 0.8  # a week at 80 % of capacity
     sizes = load_job_sizes("philly")
     t0 = time.perf_counter()
