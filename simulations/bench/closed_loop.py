@@ -62,9 +62,11 @@ def loop_section(workers: int = 2, time_limit_s: float = 30.0) -> str:
         + (
             ": the size of the error a GPU-hours-only plan makes here"
             if v.slo_met
-            else ": not the size of the GPU-hours plan's error, since the SLO is not met; where the "
-            "scenario's limits bind, a derated site-quarter serves less and the plan pays the unserved "
-            "penalty instead of GPUs it cannot install"
+            else f": what the GPU-hours plan misses where the SLO can be met; the other {len(kept.failed)} "
+            "site-quarters cannot meet it within the scenario's limits (below)"
+            if len(kept.bound) == len(kept.failed)
+            else ": not the size of the GPU-hours plan's error, since the SLO is not met where it "
+            "could be (the iteration limit came first)"
         ),
         f"* verdict: {v.verdict}",
     ]
