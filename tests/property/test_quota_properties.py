@@ -90,7 +90,11 @@ def test_quotas_borrowing_reclaim_and_aging(ops, borrow, lend, queue, backfill) 
                     assert victim_team in grew
                 else:
                     assert state.jobs[a.job_id].priority < state.jobs[beneficiary].priority
-        # a job past the aging bound is ahead of every job that is not
+        # a job past the aging bound is in the front lane, and the front lane (overdue jobs
+        # and EASY's reserved heads, which are moved there and need not be overdue yet) is
+        # ahead of every other job
         order = state.pending
         overdue = [state.now_s - state.jobs[j].submitted_at_s > aging for j in order]
-        assert overdue == sorted(overdue, reverse=True)
+        front = [state.queues.where[j][1][0] == 0 for j in order]
+        assert all(f for f, o in zip(front, overdue, strict=True) if o)
+        assert front == sorted(front, reverse=True)
