@@ -289,6 +289,7 @@ def measure(
     never = waiting = 0
     span = until_s - measure_from_s
     backlog0 = backlog1 = 0.0  # GPU-seconds of work waiting to start, at both ends
+    never_work = 0.0  # GPU-seconds of measured jobs that fit nowhere
     for _stream, replay in streams:
         for track in replay.tracks:
             held += track.held_gpu_s(measure_from_s, until_s)
@@ -305,6 +306,7 @@ def measure(
             work += track.gpus * track.work_s
             if track.rejected:
                 never += 1
+                never_work += track.gpus * track.work_s
                 continue
             if math.isnan(track.start_s):
                 waiting += 1
@@ -318,12 +320,6 @@ def measure(
         p50 = p95 = p99 = math.nan
     gpus = fleet.gpus_in_slice * len(streams)
     util = 100.0 * held / (gpus * span) if gpus and span > 0 else math.nan
-    never_work = sum(
-        t.gpus * t.work_s
-        for _s, r in streams
-        for t in r.tracks
-        if t.rejected and t.submit_s >= measure_from_s
-    )
     # work that arrived and found no room: the growth of the waiting backlog, and the work of
     # jobs that fit nowhere
     unserved = min(1.0, (max(0.0, backlog1 - backlog0) + never_work) / work) if work > 0 else 0.0
