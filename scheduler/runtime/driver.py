@@ -331,10 +331,10 @@ class Driver:
             if rec is None:
                 continue
             if isinstance(a, Launch):
-                self.metrics.observe_admission(rec.team, max(0.0, a.now_s - rec.submitted_at_s))
                 b.effects.append(Start(a))
-                if rec.started_at_s is None:
+                if rec.started_at_s is None:  # the first start: admission latency
                     rec.started_at_s = a.now_s
+                    self.metrics.observe_admission(rec.team, a.now_s - rec.submitted_at_s)
             elif isinstance(a, Preempt):
                 self.metrics.preempted(rec.team, a.reason)
                 run = self.runs.active.get(a.job_id)

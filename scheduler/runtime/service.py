@@ -323,24 +323,22 @@ class SchedulerService:
         return inp.reply.wait(ANSWER_TIMEOUT_S)
 
     def _update_gauges(self) -> None:
-        from scheduler.core.model import MILLI_PER_GPU
-
         with self.lock:
             core = self.driver.core
-            fleet = core.fleet
-            cap = fleet.gpu_cap
-            unhealthy = int((fleet.gpu_exists & ~fleet.gpu_healthy).sum())
-            self.metrics.set_gpus(
-                allocated=int((cap - fleet.gpu_free).sum()) / MILLI_PER_GPU,
-                free=int(fleet.gpu_free[fleet.gpu_healthy].sum()) / MILLI_PER_GPU,
-                unhealthy=unhealthy,
-            )
+            self.metrics.set_fleet(core.fleet, core.off, core.off_since)
+            now = self.driver.now()
             rows: dict[tuple[str, str], int] = {}
+            oldest: dict[tuple[str, str], float] = {}
             for p in self.views.pending().values():
                 rec = self.records.get(p.job_id)
                 key = (rec.team if rec is not None else "?", p.code.value)
                 rows[key] = rows.get(key, 0) + 1
-            self.metrics.set_pending(rows)
+                if rec is not None:  # waiting since submission, or since the last requeue
+                    since = rec.requeued_at_s
+                    if since is None:
+                        since = rec.submitted_at_s
+                    oldest[key] = max(oldest.get(key, 0.0), now - since)
+            self.metrics.set_pending(rows, oldest)
 
     # ----------------------------------------------------------- the API
     def submit(

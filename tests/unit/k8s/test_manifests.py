@@ -26,6 +26,7 @@ from scheduler.runtime.auth import load_token_file
 from scheduler.runtime.config import ServiceConfig, load_config
 from scheduler.runtime.k8s.settings import parse_k8s_settings
 from tests.k8s_tools import kustomize_command, render
+from tests.unit.k8s.test_monitoring import prometheus_rule_errors
 
 ROOT = Path(__file__).resolve().parents[3]
 CRDS = ROOT.parent / "shared" / "k8s" / "crds"
@@ -115,8 +116,12 @@ def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
     return dict(strict(schema))
 
 
-def by_kind(docs: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
+def by_kind(
+    docs: tuple[dict[str, Any], ...], kind: str, name: str | None = None
+) -> list[dict[str, Any]]:
+    return [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
 
 
 def test_which_kustomize() -> None:
@@ -137,7 +142,8 @@ def test_every_manifest_validates(overlay: str) -> None:
         "Namespace", "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
         "Role", "RoleBinding", "ConfigMap", *claims, *volumes, "RayCluster", "Service",
         "Service", "PodDisruptionBudget", "PodDisruptionBudget", "NetworkPolicy",
-        "NetworkPolicy", "ServiceMonitor"])  # fmt: skip
+        "NetworkPolicy", "ServiceMonitor", "PrometheusRule", "ConfigMap"])  # fmt: skip
+    # (../monitoring: the alerts and the Grafana dashboard's ConfigMap, test_monitoring.py)
     for doc in docs:
         where = f"{overlay}: {doc['kind']}/{doc['metadata']['name']}"
         if doc["apiVersion"].startswith("ray.io/"):
@@ -146,6 +152,8 @@ def test_every_manifest_validates(overlay: str) -> None:
             assert not errors, f"{where}: " + "; ".join(
                 f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5]
             )
+        elif doc["kind"] == "PrometheusRule":  # the Prometheus Operator's CRD schema
+            assert not prometheus_rule_errors(doc), f"{where}: {prometheus_rule_errors(doc)}"
         elif doc["apiVersion"].startswith("monitoring.coreos.com/"):
             jsonschema.validate(doc, SERVICE_MONITOR)
         else:
@@ -234,7 +242,7 @@ def test_dev_cpu_has_no_gpus_and_simulates() -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_config_map_is_what_the_service_loads(overlay: str, tmp_path: Path) -> None:
-    (cm,) = by_kind(rendered(overlay), "ConfigMap")
+    (cm,) = by_kind(rendered(overlay), "ConfigMap", "gpuyard-config")
     for name, text in cm["data"].items():
         (tmp_path / name).write_text(text)
     raw = yaml.safe_load(cm["data"]["service.yaml"])
@@ -307,7 +315,7 @@ def test_checkpoints_are_on_a_rwx_claim_mounted_alike_in_the_head_and_every_work
         (mount,) = (m for m in container["volumeMounts"] if m["mountPath"] == CHECKPOINTS)
         assert not mount.get("readOnly", False), group
         assert pod["securityContext"]["fsGroup"] == 100, group  # the ray user's group writes
-    (cm,) = by_kind(docs, "ConfigMap")
+    (cm,) = by_kind(docs, "ConfigMap", "gpuyard-config")
     assert yaml.safe_load(cm["data"]["service.yaml"])["storage_path"] == CHECKPOINTS
 
 
@@ -360,7 +368,7 @@ def test_the_s3_overlay_has_no_shared_volume_and_the_credentials_from_a_secret()
     head = rc["spec"]["headGroupSpec"]["template"]["spec"]
     (remediator,) = (c for c in head["containers"] if c["name"] == "remediator")
     assert not any(e["name"].startswith("AWS_") for e in remediator["env"])  # needs none
-    (cm,) = by_kind(docs, "ConfigMap")
+    (cm,) = by_kind(docs, "ConfigMap", "gpuyard-config")
     assert yaml.safe_load(cm["data"]["service.yaml"])["storage_path"].startswith("s3://")
     secret = yaml.safe_load(
         (ROOT / "k8s" / "overlays" / "s3-checkpoints" / "secret.example.yaml").read_text()
@@ -386,8 +394,8 @@ def test_the_s3_overlay_is_gpu_prod_but_for_the_checkpoint_storage() -> None:
     (prod,) = by_kind(rendered("gpu-prod"), "RayCluster")
     (s3,) = by_kind(rendered("s3-checkpoints"), "RayCluster")
     assert without_storage(s3) == without_storage(prod)
-    (prod_cm,) = by_kind(rendered("gpu-prod"), "ConfigMap")
-    (s3_cm,) = by_kind(rendered("s3-checkpoints"), "ConfigMap")
+    (prod_cm,) = by_kind(rendered("gpu-prod"), "ConfigMap", "gpuyard-config")
+    (s3_cm,) = by_kind(rendered("s3-checkpoints"), "ConfigMap", "gpuyard-config")
     assert {k: v for k, v in s3_cm["data"].items() if k != "service.yaml"} == {
         k: v for k, v in prod_cm["data"].items() if k != "service.yaml"
     }
