@@ -1,19 +1,34 @@
 """Scenario YAML -> a validated, frozen `Scenario` (the format is in planner/README.md).
 
-Every error is a `ScenarioError` naming the file, the YAML path (``sites[1].grid_cap_mw``),
-the bad value and what is allowed; unknown keys are rejected with the allowed ones listed.
+The file is a pydantic model (:class:`ScenarioFile`, on the shared validation layer
+``scheduler/files/document.py``: strict types, no unknown keys, finite numbers, duplicate YAML
+keys rejected); what one section cannot check alone (a workload's sites, a SKU's regions,
+windows in order, names unique) is checked after it. Every problem is one line of a
+:class:`ScenarioError`, in the job spec's format::
+
+    china-dc.yaml:142: sites[1].grid_cap_mw: Input should be greater than or equal to 0 (got -5)
+
+The published JSON Schema (``examples/schemas/scenario.schema.json``) is this model's.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    WithJsonSchema,
+)
 
 from planner.demand import ANY_CASE
 from planner.inputs import (
@@ -29,357 +44,381 @@ from planner.inputs import (
     Workload,
     parse_quarter,
 )
+from scheduler.files.document import (
+    Document,
+    FileModel,
+    InputRejected,
+    Loc,
+    dotted,
+    line_of,
+    read_document,
+    validate,
+)
+
+__all__ = ["ScenarioError", "ScenarioFile", "load_scenario", "parse_scenario"]
 
 _SCI = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+_QUARTER = r"^[0-9]{4}Q[1-4]$"
 _FAR = 10**6  # an open-ended eligibility window ends here (quarter index)
+_GRID_TOLERANCE_MW = 1e-9
 
 
-class ScenarioError(ValueError):
-    def __init__(self, source: str, where: str, value: object, allowed: str) -> None:
-        shown = (
-            repr(value)
-            if not isinstance(value, str) or len(value) < 80
-            else repr(value[:77] + "...")
-        )
-        super().__init__(f"{source}: {where}: {shown} is not allowed ({allowed})")
-        self.where = where
+class ScenarioError(InputRejected):
+    """A bad scenario file: one line per problem, ``file:line: field.path: msg (got value)``."""
+
+    @property
+    def where(self) -> str:
+        """The first problem's field path, e.g. ``sites[1].grid_cap_mw``."""
+        return dotted(self.first["loc"])
 
 
-def _number(src: str, where: str, v: object, lo: float = 0.0, hi: float = math.inf,
-            lo_open: bool = False, hi_open: bool = False) -> float:  # fmt: skip
+# --- field types ------------------------------------------------------------------------------
+
+
+def _sci_float(v: object) -> object:
+    """PyYAML (YAML 1.1) reads ``1.0e6`` as a string (it needs ``1.0e+6``); take it as the
+    number it means."""
     if isinstance(v, str) and _SCI.match(v.strip()):
-        v = float(v)  # YAML 1.1 (PyYAML) reads 1.0e6 as a string; it needs 1.0e+6
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    if not ok or v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):  # type: ignore[operator]
-        upper = f" and {'<' if hi_open else '<='} {hi:g}" if hi < math.inf else ""
-        rng = f"{'>' if lo_open else '>='} {lo:g}" + upper
-        raise ScenarioError(src, where, v, f"a number {rng}")
-    return float(v)  # type: ignore[arg-type]
+        return float(v)
+    return v
 
 
-class _Doc:
-    """Reads one mapping of the YAML, remembering its path for error messages."""
+_SCI_NUMBER = BeforeValidator(_sci_float)
+# Constraints first, then the YAML 1.1 fix (so the JSON Schema keeps minimum/maximum).
+NonNegative = Annotated[float, Field(ge=0), _SCI_NUMBER]
+Positive = Annotated[float, Field(gt=0), _SCI_NUMBER]
+Share = Annotated[float, Field(ge=0, le=1), _SCI_NUMBER]
+PositiveShare = Annotated[float, Field(gt=0, le=1), _SCI_NUMBER]
+Rate = Annotated[float, Field(ge=-0.9), _SCI_NUMBER]
+PriceChange = Annotated[float, Field(ge=-0.9, le=1), _SCI_NUMBER]
+Pue = Annotated[float, Field(ge=1, le=3), _SCI_NUMBER]
+Multiplier = Annotated[float, Field(ge=1), _SCI_NUMBER]
+Fraction = Annotated[float, Field(ge=0, lt=1), _SCI_NUMBER]
+# Integers at most 2**53: the model computes in floats, which hold such integers exactly.
+_MAX_INT = 2**53
+Count = Annotated[int, Field(ge=0, le=_MAX_INT)]
+PositiveCount = Annotated[int, Field(ge=1, le=_MAX_INT)]
+# Leading and trailing blanks are dropped; the pattern says so in the JSON Schema.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S")]
 
-    def __init__(self, src: str, where: str, raw: object, keys: Mapping[str, bool]) -> None:
-        # keys: name -> required
-        if not isinstance(raw, dict):
-            raise ScenarioError(
-                src, where or "document", raw, "a mapping with keys " + ", ".join(keys)
-            )
-        unknown = sorted(str(k) for k in raw if k not in keys)
-        if unknown:
-            raise ScenarioError(
-                src,
-                self._at(where, unknown[0]),
-                raw[unknown[0]],
-                "unknown key; allowed: " + ", ".join(keys),
-            )
-        for k, required in keys.items():
-            if required and k not in raw:
-                raise ScenarioError(src, self._at(where, k), None, "a required key")
-        self.src, self.where, self.raw = src, where, raw
 
-    @staticmethod
-    def _at(where: str, key: str) -> str:
-        return f"{where}.{key}" if where else key
+def _quarter_label(v: str) -> str:
+    if not re.match(_QUARTER, v):
+        raise ValueError("Input should be a quarter like 2027Q1")
+    return v
 
-    def path(self, key: str) -> str:
-        return self._at(self.where, key)
 
-    def has(self, key: str) -> bool:
-        return key in self.raw and self.raw[key] is not None
+Quarter = Annotated[
+    str,
+    AfterValidator(_quarter_label),
+    WithJsonSchema({"type": "string", "pattern": _QUARTER, "examples": ["2027Q1"]}),
+]
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.raw.get(key, default)
 
-    def num(self, key: str, default: float | None = None, lo: float = 0.0, hi: float = math.inf,
-            lo_open: bool = False, hi_open: bool = False) -> float:  # fmt: skip
-        v = self.raw.get(key, default)
-        return _number(self.src, self.path(key), v, lo, hi, lo_open, hi_open)
+def _system_size(v: int) -> int:
+    if v not in (8, 72):
+        raise ValueError("Input should be 8 (an HGX/DGX server) or 72 (an NVL72 rack)")
+    return v
 
-    def integer(self, key: str, default: int | None = None, lo: int = 0,
-                hi: int | None = None) -> int:  # fmt: skip
-        v = self.raw.get(key, default)
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
-            upper = "" if hi is None else f" and <= {hi}"
-            raise ScenarioError(self.src, self.path(key), v, f"an integer >= {lo}{upper}")
+
+SystemGpus = Annotated[
+    int,
+    AfterValidator(_system_size),
+    WithJsonSchema({"type": "integer", "enum": [8, 72]}),
+]
+
+
+def _one_or_many(one: str, many: str) -> Callable[[Any], str]:
+    """Discriminator of ``X | <mapping or list of X>``: no union's errors for both members.
+    The tags end in ``[]`` so that the error's field path leaves them out."""
+
+    def tag(v: Any) -> str:
+        return many if isinstance(v, dict | list) else one
+
+    return tag
+
+
+# A rate for every growth case, or one per case ({low: 0.05, base: 0.15}).
+Growth = Annotated[
+    Annotated[Rate, Tag("rate[]")]
+    | Annotated[dict[str, Rate], Field(min_length=1), Tag("cases[]")],
+    Discriminator(_one_or_many("rate[]", "cases[]")),
+]
+# One number for every quarter, or one per quarter of the horizon.
+Demand = Annotated[
+    Annotated[NonNegative, Tag("number[]")] | Annotated[list[NonNegative], Tag("quarters[]")],
+    Discriminator(_one_or_many("number[]", "quarters[]")),
+]
+
+
+class _Model(FileModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+# --- the file's sections -----------------------------------------------------------------------
+
+
+class HorizonFile(_Model):
+    """The planned quarters, both inclusive."""
+
+    start: Quarter
+    """First planned quarter, e.g. 2027Q1."""
+    end: Quarter
+    """Last planned quarter (not before start)."""
+
+
+class UnservedFile(_Model):
+    """What demand the plan does not serve costs."""
+
+    mode: Literal["penalty", "hard"]
+    """penalty: unserved H100-hours cost penalty_usd_per_h100_hour; hard: all demand is met."""
+    penalty_usd_per_h100_hour: Positive | None = None
+    """USD per unserved H100-hour (> 0); required with mode penalty."""
+
+
+class EconomicsFile(_Model):
+    discount_rate_per_year: Share
+    """Yearly discount rate of the NPV, in [0, 1]."""
+    capex_budget_usd_per_quarter: NonNegative | None = None
+    """Capex allowed per quarter, USD (absent or null: no budget constraint)."""
+    unserved: UnservedFile
+    availability: PositiveShare
+    """Share of installed hours usable for training, in (0, 1]."""
+    idle_power_fraction: Share
+    """IT power an idle system draws, as a share of its full power, in [0, 1]."""
+    transfer_usd_per_tb: NonNegative
+    """USD per TB of new data moved to a site other than the workload's home site."""
+    salvage: bool = True
+    """Credit the straight-line value of life left at the horizon's end."""
+    facility_lifetime_quarters: PositiveCount = 80
+    """Life of a power block, quarters (for its salvage value)."""
+
+
+class WindowFile(_Model):
+    """Delivery quarters allowed, both inclusive; a missing end is open."""
+
+    first: Quarter | None = Field(default=None, alias="from")
+    """First quarter a delivery is allowed (absent: always before until)."""
+    until: Quarter | None = None
+    """Last quarter a delivery is allowed (absent: no end; not before from)."""
+
+
+class SkuFile(_Model):
+    """A GPU system one can buy."""
+
+    name: Name
+    """Unique among skus, e.g. H100."""
+    gpus_per_system: SystemGpus
+    """8 (an HGX/DGX server) or 72 (an NVL72 rack)."""
+    price_usd_per_system: Positive
+    """USD per system in the first planned quarter, before region multipliers."""
+    price_change_per_year: PriceChange = 0.0
+    """Yearly price change, in [-0.9, 1] (-0.1: 10 % cheaper each year)."""
+    region_price_multiplier: dict[str, NonNegative] | None = None
+    """Region (of a site) -> price multiplier (default 1)."""
+    it_kw_per_system: Positive
+    """IT power of one system at full load, kW."""
+    bf16_tflops_per_gpu: Positive
+    """Dense BF16 peak per GPU, TFLOPS."""
+    eff_vs_h100: Positive
+    """Training throughput of one GPU in H100 equivalents."""
+    lifetime_quarters: PositiveCount
+    """Quarters a system is in service after delivery."""
+    lead_time_quarters: Count
+    """Quarters from order to delivery."""
+    liquid_cooled: bool = False
+    """Needs liquid-cooled capacity (not air-cooled racks)."""
+    eligible: Annotated[dict[str, WindowFile | None], Field(min_length=1)]
+    """Region (of a site) -> the quarters a delivery there is allowed (export rules); a region
+    not listed may not receive this SKU."""
+    supply_cap_systems_per_quarter: dict[str, Count] | None = None
+    """Region (of a site) -> most systems ordered per quarter (default: no cap)."""
+
+
+class InstalledFile(_Model):
+    """Systems delivered before (or during) the plan."""
+
+    sku: Name
+    """A SKU of skus."""
+    systems: Count
+    delivered: Quarter
+    """Quarter of delivery (before the horizon for systems already there)."""
+
+
+class SiteFile(_Model):
+    """A data centre."""
+
+    name: Name
+    """Unique among sites."""
+    region: Name
+    """The site's region (export rules, data residency), e.g. CN."""
+    existing_it_mw: NonNegative
+    """IT power already built, MW."""
+    existing_racks: Count
+    """Air-cooled racks already built."""
+    grid_cap_mw: NonNegative
+    """Facility draw (IT x PUE) the grid connection allows, MW (>= existing_it_mw x pue)."""
+    pue: Pue
+    """Power usage effectiveness, in [1, 3]."""
+    electricity_usd_per_kwh: NonNegative
+    rack_kw: Positive
+    """Air-cooled power density per rack, kW."""
+    liquid_it_mw: NonNegative = 0.0
+    """Existing liquid-cooled IT power, MW (part of existing_it_mw, so at most that)."""
+    block_mw: Positive
+    """IT MW one power block adds."""
+    block_usd_per_mw: NonNegative
+    block_lead_quarters: Count
+    """Quarters from ordering a block to using it."""
+    max_blocks_per_quarter: Count
+    blocks_liquid: bool = False
+    """New blocks are liquid-cooled."""
+    opening_cost_usd: NonNegative = 0.0
+    """0: none; else building any block first opens the site at this cost."""
+    installed: list[InstalledFile] = Field(default_factory=list)
+
+
+class FleetFile(_Model):
+    """One region's fleet data (planner-facts.md section 4a): demand equations (D1)-(D7)."""
+
+    vehicles: Positive
+    """Data-collecting vehicles in the first planned quarter."""
+    vehicle_growth_per_year: Growth
+    """A yearly rate (>= -0.9), or growth case -> rate ({low: 0.05, base: 0.15})."""
+    clips_per_vehicle_day: Positive
+    clip_s: Positive
+    keep_fraction: PositiveShare
+    """Share of clips kept after curation, in (0, 1]."""
+    retention_quarters: PositiveCount
+    """Quarters curated video is kept for replay."""
+    cameras: PositiveCount
+    sampled_fps: Positive
+    height_px: PositiveCount
+    width_px: PositiveCount
+    tokenizer_t: PositiveCount
+    """Temporal compression of the tokenizer."""
+    tokenizer_h: PositiveCount
+    tokenizer_w: PositiveCount
+    params_b: Positive
+    """Trainable parameters in the first quarter, billions."""
+    params_growth_per_year: Rate = 0.0
+    """Yearly growth of the parameters, >= -0.9."""
+    passes_new: NonNegative
+    """Training passes over each quarter's new video."""
+    passes_replay: NonNegative
+    """Passes over the retained pool per quarter."""
+    experiments_multiplier: Multiplier
+    """Compute of all experiments over the main training run, >= 1."""
+    mfu: PositiveShare
+    """Model FLOPS utilisation, in (0, 1]."""
+    goodput: PositiveShare
+    """Share of time training makes progress, in (0, 1]."""
+    reference_tflops: Positive
+    """Dense BF16 peak of the reference GPU (H100: 989)."""
+    video_gb_per_hour: Positive
+    """Stored size of one hour of multi-camera video, GB."""
+
+
+class WorkloadFile(_Model):
+    """A training workload: its demand (fleet data, or H100-hours directly) and where it may
+    run."""
+
+    name: Name
+    """Unique among workloads."""
+    home_site: Name
+    """The site (of sites) where its data lands; serving it elsewhere costs transfer."""
+    allowed_regions: Annotated[list[str], Field(min_length=1)]
+    """Regions (of sites) it may run in (data residency)."""
+    fleet: FleetFile | None = None
+    """Demand from fleet data; give exactly one of fleet and demand_h100_hours_per_quarter."""
+    demand_h100_hours_per_quarter: Demand | None = None
+    """H100-hours per quarter: one number for every quarter, or one per quarter."""
+    demand_growth_per_year: Growth | None = None
+    """With a direct demand: a yearly rate, or growth case -> rate."""
+    tb_per_h100_hour: NonNegative = 0.0
+    """With a direct demand: TB of data moved per H100-hour served away from home."""
+
+
+class SloFile(_Model):
+    """The closed loop's service-level objective (planner/README.md, "Closed loop")."""
+
+    wait_p95_hours: Positive
+    """p95 queue wait a site-quarter may have, hours (> 0)."""
+    max_unserved_fraction: Fraction = 0.02
+    """Share of demand that may go unserved, in [0, 1)."""
+    iterations: Annotated[int, Field(ge=1, le=50)] = 6
+    """The loop's limit on plan -> simulate -> re-plan rounds, 1..50."""
+
+
+class ScenarioFile(_Model):
+    """A capacity-planning scenario for `gpuyard plan` (planner/README.md)."""
+
+    model_config = ConfigDict(title="gpuyard planner scenario")
+
+    name: Name
+    horizon: HorizonFile
+    growth_case: Name = "base"
+    """The growth case planned for: one of the workloads' cases (default base)."""
+    economics: EconomicsFile
+    skus: Annotated[list[SkuFile], Field(min_length=1)]
+    sites: Annotated[list[SiteFile], Field(min_length=1)]
+    workloads: Annotated[list[WorkloadFile], Field(min_length=1)]
+    notes: list[str] = Field(default_factory=list)
+    """Free text carried into the outputs (sources, policy facts)."""
+    slo: SloFile | None = None
+    simulation: dict[str, Any] | None = None
+    """How plans are replayed through the scheduling core (simulations/plan_sim/settings.py
+    validates it)."""
+
+
+# --- what the sections cannot check alone ------------------------------------------------------
+
+
+class _Problems:
+    """Problems found after the model, each with its line where the document has one."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc, self.errors = doc, list[dict[str, Any]]()
+
+    def add(self, loc: Loc, msg: str, value: Any = None) -> None:
+        e: dict[str, Any] = {"loc": loc, "msg": msg, "source": self.doc.source}
+        e["line"] = line_of(self.doc.root, loc)
+        if value is not None:
+            e["input"] = value
+        self.errors.append(e)
+
+    def given(self, loc: Loc) -> Any:
+        """The value at ``loc`` as the document has it (before validation)."""
+        v = self.doc.data
+        for part in loc:
+            v = v[part]
         return v
 
-    def text(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> str:
-        v = self.raw.get(key, default)
-        if not isinstance(v, str) or not v.strip() or (choices and v not in choices):
-            raise ScenarioError(
-                self.src,
-                self.path(key),
-                v,
-                "one of " + ", ".join(choices) if choices else "a non-empty string",
-            )
-        return v.strip()
-
-    def flag(self, key: str, default: bool) -> bool:
-        v = self.raw.get(key, default)
-        if not isinstance(v, bool):
-            raise ScenarioError(self.src, self.path(key), v, "true or false")
-        return v
-
-    def quarter(self, key: str, horizon: Horizon | None, default: str | None = None) -> int:
-        v = self.raw.get(key, default)
-        try:
-            q = parse_quarter(str(v))
-        except ValueError:
-            raise ScenarioError(self.src, self.path(key), v, "a quarter like 2027Q1") from None
-        return q if horizon is None else q - horizon.start
-
-    def region_map(
-        self, key: str, regions: tuple[str, ...], lo: float, integer: bool = False
-    ) -> dict[str, float]:
-        raw = self.raw.get(key) or {}
-        if not isinstance(raw, dict):
-            raise ScenarioError(self.src, self.path(key), raw, "a mapping of region to a number")
-        out: dict[str, float] = {}
-        for r, v in raw.items():
-            where = f"{self.path(key)}.{r}"
-            if r not in regions:
-                raise ScenarioError(self.src, where, r, "a region of a site: " + ", ".join(regions))
-            if integer and (not isinstance(v, int) or isinstance(v, bool) or v < lo):
-                raise ScenarioError(self.src, where, v, f"an integer >= {lo:g}")
-            out[str(r)] = _number(self.src, where, v, lo)
-        return out
-
-    def seq(self, key: str, required: bool = True) -> list[Any]:
-        v = self.raw.get(key, [] if not required else None)
-        if not isinstance(v, list) or (required and not v):
-            raise ScenarioError(self.src, self.path(key), v, "a non-empty list")
-        return v
+    def raise_any(self) -> None:
+        if self.errors:
+            raise ScenarioError(self.errors)
 
 
-def _horizon(d: _Doc) -> Horizon:
-    h = _Doc(d.src, "horizon", d.get("horizon"), {"start": True, "end": True})
-    start, end = h.quarter("start", None), h.quarter("end", None)
-    if end < start:
-        raise ScenarioError(
-            d.src, "horizon.end", h.get("end"), f"a quarter not before {h.get('start')}"
-        )
-    return Horizon(start=start, quarters=end - start + 1)
+def _one_of(what: str, names: tuple[str, ...] | list[str]) -> str:
+    return f"Input should be {what}: {', '.join(names)}" if names else f"there is no {what}"
 
 
-def _economics(d: _Doc) -> Economics:
-    keys = {"discount_rate_per_year": True, "capex_budget_usd_per_quarter": False, "unserved": True,
-            "availability": True, "idle_power_fraction": True, "transfer_usd_per_tb": True, "salvage": False,
-            "facility_lifetime_quarters": False}  # fmt: skip
-    e = _Doc(d.src, "economics", d.get("economics"), keys)
-    u = _Doc(
-        d.src,
-        "economics.unserved",
-        e.get("unserved"),
-        {"mode": True, "penalty_usd_per_h100_hour": False},
-    )
-    mode = u.text("mode", choices=("penalty", "hard"))
-    return Economics(
-        discount_rate_per_year=e.num("discount_rate_per_year", hi=1.0),
-        capex_budget_usd_per_quarter=e.num("capex_budget_usd_per_quarter") if e.has("capex_budget_usd_per_quarter") else None,
-        unserved_mode=mode,
-        penalty_usd_per_h100_hour=u.num("penalty_usd_per_h100_hour", lo_open=True) if mode == "penalty" else 0.0,
-        availability=e.num("availability", lo=0.0, hi=1.0, lo_open=True),
-        idle_power_fraction=e.num("idle_power_fraction", hi=1.0),
-        transfer_usd_per_tb=e.num("transfer_usd_per_tb"),
-        salvage=e.flag("salvage", True),
-        facility_lifetime_quarters=e.integer("facility_lifetime_quarters", 80, lo=1),
-    )  # fmt: skip
+def _quarter(label: str, horizon: Horizon) -> int:
+    return parse_quarter(label) - horizon.start
 
 
-def _window(src: str, where: str, raw: object, horizon: Horizon) -> Window:
-    w = _Doc(src, where, raw, {"from": False, "until": False})
-    first = w.quarter("from", horizon) if w.has("from") else -_FAR
-    last = w.quarter("until", horizon) if w.has("until") else _FAR
-    if last < first:
-        raise ScenarioError(
-            src, f"{where}.until", w.get("until"), f"a quarter not before {w.get('from')}"
-        )
-    return Window(first, last)
+def _unique(p: _Problems, key: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            p.add((key, i, "name"), f"Input should be a name not used by another entry of {key}", n)
+        seen.add(n)
 
 
-_SKU_KEYS = {"name": True, "gpus_per_system": True, "price_usd_per_system": True, "price_change_per_year": False,
-             "region_price_multiplier": False, "it_kw_per_system": True, "bf16_tflops_per_gpu": True,
-             "eff_vs_h100": True, "lifetime_quarters": True, "lead_time_quarters": True, "liquid_cooled": False,
-             "eligible": True, "supply_cap_systems_per_quarter": False}  # fmt: skip
-
-
-def _sku(src: str, i: int, raw: object, horizon: Horizon, regions: tuple[str, ...]) -> Sku:
-    k = _Doc(src, f"skus[{i}]", raw, _SKU_KEYS)
-    n = k.integer("gpus_per_system", lo=1)
-    if n not in (8, 72):
-        raise ScenarioError(
-            src, k.path("gpus_per_system"), n, "8 (HGX/DGX server) or 72 (NVL72 rack)"
-        )
-    elig_raw = k.get("eligible")
-    if not isinstance(elig_raw, dict) or not elig_raw:
-        raise ScenarioError(
-            src, k.path("eligible"), elig_raw, "a mapping of region to {from, until}"
-        )
-    eligible: list[tuple[str, Window]] = []
-    for r, win in elig_raw.items():
-        if r not in regions:
-            raise ScenarioError(
-                src, f"{k.path('eligible')}.{r}", r, "a region of a site: " + ", ".join(regions)
-            )
-        eligible.append((str(r), _window(src, f"{k.path('eligible')}.{r}", win or {}, horizon)))
-    mult = k.region_map("region_price_multiplier", regions, lo=0.0)
-    caps = k.region_map("supply_cap_systems_per_quarter", regions, lo=0, integer=True)
-    return Sku(
-        name=k.text("name"), gpus_per_system=n, price_usd_per_system=k.num("price_usd_per_system", lo_open=True),
-        price_change_per_year=k.num("price_change_per_year", 0.0, lo=-0.9, hi=1.0),
-        region_price_multiplier=tuple(sorted(mult.items())), it_kw_per_system=k.num("it_kw_per_system", lo_open=True),
-        bf16_tflops_per_gpu=k.num("bf16_tflops_per_gpu", lo_open=True), eff_vs_h100=k.num("eff_vs_h100", lo_open=True),
-        lifetime_quarters=k.integer("lifetime_quarters", lo=1), lead_time_quarters=k.integer("lead_time_quarters"),
-        liquid_cooled=k.flag("liquid_cooled", False), eligible=tuple(eligible),
-        supply_cap_systems_per_quarter=tuple(sorted((r, int(c)) for r, c in caps.items())),
-    )  # fmt: skip
-
-
-_SITE_KEYS = {"name": True, "region": True, "existing_it_mw": True, "existing_racks": True, "grid_cap_mw": True,
-              "pue": True, "electricity_usd_per_kwh": True, "rack_kw": True, "liquid_it_mw": False, "block_mw": True,
-              "block_usd_per_mw": True, "block_lead_quarters": True, "max_blocks_per_quarter": True,
-              "blocks_liquid": False, "opening_cost_usd": False, "installed": False}  # fmt: skip
-
-
-def _site(src: str, i: int, raw: object, horizon: Horizon, sku_names: tuple[str, ...]) -> Site:
-    s = _Doc(src, f"sites[{i}]", raw, _SITE_KEYS)
-    existing = s.num("existing_it_mw")
-    installed: list[Installed] = []
-    for j, item in enumerate(s.seq("installed", required=False)):
-        d = _Doc(
-            src,
-            f"{s.path('installed')}[{j}]",
-            item,
-            {"sku": True, "systems": True, "delivered": True},
-        )
-        sku = d.text("sku")
-        if sku not in sku_names:
-            raise ScenarioError(src, d.path("sku"), sku, "a SKU of skus: " + ", ".join(sku_names))
-        installed.append(Installed(sku, d.integer("systems"), d.quarter("delivered", horizon)))
-    site = Site(
-        name=s.text("name"), region=s.text("region"), existing_it_mw=existing, existing_racks=s.integer("existing_racks"),
-        grid_cap_mw=s.num("grid_cap_mw"), pue=s.num("pue", lo=1.0, hi=3.0),
-        electricity_usd_per_kwh=s.num("electricity_usd_per_kwh"), rack_kw=s.num("rack_kw", lo_open=True),
-        liquid_it_mw=s.num("liquid_it_mw", 0.0, hi=existing), block_mw=s.num("block_mw", lo_open=True),
-        block_usd_per_mw=s.num("block_usd_per_mw"), block_lead_quarters=s.integer("block_lead_quarters"),
-        max_blocks_per_quarter=s.integer("max_blocks_per_quarter"), blocks_liquid=s.flag("blocks_liquid", False),
-        opening_cost_usd=s.num("opening_cost_usd", 0.0), installed=tuple(installed),
-    )  # fmt: skip
-    if site.existing_it_mw * site.pue > site.grid_cap_mw + 1e-9:
-        raise ScenarioError(src, s.path("grid_cap_mw"), site.grid_cap_mw,
-                            f">= existing_it_mw x pue = {site.existing_it_mw * site.pue:g}")  # fmt: skip
-    return site
-
-
-_FLEET_KEYS = {f: True for f in Fleet.__dataclass_fields__}
-_FLEET_KEYS["params_growth_per_year"] = False
-
-
-def _growth_map(d: _Doc, key: str) -> tuple[tuple[str, float], ...]:
-    raw = d.get(key)
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return ((ANY_CASE, d.num(key, lo=-0.9)),)
-    if not isinstance(raw, dict) or not raw:
-        raise ScenarioError(
-            d.src, d.path(key), raw, "a rate, or a mapping of growth case to a rate"
-        )
-    sub = _Doc(d.src, d.path(key), raw, {str(c): False for c in raw})
-    return tuple(sorted((str(c), sub.num(str(c), lo=-0.9)) for c in raw))
-
-
-def _fleet(src: str, where: str, raw: object) -> Fleet:
-    f = _Doc(src, where, raw, _FLEET_KEYS)
-    ints = {
-        "retention_quarters",
-        "cameras",
-        "height_px",
-        "width_px",
-        "tokenizer_t",
-        "tokenizer_h",
-        "tokenizer_w",
-    }
-    fractions = {"keep_fraction", "mfu", "goodput"}
-    values: dict[str, Any] = {}
-    for name in Fleet.__dataclass_fields__:
-        if name == "vehicle_growth_per_year":
-            values[name] = _growth_map(f, name)
-        elif name in ints:
-            values[name] = f.integer(name, lo=1)
-        elif name in fractions:
-            values[name] = f.num(name, lo=0.0, hi=1.0, lo_open=True)
-        elif name == "params_growth_per_year":
-            values[name] = f.num(name, 0.0, lo=-0.9)
-        else:
-            values[name] = f.num(name, lo_open=name not in {"passes_new", "passes_replay"})
-    if values["experiments_multiplier"] < 1.0:
-        raise ScenarioError(
-            src, f.path("experiments_multiplier"), values["experiments_multiplier"], "a number >= 1"
-        )
-    return Fleet(**values)
-
-
-_WORKLOAD_KEYS = {"name": True, "home_site": True, "allowed_regions": True, "fleet": False,
-                  "demand_h100_hours_per_quarter": False, "demand_growth_per_year": False, "tb_per_h100_hour": False}  # fmt: skip
-
-
-def _workload(src: str, i: int, raw: object, horizon: Horizon, sites: tuple[Site, ...]) -> Workload:
-    w = _Doc(src, f"workloads[{i}]", raw, _WORKLOAD_KEYS)
-    site_names = tuple(s.name for s in sites)
-    regions = tuple(sorted({s.region for s in sites}))
-    home = w.text("home_site")
-    if home not in site_names:
-        raise ScenarioError(src, w.path("home_site"), home, "a site name: " + ", ".join(site_names))
-    allowed = w.seq("allowed_regions")
-    for j, r in enumerate(allowed):
-        if r not in regions:
-            raise ScenarioError(
-                src,
-                f"{w.path('allowed_regions')}[{j}]",
-                r,
-                "a region of a site: " + ", ".join(regions),
-            )
-    if w.has("fleet") == w.has("demand_h100_hours_per_quarter"):
-        raise ScenarioError(
-            src,
-            w.path("fleet"),
-            w.get("fleet"),
-            "exactly one of fleet and demand_h100_hours_per_quarter",
-        )
-    fleet = _fleet(src, w.path("fleet"), w.get("fleet")) if w.has("fleet") else None
-    direct: tuple[float, ...] | None = None
-    if not fleet:
-        raw_d = w.get("demand_h100_hours_per_quarter")
-        where = w.path("demand_h100_hours_per_quarter")
-        values = raw_d if isinstance(raw_d, list) else [raw_d] * horizon.quarters
-        if len(values) != horizon.quarters:
-            raise ScenarioError(
-                src,
-                where,
-                f"{len(values)} values",
-                f"one number, or {horizon.quarters} (one per quarter)",
-            )
-        direct = tuple(_number(src, f"{where}[{j}]" if isinstance(raw_d, list) else where, v)
-                       for j, v in enumerate(values))  # fmt: skip
-    growth = _growth_map(w, "demand_growth_per_year") if w.has("demand_growth_per_year") else ()
-    return Workload(
-        name=w.text("name"), home_site=home, allowed_regions=tuple(sorted(set(allowed))), fleet=fleet,
-        demand_h100_hours=direct, demand_growth_per_year=growth, tb_per_h100_hour=w.num("tb_per_h100_hour", 0.0),
-    )  # fmt: skip
-
-
-def _slo(d: _Doc) -> Slo | None:
-    """``slo:`` (optional): the closed loop's service-level objective (planner/README.md)."""
-    if not d.has("slo"):
-        return None
-    keys = {"wait_p95_hours": True, "max_unserved_fraction": False, "iterations": False}
-    s = _Doc(d.src, "slo", d.get("slo"), keys)
-    return Slo(
-        wait_p95_hours=s.num("wait_p95_hours", lo_open=True),
-        max_unserved_fraction=s.num("max_unserved_fraction", 0.02, hi=1.0, hi_open=True),
-        iterations=s.integer("iterations", 6, lo=1, hi=50),
-    )
+def _rates(g: float | dict[str, float]) -> tuple[tuple[str, float], ...]:
+    if isinstance(g, dict):
+        return tuple(sorted((c, float(r)) for c, r in g.items()))
+    return ((ANY_CASE, float(g)),)
 
 
 def _frozen(v: object) -> object:
@@ -391,65 +430,181 @@ def _frozen(v: object) -> object:
     return v
 
 
-def _simulation(d: _Doc) -> Mapping[str, Any] | None:
-    """``simulation:`` (optional): kept as a read-only mapping for the closed loop, which
-    validates it; the planner checks only that it is a mapping."""
-    if not d.has("simulation"):
+def _horizon(f: ScenarioFile, p: _Problems) -> Horizon:
+    start, end = parse_quarter(f.horizon.start), parse_quarter(f.horizon.end)
+    if end < start:
+        p.add(("horizon", "end"), f"Input should be a quarter not before start {f.horizon.start}",
+              f.horizon.end)  # fmt: skip
+        end = start
+    return Horizon(start=start, quarters=end - start + 1)
+
+
+def _economics(e: EconomicsFile, p: _Problems) -> Economics:
+    u = e.unserved
+    if u.mode == "penalty" and u.penalty_usd_per_h100_hour is None:
+        p.add(("economics", "unserved", "penalty_usd_per_h100_hour"),
+              "required field is missing (with mode penalty, a number > 0)")  # fmt: skip
+    return Economics(
+        discount_rate_per_year=float(e.discount_rate_per_year),
+        capex_budget_usd_per_quarter=None if e.capex_budget_usd_per_quarter is None
+        else float(e.capex_budget_usd_per_quarter),
+        unserved_mode=u.mode,
+        penalty_usd_per_h100_hour=float(u.penalty_usd_per_h100_hour or 0.0) if u.mode == "penalty" else 0.0,
+        availability=float(e.availability),
+        idle_power_fraction=float(e.idle_power_fraction),
+        transfer_usd_per_tb=float(e.transfer_usd_per_tb),
+        salvage=e.salvage,
+        facility_lifetime_quarters=e.facility_lifetime_quarters,
+    )  # fmt: skip
+
+
+def _region_keys(p: _Problems, loc: Loc, keys: Mapping[str, object] | None,
+                 regions: tuple[str, ...]) -> None:  # fmt: skip
+    for r in keys or {}:
+        if r not in regions:
+            p.add((*loc, r), _one_of("a region of a site", regions), r)
+
+
+def _window(p: _Problems, loc: Loc, w: WindowFile | None, horizon: Horizon) -> Window:
+    if w is None:
+        return Window(-_FAR, _FAR)
+    first = -_FAR if w.first is None else _quarter(w.first, horizon)
+    last = _FAR if w.until is None else _quarter(w.until, horizon)
+    if last < first:
+        p.add((*loc, "until"), f"Input should be a quarter not before from {w.first}", w.until)
+    return Window(first, last)
+
+
+def _sku(p: _Problems, i: int, k: SkuFile, horizon: Horizon, regions: tuple[str, ...]) -> Sku:
+    loc: Loc = ("skus", i)
+    _region_keys(p, (*loc, "eligible"), k.eligible, regions)
+    _region_keys(p, (*loc, "region_price_multiplier"), k.region_price_multiplier, regions)
+    _region_keys(
+        p, (*loc, "supply_cap_systems_per_quarter"), k.supply_cap_systems_per_quarter, regions
+    )
+    eligible = tuple(
+        (r, _window(p, (*loc, "eligible", r), w, horizon)) for r, w in k.eligible.items()
+    )
+    mult = k.region_price_multiplier or {}
+    caps = k.supply_cap_systems_per_quarter or {}
+    return Sku(
+        name=k.name, gpus_per_system=k.gpus_per_system, price_usd_per_system=float(k.price_usd_per_system),
+        price_change_per_year=float(k.price_change_per_year),
+        region_price_multiplier=tuple(sorted((r, float(m)) for r, m in mult.items())),
+        it_kw_per_system=float(k.it_kw_per_system), bf16_tflops_per_gpu=float(k.bf16_tflops_per_gpu),
+        eff_vs_h100=float(k.eff_vs_h100), lifetime_quarters=k.lifetime_quarters,
+        lead_time_quarters=k.lead_time_quarters, liquid_cooled=k.liquid_cooled, eligible=eligible,
+        supply_cap_systems_per_quarter=tuple(sorted(caps.items())),
+    )  # fmt: skip
+
+
+def _site(p: _Problems, i: int, s: SiteFile, horizon: Horizon, skus: tuple[str, ...]) -> Site:
+    loc: Loc = ("sites", i)
+    for j, d in enumerate(s.installed):
+        if d.sku not in skus:
+            p.add((*loc, "installed", j, "sku"), _one_of("a SKU of skus", skus), d.sku)
+    if s.liquid_it_mw > s.existing_it_mw:
+        p.add((*loc, "liquid_it_mw"),
+              f"Input should be less than or equal to existing_it_mw = {s.existing_it_mw:g}", s.liquid_it_mw)  # fmt: skip
+    if s.existing_it_mw * s.pue > s.grid_cap_mw + _GRID_TOLERANCE_MW:
+        p.add((*loc, "grid_cap_mw"),
+              f"Input should be >= existing_it_mw x pue = {s.existing_it_mw * s.pue:g}", s.grid_cap_mw)  # fmt: skip
+    return Site(
+        name=s.name, region=s.region, existing_it_mw=float(s.existing_it_mw), existing_racks=s.existing_racks,
+        grid_cap_mw=float(s.grid_cap_mw), pue=float(s.pue), electricity_usd_per_kwh=float(s.electricity_usd_per_kwh),
+        rack_kw=float(s.rack_kw), liquid_it_mw=float(s.liquid_it_mw), block_mw=float(s.block_mw),
+        block_usd_per_mw=float(s.block_usd_per_mw), block_lead_quarters=s.block_lead_quarters,
+        max_blocks_per_quarter=s.max_blocks_per_quarter, blocks_liquid=s.blocks_liquid,
+        opening_cost_usd=float(s.opening_cost_usd),
+        installed=tuple(Installed(d.sku, d.systems, _quarter(d.delivered, horizon)) for d in s.installed),
+    )  # fmt: skip
+
+
+def _fleet(f: FleetFile) -> Fleet:
+    values: dict[str, Any] = {}
+    for name in Fleet.__dataclass_fields__:
+        v = getattr(f, name)
+        values[name] = _rates(v) if name == "vehicle_growth_per_year" else v
+    return Fleet(**values)
+
+
+def _workload(p: _Problems, i: int, w: WorkloadFile, horizon: Horizon,
+              sites: tuple[Site, ...]) -> Workload:  # fmt: skip
+    loc: Loc = ("workloads", i)
+    names = tuple(s.name for s in sites)
+    regions = tuple(sorted({s.region for s in sites}))
+    if w.home_site not in names:
+        p.add((*loc, "home_site"), _one_of("a site name", names), w.home_site)
+    for j, r in enumerate(w.allowed_regions):
+        if r not in regions:
+            p.add((*loc, "allowed_regions", j), _one_of("a region of a site", regions), r)
+    direct: tuple[float, ...] | None = None
+    raw = w.demand_h100_hours_per_quarter
+    if (w.fleet is None) == (raw is None):
+        given = "both are given" if raw is not None else "neither is given"
+        p.add((*loc, "fleet"),
+              f"give exactly one of fleet and demand_h100_hours_per_quarter ({given})")  # fmt: skip
+    elif isinstance(raw, list):
+        if len(raw) != horizon.quarters:
+            p.add((*loc, "demand_h100_hours_per_quarter"),
+                  f"Input should be one number, or a list of {horizon.quarters} (one per quarter), "
+                  f"not of {len(raw)}", p.given((*loc, "demand_h100_hours_per_quarter")))  # fmt: skip
+        direct = tuple(float(v) for v in raw)
+    elif raw is not None:
+        direct = (float(raw),) * horizon.quarters
+    growth = () if w.demand_growth_per_year is None else _rates(w.demand_growth_per_year)
+    return Workload(
+        name=w.name, home_site=w.home_site, allowed_regions=tuple(sorted(set(w.allowed_regions))),
+        fleet=None if w.fleet is None else _fleet(w.fleet), demand_h100_hours=direct,
+        demand_growth_per_year=growth, tb_per_h100_hour=float(w.tb_per_h100_hour),
+    )  # fmt: skip
+
+
+def _slo(s: SloFile | None) -> Slo | None:
+    if s is None:
         return None
-    raw = d.get("simulation")
-    if not isinstance(raw, dict):
-        raise ScenarioError(d.src, "simulation", raw, "a mapping (read by the closed loop)")
-    return MappingProxyType({str(k): _frozen(v) for k, v in raw.items()})
+    return Slo(float(s.wait_p95_hours), float(s.max_unserved_fraction), s.iterations)
 
 
-def _unique(src: str, key: str, names: list[str]) -> None:
-    seen: set[str] = set()
-    for i, n in enumerate(names):
-        if n in seen:
-            raise ScenarioError(
-                src, f"{key}[{i}].name", n, f"a name not used by another entry of {key}"
-            )
-        seen.add(n)
+def _scenario(doc: Document) -> Scenario:
+    f = validate(ScenarioFile, doc, error=ScenarioError)
+    p = _Problems(doc)
+    horizon = _horizon(f, p)
+    p.raise_any()  # the other checks count quarters of the horizon
+    regions = tuple(sorted({s.region for s in f.sites}))
+    skus = tuple(_sku(p, i, k, horizon, regions) for i, k in enumerate(f.skus))
+    _unique(p, "skus", [k.name for k in skus])
+    sku_names = tuple(k.name for k in skus)
+    sites = tuple(_site(p, i, s, horizon, sku_names) for i, s in enumerate(f.sites))
+    _unique(p, "sites", [s.name for s in sites])
+    workloads = tuple(_workload(p, i, w, horizon, sites) for i, w in enumerate(f.workloads))
+    _unique(p, "workloads", [w.name for w in workloads])
+    economics = _economics(f.economics, p)
+    p.raise_any()
+    simulation = None if f.simulation is None else MappingProxyType(
+        {k: _frozen(v) for k, v in f.simulation.items()})  # fmt: skip
+    scenario = Scenario(
+        name=f.name, source=doc.source, horizon=horizon, growth_case="base", economics=economics,
+        skus=skus, sites=sites, workloads=workloads, notes=tuple(f.notes), slo=_slo(f.slo),
+        simulation=simulation,
+    )  # fmt: skip
+    cases = scenario.growth_cases() or ("base",)
+    if f.growth_case not in cases:
+        p.add(("growth_case",), _one_of("a growth case of the workloads", cases), f.growth_case)
+        p.raise_any()
+    return scenario.with_growth(f.growth_case)
 
 
 def parse_scenario(doc: object, source: str) -> Scenario:
-    keys = {"name": True, "horizon": True, "growth_case": False, "economics": True, "skus": True, "sites": True,
-            "workloads": True, "notes": False, "slo": False, "simulation": False}  # fmt: skip
-    d = _Doc(source, "", doc, keys)
-    horizon = _horizon(d)
-    raw_sites = d.seq("sites")
-    regions = tuple(sorted({str(s.get("region")) for s in raw_sites if isinstance(s, dict)}))
-    skus = tuple(_sku(source, i, r, horizon, regions) for i, r in enumerate(d.seq("skus")))
-    _unique(source, "skus", [k.name for k in skus])
-    sku_names = tuple(k.name for k in skus)
-    sites = tuple(_site(source, i, r, horizon, sku_names) for i, r in enumerate(raw_sites))
-    _unique(source, "sites", [s.name for s in sites])
-    workloads = tuple(
-        _workload(source, i, r, horizon, sites) for i, r in enumerate(d.seq("workloads"))
-    )
-    _unique(source, "workloads", [w.name for w in workloads])
-    scenario = Scenario(
-        name=d.text("name"), source=source, horizon=horizon, growth_case="base", economics=_economics(d),
-        skus=skus, sites=sites, workloads=workloads, notes=tuple(str(n) for n in d.seq("notes", required=False)),
-        slo=_slo(d), simulation=_simulation(d),
-    )  # fmt: skip
-    cases = scenario.growth_cases() or ("base",)
-    case = d.text("growth_case", "base", choices=cases)
-    return Scenario(
-        **{**{f: getattr(scenario, f) for f in Scenario.__dataclass_fields__}, "growth_case": case}
-    )
+    """A scenario from its parsed YAML ``doc`` (no line numbers); ScenarioError if invalid."""
+    return _scenario(Document(doc, source))
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
+    """The scenario file at ``path``; ScenarioError (file, line, field, value, what is
+    allowed) if it cannot be read, is not YAML, gives a key twice or is invalid."""
     try:
-        text = p.read_text()
-    except OSError as e:
-        raise ScenarioError(
-            str(p), "file", str(p), f"a readable YAML file ({e.strerror})"
-        ) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ScenarioError(str(p), "document", str(e).splitlines()[0], "valid YAML") from None
-    return parse_scenario(doc, str(p))
+        doc = read_document(path)
+    except InputRejected as e:
+        raise ScenarioError(e.errors) from None
+    return _scenario(doc)

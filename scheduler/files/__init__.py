@@ -1,3 +1,4 @@
-"""The scheduler's small YAML policy files (quotas, priority classes), shared by the live
-service and the simulations; errors name the file, the YAML path, the value and what is
-allowed."""
+"""The scheduler's input files: the one validation layer (``document``: a YAML reader that
+refuses duplicate keys, pydantic models, errors as ``file:line: field: msg (got value)``),
+the small policy files (quotas, priority classes) shared by the service and the
+simulations, and the registry of every input file's JSON Schema (``schemas``)."""

@@ -5,122 +5,132 @@
     cohorts:
       philly: [6214e9, 11cb48]
 
-Errors name the file, the YAML path (``quotas[2].nominal_gpus``), the bad value and what is
-allowed; a team the workload does not know is an error that lists the known teams.
+Validated by :class:`QuotaFile` (scheduler/files/document.py): errors name the file, the line,
+the field path (``quotas[2].nominal_gpus``), the bad value and what is allowed. A team the
+workload does not know, or a GPU model the fleet does not have, is an error that lists the
+known ones (checked against the caller's ``known_teams`` / ``models``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
 
 from scheduler.core.queueing.quota import ANY_MODEL, Quota, QuotaConfig
-from scheduler.files.yamlfile import YamlFileError, read_yaml
+from scheduler.files.document import (
+    CrossField,
+    Document,
+    FileModel,
+    InputRejected,
+    Loc,
+    read_document,
+    reject,
+    validate,
+)
+
+__all__ = ["QuotaEntry", "QuotaFile", "QuotaFileError", "load_quotas", "parse_quotas"]
+
+MAX_GPUS = 1e7  # a quota beyond any fleet is a typo
+Gpus = Annotated[float, Field(ge=0, le=MAX_GPUS)]
+Team = Annotated[str, Field(min_length=1, pattern=r"\S")]
 
 
-class QuotaFileError(YamlFileError):
-    pass
+class QuotaFileError(InputRejected):
+    """A bad quota file: one line per problem, ``file:line: field.path: msg (got value)``."""
 
 
-def _number(path: Path, where: str, value: Any, optional: bool) -> float | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise QuotaFileError(path, where, value, "a number >= 0" + (" or null" if optional else ""))
-    return float(value)
+class QuotaEntry(FileModel):
+    """A team's quota of one GPU model (``"*"``: of every model together)."""
+
+    team: Team
+    gpu_model: str = Field(default=ANY_MODEL, min_length=1, description="a GPU model or '*'")
+    nominal_gpus: Gpus = Field(description="GPUs the team is guaranteed")
+    borrowing_limit_gpus: Gpus | None = Field(
+        default=None, description="at most this many above nominal (null: unlimited)"
+    )
+    lending_limit_gpus: Gpus | None = Field(
+        default=None, description="at most this much unused nominal lent (null: all of it)"
+    )
+
+
+class QuotaFile(FileModel):
+    """The quota file: quotas per team (and GPU model), and cohorts that lend to each other."""
+
+    quotas: list[QuotaEntry] = Field(min_length=1)
+    cohorts: dict[str, list[Team]] | None = Field(
+        default=None, description="cohort name -> its teams (each team in one cohort)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QuotaFile:
+        problems: list[tuple[Loc, str, Any]] = []
+        first: dict[tuple[str, str], int] = {}
+        for i, q in enumerate(self.quotas):
+            key = (q.team.strip(), q.gpu_model)
+            if key in first:
+                msg = (
+                    f"team {key[0]!r} already has a quota for GPU model {q.gpu_model!r} "
+                    f"(quotas[{first[key]}]); one quota per team and GPU model"
+                )
+                problems.append((("quotas", i, "team"), msg, q.team))
+            first.setdefault(key, i)
+        teams = sorted({q.team.strip() for q in self.quotas})
+        member_of: dict[str, str] = {}
+        for name, members in (self.cohorts or {}).items():
+            for j, team in enumerate(members):
+                if team not in teams:
+                    msg = f"must be a team with a quota: {', '.join(teams)}"
+                    problems.append((("cohorts", name, j), msg, team))
+                elif team in member_of:
+                    msg = f"a team is in one cohort only (already in {member_of[team]})"
+                    problems.append((("cohorts", name, j), msg, team))
+                else:
+                    member_of[team] = name
+        if problems:
+            raise CrossField(problems)
+        return self
+
+
+def parse_quotas(
+    doc: Document,
+    known_teams: Iterable[str] | None = None,
+    models: Iterable[str] | None = None,
+) -> QuotaConfig:
+    """The quotas of a parsed quota document; ``known_teams`` / ``models``: the teams and GPU
+    models the quotas may name (None: any). Raises :class:`QuotaFileError`."""
+    f = validate(QuotaFile, doc, error=QuotaFileError)
+    known = sorted(set(known_teams)) if known_teams is not None else None
+    allowed = sorted(set(models)) if models is not None else None
+    for i, q in enumerate(f.quotas):
+        if known is not None and q.team.strip() not in known:
+            msg = f"must be a team of the workload: {', '.join(known)}"
+            raise reject(doc, ("quotas", i, "team"), msg, q.team, error=QuotaFileError)
+        if allowed is not None and q.gpu_model != ANY_MODEL and q.gpu_model not in allowed:
+            msg = f"must be '*' or one of {', '.join(allowed)}"
+            raise reject(doc, ("quotas", i, "gpu_model"), msg, q.gpu_model, error=QuotaFileError)
+    quotas = tuple(
+        Quota(
+            q.team.strip(),
+            q.gpu_model,
+            q.nominal_gpus,
+            q.borrowing_limit_gpus,
+            q.lending_limit_gpus,
+        )
+        for q in f.quotas
+    )
+    cohorts = tuple((team, name) for name, members in (f.cohorts or {}).items() for team in members)
+    return QuotaConfig(quotas, cohorts)
 
 
 def load_quotas(
     path: str | Path, known_teams: Iterable[str] | None = None, models: Iterable[str] | None = None
 ) -> QuotaConfig:
-    p = Path(path)
-    doc = read_yaml(p, QuotaFileError)
-    if not isinstance(doc, dict) or not isinstance(doc.get("quotas"), list) or not doc["quotas"]:
-        raise QuotaFileError(
-            p,
-            "quotas",
-            None if not isinstance(doc, dict) else doc.get("quotas"),
-            "a non-empty list",
-        )
-    extra = sorted(set(doc) - {"quotas", "cohorts"})
-    if extra:
-        raise QuotaFileError(p, extra[0], doc[extra[0]], "only the keys quotas and cohorts")
-    known = sorted(set(known_teams)) if known_teams is not None else None
-    allowed_models = sorted(set(models)) if models is not None else None
-    quotas: list[Quota] = []
-    for i, q in enumerate(doc["quotas"]):
-        where = f"quotas[{i}]"
-        if not isinstance(q, dict):
-            raise QuotaFileError(p, where, q, "a mapping with team, gpu_model, nominal_gpus")
-        unknown = sorted(
-            set(q)
-            - {"team", "gpu_model", "nominal_gpus", "borrowing_limit_gpus", "lending_limit_gpus"}
-        )
-        if unknown:
-            raise QuotaFileError(
-                p,
-                f"{where}.{unknown[0]}",
-                q[unknown[0]],
-                "team, gpu_model, nominal_gpus, borrowing_limit_gpus, lending_limit_gpus",
-            )
-        team = str(q.get("team", "")).strip()
-        if not team:
-            raise QuotaFileError(p, f"{where}.team", q.get("team"), "a team name")
-        if known is not None and team not in known:
-            raise QuotaFileError(
-                p, f"{where}.team", team, f"a team of the workload: {', '.join(known)}"
-            )
-        model = str(q.get("gpu_model", ANY_MODEL))
-        if allowed_models is not None and model != ANY_MODEL and model not in allowed_models:
-            raise QuotaFileError(
-                p, f"{where}.gpu_model", model, f"'*' or one of {', '.join(allowed_models)}"
-            )
-        nominal = _number(p, f"{where}.nominal_gpus", q.get("nominal_gpus"), optional=False)
-        assert nominal is not None
-        quotas.append(
-            Quota(
-                team,
-                model,
-                nominal,
-                _number(
-                    p, f"{where}.borrowing_limit_gpus", q.get("borrowing_limit_gpus"), optional=True
-                ),
-                _number(
-                    p, f"{where}.lending_limit_gpus", q.get("lending_limit_gpus"), optional=True
-                ),
-            )
-        )
-    seen = {(q.team, q.gpu_model) for q in quotas}
-    if len(seen) != len(quotas):
-        raise QuotaFileError(
-            p, "quotas", "duplicate (team, gpu_model)", "one quota per team and GPU model"
-        )
-    cohorts: list[tuple[str, str]] = []
-    raw = doc.get("cohorts") or {}
-    if not isinstance(raw, dict):
-        raise QuotaFileError(p, "cohorts", raw, "a mapping of cohort name to a list of teams")
-    quota_teams = {q.team for q in quotas}
-    member_of: dict[str, str] = {}
-    for name, members in raw.items():
-        if not isinstance(members, list):
-            raise QuotaFileError(p, f"cohorts.{name}", members, "a list of teams")
-        for j, team in enumerate(members):
-            team = str(team)
-            if team not in quota_teams:
-                raise QuotaFileError(
-                    p,
-                    f"cohorts.{name}[{j}]",
-                    team,
-                    f"a team with a quota: {', '.join(sorted(quota_teams))}",
-                )
-            if team in member_of:
-                raise QuotaFileError(
-                    p,
-                    f"cohorts.{name}[{j}]",
-                    team,
-                    f"a team in one cohort only (already in {member_of[team]})",
-                )
-            member_of[team] = str(name)
-            cohorts.append((team, str(name)))
-    return QuotaConfig(tuple(quotas), tuple(cohorts))
+    """The quota file at ``path`` (see :func:`parse_quotas`). Raises :class:`QuotaFileError`."""
+    try:
+        doc = read_document(path)
+    except InputRejected as exc:
+        raise QuotaFileError(exc.errors) from None
+    return parse_quotas(doc, known_teams, models)

@@ -13,10 +13,10 @@ mounted with ``envFrom``); it is hashed on load and then forgotten. A team may h
 tokens (rotation); one token maps to one principal. ``hash_token(plain)`` gives the hex
 digest to write into ``token_sha256``.
 
-Errors name the file, the entry (``entries[2].token_sha256``, or ``tokens[2]...`` under a
-``tokens`` key), the bad value and what is
-allowed, except that a value which may be a secret (a plain token pasted where its hash
-belongs) is described by its length, not echoed.
+Validated by :class:`TokenFileEntry` (scheduler/files/document.py): errors name the file, the
+line, the entry (``[2].token_sha256``, or ``tokens[2]...`` under a ``tokens`` key), the bad
+value and what is allowed, except that a value which may be a secret (a plain token pasted
+where its hash belongs) is described by its length, never echoed.
 """
 
 from __future__ import annotations
@@ -28,14 +28,24 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import AfterValidator, ConfigDict, Field, RootModel, model_validator
+
+from scheduler.files.document import (
+    CrossField,
+    Document,
+    FileModel,
+    InputRejected,
+    read_document,
+    reject,
+    validate,
+)
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TEAM_KEYS = frozenset({"team", "name", "token_sha256", "token_env"})
-_ADMIN_KEYS = frozenset({"admin", "name", "token_sha256", "token_env"})
+_HASH_RULE = "64 hex digits, the SHA-256 of the token (hash_token(token)); never the plain token"
+_NAME_RULE = "a non-empty string without surrounding spaces; quote a name YAML reads as a number"
 
 
 def hash_token(plain: str) -> str:
@@ -60,9 +70,181 @@ class TokenEntry:
     token_sha256: str  # 64 lowercase hex digits
 
 
-class TokenFileError(ValueError):
-    def __init__(self, path: Path, where: str, value: object, allowed: str) -> None:
-        super().__init__(f"{path}: {where}: {value!r} is not allowed ({allowed})")
+class TokenFileError(InputRejected):
+    """A bad token file: one line per problem, ``file:line: field: msg (got value)``; a value
+    that may be a secret is shown by its length only."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__([_masked(e) for e in errors])
+
+
+def _masked(error: dict[str, Any]) -> dict[str, Any]:
+    """``error`` without a value that may be a secret: a ``token_sha256`` string (a plain
+    token pasted where its hash belongs) becomes ``<N characters>``, also inside an entry."""
+    if "input" not in error:
+        return error
+    loc = tuple(error.get("loc", ()))
+    value = error["input"]
+    # the value of token_sha256, or of a misspelt key (``token: PLAIN``), may be a secret
+    unknown = error.get("type") == "extra_forbidden"
+    if (unknown and isinstance(value, str)) or (loc and loc[-1] == "token_sha256"):
+        return {**error, "input": _mask_all(value)}
+    return {**error, "input": _mask_within(value)}
+
+
+_LENGTH = re.compile(r"<[0-9]+ characters>")
+
+
+def _length_of(value: str) -> str:
+    return value if _LENGTH.fullmatch(value) else f"<{len(value)} characters>"
+
+
+def _mask_all(value: Any) -> Any:
+    """Every string in ``value`` by its length."""
+    if isinstance(value, str):
+        return _length_of(value)
+    if isinstance(value, dict):
+        return {k: _mask_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_all(v) for v in value]
+    return value
+
+
+def _mask_within(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _length_of(v) if k == "token_sha256" and isinstance(v, str) else _mask_within(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask_within(v) for v in value]
+    return value
+
+
+def _hex64(value: str) -> str:
+    if not _HEX64.fullmatch(value):
+        raise ValueError(_HASH_RULE)
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError("must be an environment variable name")
+    return value
+
+
+def _name_text(value: str) -> str:
+    if not value.strip() or value != value.strip():
+        raise ValueError(_NAME_RULE)
+    return value
+
+
+def _true(value: bool) -> bool:
+    if value is not True:
+        raise ValueError("must be true (for a team's token write 'team: NAME' instead)")
+    return value
+
+
+# true only (a Literal[True] would take 1, which equals True)
+AdminTrue = Annotated[bool, AfterValidator(_true), Field(json_schema_extra={"const": True})]
+NameText = Annotated[
+    str,
+    AfterValidator(_name_text),
+    Field(json_schema_extra={"pattern": r"^\S(.*\S)?$"}),
+]
+Hex64 = Annotated[
+    str, AfterValidator(_hex64), Field(json_schema_extra={"pattern": "^[0-9a-fA-F]{64}$"})
+]
+EnvName = Annotated[
+    str,
+    AfterValidator(_env_name),
+    Field(json_schema_extra={"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}),
+]
+
+
+def _no_nulls(schema: dict[str, Any]) -> None:
+    """The entry's schema: no field takes null, and the rules of which fields go together."""
+    for prop in schema.get("properties", {}).values():
+        given = [s for s in prop.pop("anyOf", []) if s.get("type") != "null"]
+        if given:
+            prop.update(given[0])
+        prop.pop("default", None)
+    schema["allOf"] = [
+        {"oneOf": [{"required": ["team"]}, {"required": ["admin"]}]},
+        {"oneOf": [{"required": ["token_sha256"]}, {"required": ["token_env"]}]},
+        {"if": {"required": ["admin"]}, "then": {"required": ["name"]}},
+    ]
+
+
+class TokenFileEntry(FileModel):
+    """One token: a team's (``team``) or an admin's (``admin: true`` and a ``name``), as the
+    SHA-256 of the token (``token_sha256``) or the environment variable holding it
+    (``token_env``)."""
+
+    model_config = FileModel.model_config | {
+        "json_schema_extra": lambda schema, _: _no_nulls(schema),
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _given_means_set(cls, data: Any) -> Any:
+        """A key given is given: ``team: null`` is not "no team" (so says the schema too)."""
+        if isinstance(data, dict):
+            nulls = [(k,) for k, v in data.items() if v is None and k in cls.model_fields]
+            if nulls:
+                raise CrossField(
+                    [
+                        (k, "must not be null: give a value or leave the key out", None)
+                        for k in nulls
+                    ]
+                )
+        return data
+
+    team: NameText | None = Field(default=None, description="the team whose token it is")
+    admin: AdminTrue | None = Field(
+        default=None, description="true: sees and acts on every team's jobs"
+    )
+    name: NameText | None = Field(default=None, description="who it is (default: the team)")
+    token_sha256: Hex64 | None = Field(default=None, description="hash_token(token)")
+    token_env: EnvName | None = Field(
+        default=None, description="environment variable holding the plain token"
+    )
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> TokenFileEntry:
+        given = sorted(self.model_fields_set)
+        if (self.admin is None) == (self.team is None):
+            raise CrossField([((), "give exactly one of 'team: NAME' or 'admin: true'", given)])
+        if self.admin and self.name is None:
+            raise CrossField([(("name",), "an admin entry needs a name", None)])
+        if (self.token_sha256 is None) == (self.token_env is None):
+            msg = "give exactly one of token_sha256: HEX or token_env: VARIABLE"
+            raise CrossField([((), msg, given)])
+        return self
+
+    def principal(self) -> Principal:
+        if self.admin:
+            assert self.name is not None
+            return Principal(self.name, None, True)
+        assert self.team is not None
+        return Principal(self.name or self.team, self.team, False)
+
+
+class TokenList(RootModel[list[TokenFileEntry]]):
+    """A token file: a non-empty list of entries."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, frozen=True)
+    root: list[TokenFileEntry] = Field(min_length=1)
+
+
+class TokenFile(FileModel):
+    """A token file whose one key ``tokens`` holds the list of entries."""
+
+    tokens: list[TokenFileEntry] = Field(min_length=1)
+
+
+class TokenDocument(RootModel[Annotated[list[TokenFileEntry], Field(min_length=1)] | TokenFile]):
+    """A token file, either form (for its JSON Schema; :func:`load_token_file` reads it)."""
 
 
 class TokenAuth:
@@ -107,110 +289,33 @@ class TokenAuth:
 
 
 def load_token_file(path: str | Path, environ: Mapping[str, str] | None = None) -> list[TokenEntry]:
-    """The entries of a token file; ``environ`` (default ``os.environ``) serves ``token_env``."""
-    p = Path(path)
+    """The entries of a token file; ``environ`` (default ``os.environ``) serves ``token_env``.
+    Raises :class:`TokenFileError`."""
     env = os.environ if environ is None else environ
     try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise TokenFileError(p, "document", str(e).splitlines()[0], "valid YAML") from None
-    prefix = "entries"
-    if isinstance(doc, dict) and set(doc) == {"tokens"}:
-        prefix, doc = "tokens", doc["tokens"]
-    elif isinstance(doc, dict):
-        extra = sorted(str(k) for k in doc if k != "tokens")
-        raise TokenFileError(p, extra[0], extra[0], "the one top-level key 'tokens' (or a list)")
-    if not isinstance(doc, list) or not doc:
-        raise TokenFileError(
-            p,
-            "document" if prefix == "entries" else "tokens",
-            _short(doc),
-            "a non-empty list of {team: NAME, token_sha256: HEX}"
-            " or {admin: true, name: NAME, token_sha256: HEX} entries",
-        )
-    return [_entry(p, f"{prefix}[{i}]", raw, env) for i, raw in enumerate(doc)]
-
-
-def _entry(p: Path, where: str, raw: object, env: Mapping[str, str]) -> TokenEntry:
-    if not isinstance(raw, dict):
-        raise TokenFileError(p, where, _short(raw), "a mapping with team or admin, and a token")
-    admin = "admin" in raw
-    if admin == ("team" in raw):
-        raise TokenFileError(
-            p, where, sorted(map(str, raw)), "exactly one of 'team: NAME' or 'admin: true'"
-        )
-    allowed = _ADMIN_KEYS if admin else _TEAM_KEYS
-    unknown = sorted(str(k) for k in raw if k not in allowed)
-    if unknown:
-        raise TokenFileError(
-            p,
-            f"{where}.{unknown[0]}",
-            unknown[0],
-            f"keys of {'an admin' if admin else 'a team'} entry: {', '.join(sorted(allowed))}",
-        )
-    if admin:
-        if raw["admin"] is not True:
-            raise TokenFileError(
-                p,
-                f"{where}.admin",
-                raw["admin"],
-                "true (for a team's token write 'team: NAME' instead)",
-            )
-        if "name" not in raw:
-            raise TokenFileError(p, f"{where}.name", None, "an admin entry needs a name")
-        principal = Principal(_name(p, f"{where}.name", raw["name"]), None, True)
+        doc = read_document(path)
+    except InputRejected as exc:
+        raise TokenFileError(exc.errors) from None
+    if doc.data is None:
+        msg = "the file is empty; expected a list of {team: NAME, token_sha256: HEX} entries"
+        raise reject(doc, (), msg, error=TokenFileError)
+    if isinstance(doc.data, dict):
+        entries = validate(TokenFile, doc, error=TokenFileError).tokens
+        prefix: tuple[str, ...] = ("tokens",)
     else:
-        team = _name(p, f"{where}.team", raw["team"])
-        name = _name(p, f"{where}.name", raw["name"]) if "name" in raw else team
-        principal = Principal(name, team, False)
-    return TokenEntry(principal, _token_hash(p, where, raw, env))
+        entries = validate(TokenList, doc, error=TokenFileError).root
+        prefix = ()
+    return [_entry(doc, (*prefix, i), e, env) for i, e in enumerate(entries)]
 
 
-def _name(p: Path, where: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip() or value != value.strip():
-        raise TokenFileError(
-            p,
-            where,
-            value,
-            "a non-empty string without surrounding spaces; quote a name YAML reads as a number",
-        )
-    return value
-
-
-def _token_hash(p: Path, where: str, raw: dict[Any, Any], env: Mapping[str, str]) -> str:
-    if ("token_sha256" in raw) == ("token_env" in raw):
-        raise TokenFileError(
-            p,
-            where,
-            sorted(map(str, raw)),
-            "exactly one of token_sha256: HEX or token_env: VARIABLE",
-        )
-    if "token_sha256" in raw:
-        value = raw["token_sha256"]
-        if not isinstance(value, str) or not _HEX64.fullmatch(value):
-            shown = f"<{len(value)} characters>" if isinstance(value, str) else value
-            raise TokenFileError(
-                p,
-                f"{where}.token_sha256",
-                shown,
-                "64 hex digits, the SHA-256 of the token (hash_token(token)); "
-                "never the plain token",
-            )
-        return value.lower()
-    var = raw["token_env"]
-    if not isinstance(var, str) or not _ENV_NAME.fullmatch(var):
-        raise TokenFileError(p, f"{where}.token_env", var, "an environment variable name")
-    plain = env.get(var, "")
+def _entry(
+    doc: Document, at: tuple[str | int, ...], e: TokenFileEntry, env: Mapping[str, str]
+) -> TokenEntry:
+    if e.token_sha256 is not None:
+        return TokenEntry(e.principal(), e.token_sha256.lower())
+    assert e.token_env is not None
+    plain = env.get(e.token_env, "")
     if not plain.strip():
-        raise TokenFileError(
-            p,
-            f"{where}.token_env",
-            var,
-            "a variable that is set to a non-empty token in the service's environment",
-        )
-    return hash_token(plain.strip())
-
-
-def _short(value: object) -> object:
-    text = repr(value)
-    return value if len(text) <= 60 else text[:57] + "..."
+        msg = "must be a variable that is set to a non-empty token in the service's environment"
+        raise reject(doc, (*at, "token_env"), msg, e.token_env, error=TokenFileError)
+    return TokenEntry(e.principal(), hash_token(plain.strip()))

@@ -35,19 +35,33 @@ names must be a region of the fleet (checked when the service starts with its fl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, model_validator
 
 from scheduler.config import SchedulerConfig
 from scheduler.core.model import REGION_LABEL, Gpu, Node
-from scheduler.files.yamlfile import YamlFileError, integer_at, number_at, read_yaml
-from scheduler.runtime.residency import REGION_RULE, Residency, is_region
+from scheduler.files.document import (
+    CrossField,
+    Document,
+    FileModel,
+    InputRejected,
+    Loc,
+    read_document,
+    reject,
+    validate,
+)
+from scheduler.policies.registry import PACKING, QUEUE
+from scheduler.runtime.residency import REGION_PATTERN, REGION_RULE, Residency
 
 
-class ConfigFileError(YamlFileError):
-    pass
+class ConfigFileError(InputRejected):
+    """A bad fleet or service-config file: one line per problem,
+    ``file:line: field.path: msg (got value)``."""
 
 
 # NVML's names for the simulated models (what nvmlDeviceGetName returns on the real thing)
@@ -101,100 +115,133 @@ DEFAULT_FLEET: dict[str, Any] = {
     ]
 }  # fmt: skip
 
-_NODE_KEYS = {"name", "count", "gpus", "gpu_model", "gpu_memory_gib", "cpus", "memory_gib",
-              "nvlink_domains", "labels", "region"}  # fmt: skip
+# Bounds of a fleet: a value past them is a typo, and the scheduler is built for up to
+# 100,000 GPUs (DESIGN.md).
+MAX_FLEET_GPUS = 100_000
+MAX_FLEET_NODES = 100_000
+MAX_GPUS_PER_NODE = 64
 
 
-def _field_int(
-    path: Path, where: str, raw: dict[str, Any], key: str, default: int, low: int
-) -> int:
-    return integer_at(ConfigFileError, path, f"{where}.{key}", raw.get(key, default), low)
+def _region(value: str) -> str:
+    if not _REGION.fullmatch(value):
+        raise ValueError(REGION_RULE)
+    return value
 
 
-def _field_mib(path: Path, where: str, raw: dict[str, Any], key: str, default: float) -> int:
-    """A size given in GiB (>= 1), in MiB."""
-    return int(number_at(ConfigFileError, path, f"{where}.{key}", raw.get(key, default), 1) * 1024)
+_REGION = re.compile(REGION_PATTERN)
+# a data-residency region: a Kubernetes/Ray label value (residency.REGION_RULE)
+Region = Annotated[
+    str, AfterValidator(_region), Field(json_schema_extra={"pattern": REGION_PATTERN})
+]
+Name = Annotated[str, Field(min_length=1)]
 
 
-def parse_fleet(doc: Any, path: Path) -> list[NodeSpec]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list) or not doc["nodes"]:
-        got = doc.get("nodes") if isinstance(doc, dict) else doc
-        raise ConfigFileError(path, "nodes", got, "a non-empty list of nodes")
-    specs: list[NodeSpec] = []
-    for i, raw in enumerate(doc["nodes"]):
-        where = f"nodes[{i}]"
-        if not isinstance(raw, dict):
-            raise ConfigFileError(path, where, raw, "a mapping with name, gpus, gpu_model, ...")
-        extra = sorted(set(raw) - _NODE_KEYS)
-        if extra:
-            raise ConfigFileError(
-                path,
-                f"{where}.{extra[0]}",
-                raw[extra[0]],
-                "one of " + ", ".join(sorted(_NODE_KEYS)),
-            )
-        name = raw.get("name")
-        if not isinstance(name, str) or not name:
-            raise ConfigFileError(path, f"{where}.name", name, "a non-empty string")
-        model = raw.get("gpu_model", "H100")
-        if not isinstance(model, str) or not model:
-            raise ConfigFileError(
-                path, f"{where}.gpu_model", model, "a GPU model name such as H100"
-            )
-        labels = raw.get("labels", {})
-        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-            raise ConfigFileError(path, f"{where}.labels", labels, "a mapping of string to string")
-        labels = _with_region(path, where, raw, labels)
-        count = _field_int(path, where, raw, "count", 1, 1)
+class NodeEntry(FileModel):
+    """One node of the fleet file, or ``count`` alike ones named ``name-0`` .. ``name-(count-1)``."""
+
+    name: Name = Field(description="node name (with count: the prefix of the names)")
+    count: int | None = Field(
+        default=None, ge=1, le=MAX_FLEET_NODES, description="this many alike nodes"
+    )
+    gpus: int = Field(default=4, ge=0, le=MAX_GPUS_PER_NODE, description="GPUs per node")
+    gpu_model: Name = Field(default="H100", description="short model name jobs ask for, e.g. H100")
+    gpu_memory_gib: float = Field(default=80, ge=1, le=4096, description="memory of one GPU (GiB)")
+    cpus: int = Field(default=8, ge=1, le=100_000, description="CPU cores")
+    memory_gib: float = Field(default=32, ge=1, le=1_048_576, description="host memory (GiB)")
+    nvlink_domains: int = Field(
+        default=1, ge=1, le=MAX_GPUS_PER_NODE, description="GPUs split evenly into this many"
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"node labels (rack, zone; {REGION_LABEL} is the data-residency region)",
+        json_schema_extra={
+            "properties": {REGION_LABEL: {"type": "string", "pattern": REGION_PATTERN}}
+        },
+    )
+    region: Region | None = Field(
+        default=None, description=f"short for labels: {{{REGION_LABEL}: REGION}}"
+    )
+
+    @model_validator(mode="after")
+    def _one_region(self) -> NodeEntry:
+        label = self.labels.get(REGION_LABEL)
+        if label is not None and not _REGION.fullmatch(label):
+            raise CrossField([(("labels", REGION_LABEL), REGION_RULE, label)])
+        if self.region is not None and label is not None and label != self.region:
+            msg = f"must be the region of labels.{REGION_LABEL} ({label!r}); give one of them"
+            raise CrossField([(("region",), msg, self.region)])
+        return self
+
+    def specs(self) -> list[NodeSpec]:
+        labels = dict(self.labels)
+        if self.region is not None:
+            labels[REGION_LABEL] = self.region
         node = NodeSpec(
-            name=name,
-            gpus=_field_int(path, where, raw, "gpus", 4, 0),
-            gpu_model=model,
-            gpu_memory_mib=_field_mib(path, where, raw, "gpu_memory_gib", 80),
-            cpus=_field_int(path, where, raw, "cpus", 8, 1),
-            memory_mib=_field_mib(path, where, raw, "memory_gib", 32),
-            nvlink_domains=_field_int(path, where, raw, "nvlink_domains", 1, 1),
-            labels=tuple(sorted((str(k), v) for k, v in labels.items())),
+            name=self.name,
+            gpus=self.gpus,
+            gpu_model=self.gpu_model,
+            gpu_memory_mib=int(self.gpu_memory_gib * 1024),
+            cpus=self.cpus,
+            memory_mib=int(self.memory_gib * 1024),
+            nvlink_domains=self.nvlink_domains,
+            labels=tuple(sorted(labels.items())),
         )
-        if "count" not in raw:
-            specs.append(node)
-        else:  # name-0 .. name-(count-1)
-            specs.extend(replace(node, name=f"{name}-{k}") for k in range(count))
-    names = [s.name for s in specs]
-    for n in names:
-        if names.count(n) > 1:
-            raise ConfigFileError(path, "nodes", n, "unique node names")
-    return specs
+        if self.count is None:
+            return [node]
+        return [replace(node, name=f"{self.name}-{k}") for k in range(self.count)]
 
 
-def _with_region(
-    path: Path, where: str, raw: dict[str, Any], labels: dict[str, str]
-) -> dict[str, str]:
-    """The node's labels with its region: ``region: CN`` is the label gpuyard.io/region."""
-    if REGION_LABEL in labels and not is_region(labels[REGION_LABEL]):
-        raise ConfigFileError(
-            path, f"{where}.labels.{REGION_LABEL}", labels[REGION_LABEL], REGION_RULE
-        )
-    if "region" not in raw:
-        return labels
-    region = raw["region"]
-    if not is_region(region):
-        raise ConfigFileError(path, f"{where}.region", region, REGION_RULE)
-    if labels.get(REGION_LABEL, region) != region:
-        raise ConfigFileError(
-            path,
-            f"{where}.region",
-            region,
-            f"the region of labels.{REGION_LABEL} ({labels[REGION_LABEL]!r}); give one of them",
-        )
-    return {**labels, REGION_LABEL: region}
+class FleetFile(FileModel):
+    """The fleet file: which nodes, which GPUs (``gpuyard up --fleet``)."""
+
+    nodes: list[NodeEntry] = Field(min_length=1, description="the nodes, in order")
+
+    @model_validator(mode="after")
+    def _names_and_size(self) -> FleetFile:
+        nodes = sum(n.count or 1 for n in self.nodes)
+        gpus = sum((n.count or 1) * n.gpus for n in self.nodes)
+        if nodes > MAX_FLEET_NODES or gpus > MAX_FLEET_GPUS:
+            msg = (
+                f"the fleet has {nodes} nodes and {gpus} GPUs; at most {MAX_FLEET_NODES} "
+                f"nodes and {MAX_FLEET_GPUS} GPUs"
+            )
+            raise CrossField([((), msg, None)])
+        first: dict[str, int] = {}
+        problems: list[tuple[Loc, str, Any]] = []
+        for i, entry in enumerate(self.nodes):
+            for spec in entry.specs():
+                if spec.name in first:
+                    msg = (
+                        f"node name {spec.name!r} is already given by nodes[{first[spec.name]}]; "
+                        "node names must be unique"
+                    )
+                    problems.append((("nodes", i, "name"), msg, entry.name))
+                    break
+                first.setdefault(spec.name, i)
+        if problems:
+            raise CrossField(problems)
+        return self
+
+
+def parse_fleet(doc: Any, path: Path, root: Any = None) -> list[NodeSpec]:
+    """The nodes of a fleet document (``root``: its YAML node tree, for line numbers)."""
+    fleet = validate(FleetFile, Document(doc, str(path), root), error=ConfigFileError)
+    return [spec for entry in fleet.nodes for spec in entry.specs()]
 
 
 def load_fleet(path: str | Path | None) -> list[NodeSpec]:
+    """The fleet file's nodes (the built-in fleet for None); :class:`ConfigFileError`."""
     if path is None:
         return parse_fleet(DEFAULT_FLEET, Path("<built-in fleet>"))
-    p = Path(path)
-    return parse_fleet(read_yaml(p, ConfigFileError), p)
+    doc = _read(path)
+    return parse_fleet(doc.data, Path(path), doc.root)
+
+
+def _read(path: str | Path) -> Document:
+    try:
+        return read_document(path)
+    except InputRejected as exc:
+        raise ConfigFileError(exc.errors) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,11 +316,11 @@ class ServiceConfig:
             for name in g.priority_classes:
                 if classes is None or name not in classes.values:
                     known = ", ".join(sorted(classes.values)) if classes else "none configured"
-                    raise ConfigFileError(
-                        Path(self.source),
-                        f"teams.{g.team}.priority_classes",
+                    raise _config_error(
+                        self.source,
+                        ("teams", g.team, "priority_classes"),
+                        f"must be a class of the priority-class file ({known})",
                         name,
-                        f"a class of the priority-class file ({known})",
                     )
         return SchedulerConfig(
             packing=self.packing,
@@ -299,112 +346,159 @@ class ServiceConfig:
             for i, region in enumerate(node_regions):
                 if region not in regions:
                     have = ", ".join(regions) or f"none: no fleet node has a {REGION_LABEL} label"
-                    raise ConfigFileError(
-                        Path(self.source),
-                        f"residency.{data_region}[{i}]",
+                    raise _config_error(
+                        self.source,
+                        ("residency", data_region, i),
+                        f"must be a region of the fleet's nodes: {have}",
                         region,
-                        f"a region of the fleet's nodes: {have}",
                     )
         rules = tuple((d, tuple(sorted(n))) for d, n in sorted(self.residency))
         return Residency(regions, rules, self.require_data_region)
 
 
-_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
-    "packing": (str,), "queue": (str,), "backfill": (str,), "preemption": (bool,),
-    "quotas": (str,), "priority_classes": (str,), "tokens": (str,), "api_host": (str,),
-    "api_port": (int,), "loop_period_s": (int, float), "telemetry_period_s": (int, float),
-    "stop_grace_s": (int, float), "max_failures": (int,), "state_dir": (str,),
-    "aging_s": (int, float), "fair_share_half_life_s": (int, float), "backfill_depth": (int,),
-    "preemption_depth": (int,), "snapshot_every": (int,), "snapshot_events": (int,),
-    "teams": (dict,), "storage_path": (str,), "ray_dashboard_url": (str,),
-    "residency": (dict,), "require_data_region": (bool,),
-}  # fmt: skip
-_POSITIVE = {"aging_s", "fair_share_half_life_s", "backfill_depth", "preemption_depth",
-             "snapshot_every", "snapshot_events", "loop_period_s", "telemetry_period_s", "api_port"}  # fmt: skip
-_GRANT_KEYS = {"priority_classes", "max_priority"}
+def _policy(table: dict[str, Any], kind: str) -> Any:
+    def check(value: str) -> str:
+        if value not in table:
+            raise ValueError(f"unknown {kind}; known: {', '.join(table)}")
+        return value
+
+    return check
 
 
-def _grants(path: Path, doc: Any) -> tuple[TeamGrant, ...]:
-    """``teams: {perception: {priority_classes: [production], max_priority: 10}}``."""
-    out = []
-    for team, raw in sorted(doc.items(), key=lambda kv: str(kv[0])):
-        where = f"teams.{team}"
-        if not isinstance(team, str) or not team:
-            raise ConfigFileError(path, where, team, "a team name (a string; quote numbers)")
-        if not isinstance(raw, dict):
-            raise ConfigFileError(path, where, raw, "a mapping with priority_classes, max_priority")
-        extra = sorted(str(k) for k in set(raw) - _GRANT_KEYS)
-        if extra:
-            raise ConfigFileError(
-                path, f"{where}.{extra[0]}", raw[extra[0]], "priority_classes or max_priority"
+Packing = Annotated[
+    str,
+    AfterValidator(_policy(PACKING, "packing policy")),
+    Field(json_schema_extra={"enum": list(PACKING)}),
+]
+Queue = Annotated[
+    str,
+    AfterValidator(_policy(QUEUE, "queue order")),
+    Field(json_schema_extra={"enum": list(QUEUE)}),
+]
+# priorities: Kubernetes PriorityClass values for users are at most one billion
+Priority = Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)]
+Seconds = Annotated[float, Field(gt=0, le=1e9)]
+Count = Annotated[int, Field(ge=1, le=1_000_000_000)]
+
+
+def _unique(values: list[str]) -> list[str]:
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            raise CrossField([((i,), "give each node region once", v)])
+    return values
+
+
+class GrantEntry(FileModel):
+    """What a team's tokens may ask for."""
+
+    priority_classes: list[Name] = Field(
+        default_factory=list,
+        description="priority classes the team may name, besides its default class",
+    )
+    max_priority: Priority = Field(default=0, description="highest plain priority it may set")
+
+
+NodeRegions = Annotated[
+    list[Region],
+    Field(min_length=1, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_unique),
+]
+
+
+class ConfigFile(FileModel):
+    """The service config file (``gpuyard up --config``); relative file paths are resolved
+    against the file's folder."""
+
+    packing: Packing = "best_fit"
+    queue: Queue = "priority"
+    backfill: Literal["none", "greedy", "easy"] = "easy"
+    preemption: bool = True
+    aging_s: Seconds | None = Field(
+        default=None, description="a job pending longer is reserved room first"
+    )
+    fair_share_half_life_s: Seconds | None = Field(
+        default=None, description="half-life of past usage in team shares"
+    )
+    backfill_depth: Count = 500
+    preemption_depth: Count = 8
+    teams: dict[Name, GrantEntry] = Field(
+        default_factory=dict, description="what each team may ask for"
+    )
+    quotas: Name | None = Field(default=None, description="quota file")
+    priority_classes: Name | None = Field(default=None, description="priority-class file")
+    tokens: Name | None = Field(default=None, description="API tokens file")
+    api_host: Name = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    loop_period_s: float = Field(
+        default=0.5, gt=0, le=3600, description="how often the service looks at runs and nodes"
+    )
+    telemetry_period_s: float = Field(default=2.0, gt=0, le=3600)
+    stop_grace_s: float = Field(
+        default=60.0, ge=0, le=86_400, description="a run asked to stop is killed after this"
+    )
+    max_failures: int = Field(default=2, ge=0, le=1000, description="retries of a worker crash")
+    state_dir: Name = "~/.gpuyard"
+    snapshot_every: Count = 200
+    snapshot_events: Count = 10_000
+    storage_path: Name | None = Field(default=None, description="where runs' checkpoints go")
+    ray_dashboard_url: Name | None = None
+    residency: dict[Region, NodeRegions] | None = Field(
+        default=None, description="data region -> node regions where its data may be processed"
+    )
+    require_data_region: bool = False
+
+    def settings(self, folder: Path) -> dict[str, Any]:
+        """The file's settings as ServiceConfig fields (file paths resolved against
+        ``folder``)."""
+        values: dict[str, Any] = {
+            k: getattr(self, k) for k in self.model_fields_set if k not in ("teams", "residency")
+        }
+        for key in ("quotas", "priority_classes", "tokens"):
+            value = values.get(key)
+            if value is not None and not Path(value).is_absolute():
+                values[key] = str((folder / value).resolve())
+        if "teams" in self.model_fields_set:
+            values["teams"] = tuple(
+                TeamGrant(team, tuple(sorted(set(g.priority_classes))), g.max_priority)
+                for team, g in sorted(self.teams.items())
             )
-        classes = raw.get("priority_classes", [])
-        if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
-            raise ConfigFileError(
-                path, f"{where}.priority_classes", classes, "a list of priority class names"
-            )
-        top = raw.get("max_priority", 0)
-        if isinstance(top, bool) or not isinstance(top, int):
-            raise ConfigFileError(path, f"{where}.max_priority", top, "an integer")
-        out.append(TeamGrant(team, tuple(sorted(set(classes))), top))
-    return tuple(out)
+        if self.residency is not None:
+            values["residency"] = tuple((d, tuple(n)) for d, n in self.residency.items())
+        return values
 
 
-def _residency(path: Path, doc: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """``residency: {CN: [CN], EU: [EU, US]}``, in the file's order."""
-    out = []
-    for data_region, raw in doc.items():
-        where = f"residency.{data_region}"
-        if not is_region(data_region):
-            # YAML reads some bare words as booleans or numbers (NO, on, 1): quote them
-            raise ConfigFileError(path, where, data_region, REGION_RULE + "; quote it in YAML")
-        if not isinstance(raw, list) or not raw:
-            raise ConfigFileError(
-                path, where, raw, f"a non-empty list of node regions, e.g. [{data_region}]"
-            )
-        for i, region in enumerate(raw):
-            if not is_region(region):
-                raise ConfigFileError(
-                    path, f"{where}[{i}]", region, REGION_RULE + "; quote it in YAML"
-                )
-            if region in raw[:i]:
-                raise ConfigFileError(path, f"{where}[{i}]", region, "each node region once")
-        out.append((data_region, tuple(raw)))
-    return tuple(out)
+def _config_error(source: str, loc: Loc, msg: str, value: Any) -> ConfigFileError:
+    """A problem found after loading (against another file): with its line when the file
+    can be read again."""
+    try:
+        doc: Document | str = read_document(source)
+    except InputRejected:
+        doc = source
+    err = reject(doc, loc, msg, value, error=ConfigFileError)
+    assert isinstance(err, ConfigFileError)
+    return err
 
 
 def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
     """The config file's settings (relative file paths resolved against its folder), then
-    ``overrides`` (command-line options), over the defaults."""
+    ``overrides`` (command-line options), over the defaults. :class:`ConfigFileError`."""
     values: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        doc = read_yaml(p, ConfigFileError)
-        if not isinstance(doc, dict):
-            raise ConfigFileError(p, "document", doc, "a mapping of settings")
-        for key, value in doc.items():
-            if key not in _CONFIG_TYPES:
-                raise ConfigFileError(
-                    p, str(key), value, "one of " + ", ".join(sorted(_CONFIG_TYPES))
-                )
-            types = _CONFIG_TYPES[key]
-            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-                raise ConfigFileError(p, key, value, " or ".join(t.__name__ for t in types))
-            if key in _POSITIVE and isinstance(value, int | float) and value <= 0:
-                raise ConfigFileError(p, key, value, "a number > 0")
-            if key == "teams":
-                value = _grants(p, value)
-            elif key == "residency":
-                value = _residency(p, value)
-            elif (
-                key in ("quotas", "priority_classes", "tokens")
-                and not Path(str(value)).is_absolute()
-            ):
-                value = str((p.parent / str(value)).resolve())
-            values[key] = value
+        values = validate(ConfigFile, _read(p), error=ConfigFileError).settings(p.parent)
         values["source"] = str(p)
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = ServiceConfig(**values)
     if cfg.backfill not in ("none", "greedy", "easy"):
-        raise ConfigFileError(Path(str(path)), "backfill", cfg.backfill, "none, greedy or easy")
+        raise ConfigFileError(
+            [
+                {
+                    "loc": ("backfill",),
+                    "msg": "Input should be 'none', 'greedy' or 'easy'",
+                    "input": cfg.backfill,
+                    "source": cfg.source,
+                    "line": None,
+                }
+            ]
+        )
     return cfg

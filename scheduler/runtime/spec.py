@@ -45,7 +45,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -56,6 +55,7 @@ from pydantic import (
 )
 
 from scheduler.core.model import MILLI_PER_GPU, REGION_LABEL, Job, Topology, WorkerRequest
+from scheduler.files.document import InputRejected, line_of, read_document
 from scheduler.runtime.residency import REGION_PATTERN, REGION_RULE
 from scheduler.runtime.runtime_env import (
     ENV_VAR_NAME_RULE,
@@ -123,6 +123,10 @@ Command = Annotated[
 ]
 
 
+MAX_CPUS = 1_000_000.0  # CPU cores of one worker
+MAX_GIB = 1_000_000_000.0  # GiB of one worker's memory or of one GPU's (an exbibyte)
+
+
 class JobSpec(BaseModel):
     """A job: a gang of identical workers running one Ray Train loop (``entrypoint``), or a
     shell command run as a Ray job (``command``) on the gang's resources."""
@@ -154,16 +158,19 @@ class JobSpec(BaseModel):
         description="thousandths of each GPU a worker takes; below 1000 the worker shares "
         "one GPU with others and gpus_per_worker must be 1",
     )
-    cpus_per_worker: float = Field(1.0, strict=True, gt=0, description="CPU cores per worker")
+    # upper bounds far above any machine, so that milli-cores and MiB stay finite integers
+    cpus_per_worker: float = Field(
+        1.0, strict=True, gt=0, le=MAX_CPUS, description="CPU cores per worker"
+    )
     memory_gib_per_worker: float = Field(
-        4.0, strict=True, gt=0, description="host memory per worker, GiB"
+        4.0, strict=True, gt=0, le=MAX_GIB, description="host memory per worker, GiB"
     )
     gpu_models: list[GpuModel] = Field(
         default_factory=list,
         description="allowed GPU models, e.g. ['H100', 'A100']; empty means any",
     )
     min_gpu_memory_gib: float = Field(
-        0.0, strict=True, ge=0, description="least memory of each GPU, GiB"
+        0.0, strict=True, ge=0, le=MAX_GIB, description="least memory of each GPU, GiB"
     )
     topology: Topology = Field(
         Topology.ANY, description="where the workers must land relative to each other"
@@ -505,98 +512,54 @@ def parse_spec(data: dict[str, Any], source: str) -> JobSpec:
         raise SpecRejected(errors) from None
 
 
-def _duplicate_keys(node: yaml.Node, path: tuple[str | int, ...]) -> list[dict[str, Any]]:
-    """Keys given twice in any mapping (a YAML loader silently keeps the last)."""
-    found: list[dict[str, Any]] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            name = str(key.value)
-            if name in seen:
-                found.append(
-                    {
-                        "loc": (*path, name),
-                        "msg": f"key '{name}' is given more than once (line {key.start_mark.line + 1})",
-                        "input": name,
-                        "line": key.start_mark.line + 1,
-                    }
-                )
-            seen.add(name)
-            found.extend(_duplicate_keys(value, (*path, name)))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            found.extend(_duplicate_keys(item, (*path, i)))
-    return found
-
-
-def _line_of(root: yaml.Node, loc: tuple[str | int, ...]) -> int | None:
-    """1-based line of the field at ``loc`` (its key for mapping entries), or of the closest
-    enclosing node that exists."""
-    node = root
-    line: int | None = root.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = [(k, v) for k, v in node.value if str(k.value) == str(part)]
-            if not match:
-                return line
-            key, node = match[-1]
-            line = key.start_mark.line + 1
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
-        ):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
 def load_spec_file(path: str | Path) -> JobSpec:
     """Read and validate a YAML job spec. Every error names the file, and the line where the
-    YAML parser knows it (syntax errors; fields present in the file)."""
+    YAML parser knows it (syntax errors; fields present in the file; a key given twice)."""
     where = str(path)
 
-    def reject(
-        msg: str, line: int | None, loc: tuple[str | int, ...] = (), value: Any = None
-    ) -> SpecRejected:
-        at = f"{where}, line {line}" if line is not None else where
-        return SpecRejected(
-            [{"loc": loc, "msg": f"{msg} (in {at})", "input": value, "source": where, "line": line}]
-        )
+    def at(line: int | None) -> str:
+        return f"{where}, line {line}" if line is not None else where
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise reject(f"cannot read the job spec: {exc}", None) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise reject(f"invalid YAML: {problem}", line) from None
-    if root is None:
-        raise reject("the file is empty; expected a mapping of job spec fields", None)
-    if not isinstance(data, dict):
-        raise reject(
-            f"a job spec must be a mapping of fields, got {type(data).__name__}",
-            root.start_mark.line + 1,
-            value=_json_safe(data),
-        )
-    duplicates = _duplicate_keys(root, ())
-    if duplicates:
+        doc = read_document(path)
+    except InputRejected as exc:
         raise SpecRejected(
-            [{**d, "msg": f"{d['msg']} (in {where})", "source": where} for d in duplicates]
+            [
+                {
+                    "loc": e["loc"],
+                    "msg": f"{e['msg'].replace('cannot read the file', 'cannot read the job spec')}"
+                    f" (in {at(e.get('line'))})",
+                    "input": e.get("input"),
+                    "source": where,
+                    "line": e.get("line"),
+                }
+                for e in exc.errors
+            ]
+        ) from None
+    if doc.root is None:
+        msg = f"the file is empty; expected a mapping of job spec fields (in {where})"
+        raise SpecRejected([{"loc": (), "msg": msg, "input": None, "source": where, "line": None}])
+    if not isinstance(doc.data, dict):
+        line = doc.root.start_mark.line + 1
+        msg = f"a job spec must be a mapping of fields, got {type(doc.data).__name__}"
+        raise SpecRejected(
+            [
+                {
+                    "loc": (),
+                    "msg": f"{msg} (in {at(line)})",
+                    "input": _json_safe(doc.data),
+                    "source": where,
+                    "line": line,
+                }
+            ]
         )
     try:
-        return parse_spec(data, where)
+        return parse_spec(doc.data, where)
     except SpecRejected as exc:
         errors = []
         for e in exc.errors:
-            line = _line_of(root, tuple(e["loc"]))
-            at = f"{where}, line {line}" if line is not None else where
-            errors.append({**e, "msg": f"{e['msg']} (in {at})", "line": line})
+            line = line_of(doc.root, tuple(e["loc"]))
+            errors.append({**e, "msg": f"{e['msg']} (in {at(line)})", "line": line})
         raise SpecRejected(errors) from None
 
 
@@ -701,6 +664,12 @@ def json_schema() -> dict[str, Any]:
     can say (the rest are checked by :func:`parse_spec` only)."""
     schema = JobSpec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    # as in the registry of every input file's schema (scheduler/files/schemas.py)
+    schema["$id"] = "urn:gpuyard:schema:jobspec"
+    schema["title"] = "gpuyard job spec"
+    schema["description"] = (
+        "A training job: a Ray Train loop or a script, its gang, resources and runtime_env."
+    )
     # entrypoint / command: a string when given (null would satisfy both ``required``s below)
     for field in ("entrypoint", "command"):
         prop = schema["properties"][field]

@@ -27,51 +27,44 @@ this module is where it is checked. Every field is optional::
 
 Numbers are strict (an integer field takes no 1.0 nor true) and finite; unknown keys are
 refused with the allowed ones listed. :meth:`SimulationSettings.from_mapping` raises a
-:class:`SettingsError` that names the file, the path (``simulation.teams[1].share``), the bad
-value and what is allowed.
+:class:`SettingsError` (scheduler/files/document.py's format) that names the file, the line
+where the file can be read, the path (``simulation.teams[1].share``), the bad value and what
+is allowed.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator
 
 from scheduler.core.queueing.priority import PriorityClasses
+from scheduler.files.document import (
+    Document,
+    FileModel,
+    InputRejected,
+    Loc,
+    line_of,
+    read_document,
+    validate,
+)
 from scheduler.policies.registry import QUEUE
 
 TRACE_NAMES = ("philly", "alibaba2023")
 SHARE_TOLERANCE = 1e-6  # the teams of one workload have shares summing to 1 within this
 _SCI = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-# tags of the unions below; pydantic puts them in an error's location, messages leave them out
-_TAG_TRACE, _TAG_CSV = "job_sizes:trace", "job_sizes:csv"
-_TAG_PATH, _TAG_MAPPING = "quotas:path", "quotas:mapping"
-_TAGS = frozenset({_TAG_TRACE, _TAG_CSV, _TAG_PATH, _TAG_MAPPING})
+# tags of the unions below; pydantic puts them in an error's location, messages leave them
+# out (document.py drops a location part in brackets)
+_TAG_TRACE, _TAG_CSV = "[job_sizes:trace]", "[job_sizes:csv]"
+_TAG_PATH, _TAG_MAPPING = "[quotas:path]", "[quotas:mapping]"
 
 
-class SettingsError(ValueError):
-    """A bad ``simulation:`` value: file, path, value and what is allowed."""
-
-    def __init__(self, source: str, where: str, value: object, allowed: str) -> None:
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        super().__init__(f"{source}: {where}: {shown} is not allowed ({allowed})")
-        self.source, self.where, self.value, self.allowed = source, where, value, allowed
+class SettingsError(InputRejected):
+    """A bad ``simulation:`` value: one line per problem,
+    ``file:line: simulation.field: msg (got value)``."""
 
 
 def _sci_float(v: object) -> object:
@@ -84,8 +77,7 @@ def _sci_float(v: object) -> object:
 Number = Annotated[float, BeforeValidator(_sci_float)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+_Strict = FileModel
 
 
 class CsvSizes(_Strict):
@@ -170,7 +162,7 @@ class SimulationSettings(_Strict):
     @classmethod
     def _known_queue(cls, v: str) -> str:
         if v not in QUEUE:
-            raise ValueError("a queue order: " + ", ".join(QUEUE))
+            raise ValueError("unknown queue order; known: " + ", ".join(QUEUE))
         return v
 
     @classmethod
@@ -186,77 +178,65 @@ class SimulationSettings(_Strict):
         node shapes a SKU. Raises :class:`SettingsError`."""
         if raw is None:
             raw = {}
+        fail = _Failing(source)
         if not isinstance(raw, Mapping):
-            raise SettingsError(source, "simulation", raw, "a mapping")
+            raise fail([((), "Input should be a mapping", raw, "dict_type")])
         try:
-            settings = cls.model_validate(_thaw(raw))
-        except ValidationError as e:
-            raise _settings_error(e, source) from None
-        settings._check(source, workloads, skus)
+            settings = validate(cls, Document(_thaw_top(raw), source), error=SettingsError)
+        except SettingsError as e:
+            raise fail(
+                [(x["loc"], x["msg"], x.get("input"), x.get("type")) for x in e.errors]
+            ) from None
+        problems = settings._check(workloads, skus)
+        if problems:
+            raise fail([(loc, msg, value, "cross_field") for loc, msg, value in problems])
         return settings
 
     def _check(
-        self, source: str, workloads: Sequence[str] | None, skus: Sequence[str] | None
-    ) -> None:
-        """What one field alone cannot say: names that must exist, shares that sum to 1."""
+        self, workloads: Sequence[str] | None, skus: Sequence[str] | None
+    ) -> list[tuple[Loc, str, Any]]:
+        """What one field alone cannot say: names that must exist, shares that sum to 1
+        (the first problem found)."""
         if skus is not None:
             for sku in self.node_shapes:
                 if sku not in skus:
-                    raise SettingsError(
-                        source,
-                        f"simulation.node_shapes.{sku}",
-                        sku,
-                        "a SKU of the scenario: " + ", ".join(skus),
-                    )
+                    msg = "must be a SKU of the scenario: " + ", ".join(skus)
+                    return [(("node_shapes", sku), msg, sku)]
         by_workload: dict[str, list[int]] = {}
         class_of: dict[str, tuple[int, str | None]] = {}
         for i, team in enumerate(self.teams):
-            where = f"simulation.teams[{i}]"
             if workloads is not None and team.workload not in workloads:
-                raise SettingsError(
-                    source,
-                    f"{where}.workload",
-                    team.workload,
-                    "a workload of the scenario: " + ", ".join(workloads),
-                )
+                msg = "must be a workload of the scenario: " + ", ".join(workloads)
+                return [(("teams", i, "workload"), msg, team.workload)]
             if team.priority_class is not None and team.priority_class not in self.priority_classes:
                 known = (
                     ", ".join(self.priority_classes)
                     or "none defined in simulation.priority_classes"
                 )
-                raise SettingsError(
-                    source,
-                    f"{where}.priority_class",
-                    team.priority_class,
-                    f"a priority class: {known}",
-                )
+                msg = f"must be a priority class: {known}"
+                return [(("teams", i, "priority_class"), msg, team.priority_class)]
             same = by_workload.setdefault(team.workload, [])
             if any(self.teams[j].name == team.name for j in same):
-                raise SettingsError(
-                    source,
-                    f"{where}.name",
-                    team.name,
-                    f"a team not listed before for workload {team.workload}",
-                )
+                msg = f"must be a team not listed before for workload {team.workload}"
+                return [(("teams", i, "name"), msg, team.name)]
             same.append(i)
             first = class_of.setdefault(team.name, (i, team.priority_class))
             if first[1] != team.priority_class:
-                raise SettingsError(
-                    source,
-                    f"{where}.priority_class",
-                    team.priority_class,
-                    f"the class team {team.name} has in simulation.teams[{first[0]}] ({first[1]})",
+                msg = (
+                    f"must be the class team {team.name} has in simulation.teams[{first[0]}] "
+                    f"({first[1]})"
                 )
+                return [(("teams", i, "priority_class"), msg, team.priority_class)]
         for workload, idx in by_workload.items():
             total = math.fsum(self.teams[i].share for i in idx)
             if abs(total - 1.0) > SHARE_TOLERANCE:
                 listed = ", ".join(f"teams[{i}]" for i in idx)
-                raise SettingsError(
-                    source,
-                    f"simulation.teams[{idx[-1]}].share",
-                    self.teams[idx[-1]].share,
-                    f"shares of the teams of workload {workload} summing to 1; {listed} sum to {total:g}",
+                msg = (
+                    f"the shares of the teams of workload {workload} must sum to 1; {listed} "
+                    f"sum to {total:g}"
                 )
+                return [(("teams", idx[-1], "share"), msg, self.teams[idx[-1]].share)]
+        return []
 
     def priority(self, team: TeamSettings) -> int:
         """The priority value of a team's jobs: its class's value, 0 without a class."""
@@ -280,59 +260,35 @@ def _thaw(v: object) -> object:
     return v
 
 
-def _where(loc: Sequence[int | str]) -> str:
-    out = "simulation"
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
+def _thaw_top(raw: Mapping[str, Any]) -> dict[str, Any]:
+    thawed = _thaw(raw)
+    assert isinstance(thawed, dict)
+    return thawed
 
 
-def _allowed_keys(loc: Sequence[int | str]) -> tuple[str, ...]:
-    """The keys of the model found at ``loc`` (walking fields, tuple items and dict values)."""
-    ann: Any = SimulationSettings
-    for part in loc:
-        ann = _unwrap(ann)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            field = ann.model_fields.get(part) if isinstance(part, str) else None
-            if field is None:
-                return ()
-            ann = field.annotation
-        elif typing.get_origin(ann) is tuple and isinstance(part, int):
-            ann = typing.get_args(ann)[0]
-        elif typing.get_origin(ann) is dict:
-            ann = typing.get_args(ann)[1]
-        else:
-            return ()
-    ann = _unwrap(ann)
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return tuple(ann.model_fields)
-    return ()
+class _Failing:
+    """Makes a :class:`SettingsError` whose problems sit under ``simulation`` in the file
+    ``source`` (with their lines when ``source`` is a file that can be read)."""
 
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self.root = read_document(source).root
+        except InputRejected:
+            self.root = None
 
-def _unwrap(ann: Any) -> Any:
-    """Annotated[X, ...] -> X; X | None -> X; a union -> its model member, if it has one."""
-    while True:
-        if typing.get_origin(ann) is Annotated:
-            ann = typing.get_args(ann)[0]
-        elif typing.get_origin(ann) in (typing.Union, types.UnionType):
-            members = [_unwrap(a) for a in typing.get_args(ann) if a is not type(None)]
-            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
-            ann = models[0] if models else members[0]
-        else:
-            return ann
-
-
-def _settings_error(e: ValidationError, source: str) -> SettingsError:
-    errors = e.errors()
-    # an unknown key first: it is often a misspelt required one, reported missing as well
-    err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
-    loc = [p for p in err["loc"] if p not in _TAGS]
-    kind, value = err["type"], err.get("input")
-    if kind == "extra_forbidden":
-        allowed = ", ".join(_allowed_keys(loc[:-1]))
-        return SettingsError(source, _where(loc), value, f"unknown key; allowed: {allowed}")
-    if kind == "missing":
-        return SettingsError(source, _where(loc), None, "a required key")
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    msg = msg[0].lower() + msg[1:] if msg else msg
-    return SettingsError(source, _where(loc), value, msg)
+    def __call__(self, problems: Sequence[tuple[Loc, str, Any, str | None]]) -> SettingsError:
+        errors = []
+        for loc, msg, value, kind in problems:
+            at = ("simulation", *loc)
+            e: dict[str, Any] = {
+                "loc": at,
+                "msg": msg,
+                "source": self.source,
+                "line": line_of(self.root, at),
+                "type": kind,
+            }
+            if value is not None or kind not in ("missing", "cross_field"):
+                e["input"] = value
+            errors.append(e)
+        return SettingsError(errors)

@@ -218,25 +218,25 @@ def test_settings_defaults_and_a_full_mapping() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"weeks_per_quarter": 0}, "simulation.weeks_per_quarter: 0 is not allowed (input should be greater than 0)"),
-        ({"weeks_per_quarter": 14}, "simulation.weeks_per_quarter: 14 is not allowed (input should be less than or equal to 13)"),
-        ({"max_duration_h": float("inf")}, "simulation.max_duration_h: inf is not allowed (input should be a finite number)"),
-        ({"backfill": "greedy"}, "simulation.backfill: 'greedy' is not allowed (input should be 'none' or 'easy')"),
-        ({"queue": "lifo"}, "simulation.queue: 'lifo' is not allowed (a queue order: fifo, priority, sjf, las, drf)"),
-        ({"job_sizes": "google"}, "simulation.job_sizes: 'google' is not allowed (input should be 'philly' or 'alibaba2023')"),
-        ({"job_sizes": 5}, "simulation.job_sizes: 5 is not allowed (philly, alibaba2023 or a mapping {csv: PATH})"),
-        ({"job_sizes": {"path": "x"}}, "simulation.job_sizes.path: 'x' is not allowed (unknown key; allowed: csv)"),
-        ({"quotas": 3}, "simulation.quotas: 3 is not allowed (a quota file path or a mapping in the quota-file format)"),
-        ({"node_shapes": {"H100": {"cpus": 8}}}, "simulation.node_shapes.H100.cpus: 8 is not allowed (unknown key; allowed: gpus_per_node, cpu_milli, memory_mib, gpu_memory_mib, gpus_per_nvlink_domain, nodes_per_system)"),
-        ({"node_shapes": {"B300": {"cpu_milli": 8}}}, "simulation.node_shapes.B300: 'B300' is not allowed (a SKU of the scenario: H100)"),
-        ({"teams": [{"name": "a", "workload": "w1", "share": 1.2}]}, "simulation.teams[0].share: 1.2 is not allowed (input should be less than or equal to 1)"),
-        ({"teams": [{"name": "a", "workload": "w1"}]}, "simulation.teams[0].share: None is not allowed (a required key)"),
-        ({"teams": [{"name": "a", "workload": "w9", "share": 1}]}, "simulation.teams[0].workload: 'w9' is not allowed (a workload of the scenario: w1)"),
+        ({"weeks_per_quarter": 0}, "simulation.weeks_per_quarter: Input should be greater than 0 (got 0)"),
+        ({"weeks_per_quarter": 14}, "simulation.weeks_per_quarter: Input should be less than or equal to 13 (got 14)"),
+        ({"max_duration_h": float("inf")}, "simulation.max_duration_h: Input should be a finite number (not NaN or infinite) (got inf)"),
+        ({"backfill": "greedy"}, "simulation.backfill: Input should be 'none' or 'easy' (got 'greedy')"),
+        ({"queue": "lifo"}, "simulation.queue: unknown queue order; known: fifo, priority, sjf, las, drf (got 'lifo')"),
+        ({"job_sizes": "google"}, "simulation.job_sizes: Input should be 'philly' or 'alibaba2023' (got 'google')"),
+        ({"job_sizes": 5}, "simulation.job_sizes: philly, alibaba2023 or a mapping {csv: PATH} (got 5)"),
+        ({"job_sizes": {"path": "x"}}, "simulation.job_sizes.csv: required field is missing\nf.yaml: simulation.job_sizes.path: unknown field 'path' in job_sizes; allowed fields: csv (got 'x')"),
+        ({"quotas": 3}, "simulation.quotas: a quota file path or a mapping in the quota-file format (got 3)"),
+        ({"node_shapes": {"H100": {"cpus": 8}}}, "simulation.node_shapes.H100.cpus: unknown field 'cpus' in node_shapes.H100; allowed fields: gpus_per_node, cpu_milli, memory_mib, gpu_memory_mib, gpus_per_nvlink_domain, nodes_per_system (got 8)"),
+        ({"node_shapes": {"B300": {"cpu_milli": 8}}}, "simulation.node_shapes.B300: must be a SKU of the scenario: H100 (got 'B300')"),
+        ({"teams": [{"name": "a", "workload": "w1", "share": 1.2}]}, "simulation.teams[0].share: Input should be less than or equal to 1 (got 1.2)"),
+        ({"teams": [{"name": "a", "workload": "w1"}]}, "simulation.teams[0].share: required field is missing"),
+        ({"teams": [{"name": "a", "workload": "w9", "share": 1}]}, "simulation.teams[0].workload: must be a workload of the scenario: w1 (got 'w9')"),
         ({"teams": [{"name": "a", "workload": "w1", "share": 0.5}, {"name": "b", "workload": "w1", "share": 0.4}]},
-         "simulation.teams[1].share: 0.4 is not allowed (shares of the teams of workload w1 summing to 1; teams[0], teams[1] sum to 0.9)"),
+         "simulation.teams[1].share: the shares of the teams of workload w1 must sum to 1; teams[0], teams[1] sum to 0.9 (got 0.4)"),
         ({"teams": [{"name": "a", "workload": "w1", "share": 1, "priority_class": "prod"}]},
-         "simulation.teams[0].priority_class: 'prod' is not allowed (a priority class: none defined in simulation.priority_classes)"),
-        ({"seed": 1}, "simulation.seed: 1 is not allowed (unknown key; allowed: job_sizes, max_duration_h, checkpoint_interval_s, weeks_per_quarter, warmup_weeks, max_gpus_per_site, queue, backfill, preemption, quotas, priority_classes, teams, node_shapes)"),
+         "simulation.teams[0].priority_class: must be a priority class: none defined in simulation.priority_classes (got 'prod')"),
+        ({"seed": 1}, "simulation.seed: unknown field 'seed'; allowed fields: job_sizes, max_duration_h, checkpoint_interval_s, weeks_per_quarter, warmup_weeks, max_gpus_per_site, queue, backfill, preemption, quotas, priority_classes, teams, node_shapes (got 1)"),
     ],
 )  # fmt: skip
 def test_a_bad_simulation_value_is_refused_naming_the_field(
@@ -258,6 +258,20 @@ def test_the_planners_frozen_simulation_mapping_is_read(tmp_path: Path) -> None:
     sc = load_scenario(p)
     s = SimulationSettings.from_mapping(sc.simulation, sc.source, [w.name for w in sc.workloads])
     assert (s.teams[0].name, s.warmup_weeks) == ("t", 2)
+
+
+def test_a_bad_simulation_value_in_a_scenario_file_has_its_line(tmp_path: Path) -> None:
+    text = (ROOT / "tests" / "data" / "planner" / "tiny.yaml").read_text()
+    p = tmp_path / "s.yaml"
+    p.write_text(text + "simulation:\n  queue: fifo\n  warmup_weeks: .nan\n")
+    sc = load_scenario(p)
+    with pytest.raises(SettingsError) as e:
+        SimulationSettings.from_mapping(sc.simulation, sc.source)
+    line = text.count("\n") + 3
+    assert str(e.value) == (
+        f"{p}:{line}: simulation.warmup_weeks: Input should be a finite number (not NaN or "
+        "infinite) (got nan)"
+    )
 
 
 # -- job sizes -------------------------------------------------------------------------------

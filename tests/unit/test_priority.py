@@ -26,20 +26,26 @@ def test_a_job_gets_its_named_class_else_its_teams_else_the_default() -> None:
         PriorityClasses(CLASSES, {"x": "gold"})
 
 
-def test_priority_file_errors_name_the_path_value_and_what_is_allowed(tmp_path: Path) -> None:
+def test_priority_file_errors_name_the_path_line_value_and_what_is_allowed(
+    tmp_path: Path,
+) -> None:
     f = tmp_path / "p.yaml"
     cases = {
-        "classes: {a: high}\n": r"classes\.a: 'high' is not allowed \(an integer priority value\)",
-        "classes: {a: 1}\ndefault: b\n": r"default: 'b' is not allowed \(one of the classes: a\)",
-        "classes: {a: 1}\nteams: {t9: a}\n": r"teams\.t9: 't9' is not allowed \(a team of the workload: t1, t2\)",
-        "classes: {a: 1}\nteams: {t1: b}\n": r"teams\.t1: 'b' is not allowed \(one of the classes: a\)",
-        "classes: {}\n": r"classes: \{\} is not allowed \(a non-empty mapping",
-        "classes: {a: 1}\ntiers: 3\n": r"tiers: 3 is not allowed \(only the keys classes, default, teams\)",
+        "classes: {a: high}\n": "1: classes.a: Input should be a valid integer (got 'high')",
+        "classes: {a: 1}\ndefault: b\n": "2: default: must be one of the classes: a (got 'b')",
+        "classes: {a: 1}\nteams: {t9: a}\n": "2: teams.t9: must be a team of the workload: t1, t2 (got 't9')",
+        "classes: {a: 1}\nteams: {t1: b}\n": "2: teams.t1: must be one of the classes: a (got 'b')",
+        "classes: {}\n": "1: classes: Dictionary should have at least 1 item after validation, not 0 (got {})",
+        "classes: {a: 1}\ntiers: 3\n": "2: tiers: unknown field 'tiers' (did you mean 'teams'?); allowed fields: classes, default, teams (got 3)",
+        "classes: {a: 1}\nclasses: {b: 2}\n": "2: classes: key 'classes' is given more than once (first on line 1); give each key once (got 'classes')",
+        "classes: {a: 10000000000}\n": "1: classes.a: Input should be less than or equal to 1000000000 (got 10000000000)",
+        "classes: {a: 1.5}\n": "1: classes.a: Input should be a valid integer (got 1.5)",
     }  # fmt: skip
     for text, message in cases.items():
         f.write_text(text)
-        with pytest.raises(PriorityFileError, match=message):
+        with pytest.raises(PriorityFileError) as e:
             load_priority_classes(f, known_teams=["t1", "t2"])
+        assert str(e.value) == f"{f}:{message}"
     f.write_text("classes: {high: 10, low: 1}\ndefault: low\nteams: {t1: high}\n")
     pc = load_priority_classes(f, known_teams=["t1", "t2"])
     assert (pc.value("t1"), pc.value("t2")) == (10, 1)

@@ -170,25 +170,41 @@ def test_quota_file_errors_name_the_path_value_and_what_is_allowed(tmp_path: Pat
         p.write_text(text)
         with pytest.raises(QuotaFileError) as err:
             load_quotas(p, known_teams=["a", "b"], models=["GPU"])
-        return str(err.value).removeprefix(f"{p}: ")
+        return str(err.value).removeprefix(f"{p}:")
 
     assert (
         bad("quotas:\n  - {team: zz, nominal_gpus: 1}\n")
-        == "quotas[0].team: 'zz' is not allowed (a team of the workload: a, b)"
+        == "2: quotas[0].team: must be a team of the workload: a, b (got 'zz')"
     )
     assert (
         bad("quotas:\n  - {team: a, nominal_gpus: -2}\n")
-        == "quotas[0].nominal_gpus: -2 is not allowed (a number >= 0)"
+        == "2: quotas[0].nominal_gpus: Input should be greater than or equal to 0 (got -2)"
+    )
+    assert (
+        bad("quotas:\n  - {team: a, nominal_gpus: .nan}\n")
+        == "2: quotas[0].nominal_gpus: Input should be a finite number (not NaN or infinite) (got nan)"
     )
     assert (
         bad("quotas:\n  - {team: a, nominal_gpus: 1, gpu_model: H100}\n")
-        == "quotas[0].gpu_model: 'H100' is not allowed ('*' or one of GPU)"
+        == "2: quotas[0].gpu_model: must be '*' or one of GPU (got 'H100')"
     )
     assert (
         bad("quotas:\n  - {team: a, nominal_gpus: 1}\ncohorts:\n  c: [a, b]\n")
-        == "cohorts.c[1]: 'b' is not allowed (a team with a quota: a)"
+        == "4: cohorts.c[1]: must be a team with a quota: a (got 'b')"
     )
-    assert bad("quotas: []\n") == "quotas: [] is not allowed (a non-empty list)"
+    assert (
+        bad("quotas:\n  - {team: a, nominal_gpus: 1}\n  - {team: a, nominal_gpus: 2}\n")
+        == "3: quotas[1].team: team 'a' already has a quota for GPU model '*' (quotas[0]); one "
+        "quota per team and GPU model (got 'a')"
+    )
+    assert (
+        bad("quotas:\n  - {team: a, nominal_gpus: 1, nominal_gpus: 2}\n")
+        == "2: quotas[0].nominal_gpus: key 'nominal_gpus' is given more than once (first on "
+        "line 2); give each key once (got 'nominal_gpus')"
+    )
+    assert bad("quotas: []\n") == (
+        "1: quotas: List should have at least 1 item after validation, not 0 (got [])"
+    )
     good = tmp_path / "ok.yaml"
     good.write_text(
         "quotas:\n  - {team: a, nominal_gpus: 2, borrowing_limit_gpus: 1}\n  - {team: b, nominal_gpus: 2}\ncohorts:\n  c: [a, b]\n"

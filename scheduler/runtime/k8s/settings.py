@@ -20,23 +20,26 @@ out of service. Every key is optional::
       trigger_reasons: [xid, ecc, drain, operator]
       namespace: gpuyard         # where the Events go
 
-Errors name the file, the key, the bad value and what is allowed.
+Validated by :class:`K8sSettingsFile` (scheduler/files/document.py): errors name the file,
+the line, the key, the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from scheduler.files.yamlfile import YamlFileError, integer_at, number_at, read_yaml
+from pydantic import Field
+
+from scheduler.files.document import Document, FileModel, InputRejected, read_document, validate
 
 GPU_NODE_SELECTOR = "nvidia.com/gpu.present=true"
 TRIGGER_REASONS = ("xid", "ecc", "drain", "operator", "hot")
 
 
-class K8sSettingsError(YamlFileError):
-    pass
+class K8sSettingsError(InputRejected):
+    """A bad k8s.yaml: one line per problem, ``file:line: field.path: msg (got value)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,125 +78,95 @@ class K8sSettings:
     remediation: RemediationSettings = RemediationSettings()
 
 
+Text = Annotated[str, Field(min_length=1)]
+Trigger = Literal["xid", "ecc", "drain", "operator", "hot"]
+
+
+class PodSizeEntry(FileModel):
+    cpus: int = Field(ge=1, le=100_000, description="CPU cores of the Ray worker pod")
+    memory_gib: float = Field(ge=0.001, le=1_048_576, description="its memory (GiB)")
+
+
+class InventoryEntry(FileModel):
+    """How nodes are read: which are GPU nodes, their zone and rack labels, model names."""
+
+    node_selector: Text = Field(default=GPU_NODE_SELECTOR, description="label selector")
+    zone_label: Text = "topology.kubernetes.io/zone"
+    rack_label: Text = "gpuyard.io/rack"
+    models: dict[str, Text] = Field(
+        default_factory=dict, description="GPU feature discovery product -> model name"
+    )
+    worker_pod: dict[str, PodSizeEntry] = Field(
+        default_factory=dict, description="model -> what its Ray worker pod is given"
+    )
+    nvlink_domains: dict[str, Annotated[int, Field(ge=1, le=64)]] = Field(
+        default_factory=dict, description="model -> NVLink domains per node"
+    )
+
+
+def _default_triggers() -> list[Trigger]:
+    return ["xid", "ecc", "drain", "operator"]
+
+
+class RemediationEntry(FileModel):
+    """When gpuyard cordons GPU nodes and gives them back."""
+
+    enabled: bool = True
+    max_cordoned_share: float = Field(
+        default=0.25, ge=0, le=1, description="at most this share of GPU nodes cordoned"
+    )
+    min_cordon_allowed: int = Field(
+        default=1, ge=0, le=100_000, description="but always at least this many"
+    )
+    healthy_checks: int = Field(
+        default=3, ge=1, le=100_000, description="healthy checks before a node is given back"
+    )
+    healthy_for_s: float = Field(default=300.0, ge=0, le=1e9, description="in a row, this long")
+    period_s: float = Field(default=30.0, ge=0.1, le=86_400, description="between checks")
+    trigger_reasons: list[Trigger] = Field(default_factory=_default_triggers, min_length=1)
+    namespace: Text = Field(default="gpuyard", description="where the Events go")
+
+
+class K8sSettingsFile(FileModel):
+    """k8s.yaml: the Kubernetes node inventory and remediation settings (every key optional)."""
+
+    inventory: InventoryEntry | None = None
+    remediation: RemediationEntry | None = None
+
+
 def load_k8s_settings(path: str | Path | None) -> K8sSettings:
+    """The settings of ``path`` (the defaults for None). Raises :class:`K8sSettingsError`."""
     if path is None:
         return K8sSettings()
-    p = Path(path)
-    return parse_k8s_settings(read_yaml(p, K8sSettingsError), p)
+    try:
+        doc = read_document(path)
+    except InputRejected as exc:
+        raise K8sSettingsError(exc.errors) from None
+    return parse_k8s_settings(doc.data, Path(path), doc.root)
 
 
-def parse_k8s_settings(doc: Any, p: Path) -> K8sSettings:
-    doc = {} if doc is None else doc
-    _mapping(p, "document", doc, {"inventory", "remediation"})
-    inv = doc.get("inventory") or {}
-    _mapping(p, "inventory", inv, {f.name for f in fields(InventorySettings)})
-    rem = doc.get("remediation") or {}
-    _mapping(p, "remediation", rem, {f.name for f in fields(RemediationSettings)})
-    return K8sSettings(_inventory(p, inv), _remediation(p, rem))
-
-
-def _inventory(p: Path, inv: dict[str, Any]) -> InventorySettings:
-    d = InventorySettings()
-    models = inv.get("models", {})
-    _str_map(p, "inventory.models", models)
-    pods: dict[str, PodSize] = {}
-    raw_pods = inv.get("worker_pod", {})
-    _mapping(p, "inventory.worker_pod", raw_pods, None)
-    for model, size in raw_pods.items():
-        where = f"inventory.worker_pod.{model}"
-        _mapping(p, where, size, {"cpus", "memory_gib"})
-        if set(size) != {"cpus", "memory_gib"}:
-            raise K8sSettingsError(p, where, size, "both cpus and memory_gib")
-        pods[str(model)] = PodSize(
-            integer_at(K8sSettingsError, p, f"{where}.cpus", size["cpus"], 1),
-            number_at(K8sSettingsError, p, f"{where}.memory_gib", size["memory_gib"], 0.001),
-        )
-    domains = inv.get("nvlink_domains", {})
-    _mapping(p, "inventory.nvlink_domains", domains, None)
-    return InventorySettings(
-        node_selector=_str(p, "inventory.node_selector", inv.get("node_selector", d.node_selector)),
-        zone_label=_str(p, "inventory.zone_label", inv.get("zone_label", d.zone_label)),
-        rack_label=_str(p, "inventory.rack_label", inv.get("rack_label", d.rack_label)),
-        models={str(k): str(v) for k, v in models.items()},
-        worker_pod=pods,
-        nvlink_domains={
-            str(k): integer_at(K8sSettingsError, p, f"inventory.nvlink_domains.{k}", v, 1)
-            for k, v in domains.items()
-        },
+def parse_k8s_settings(doc: Any, p: Path, root: Any = None) -> K8sSettings:
+    """The settings of a parsed k8s.yaml (``root``: its YAML node tree, for line numbers)."""
+    f = validate(K8sSettingsFile, Document(doc, str(p), root), error=K8sSettingsError)
+    inv = f.inventory or InventoryEntry()
+    rem = f.remediation or RemediationEntry()
+    return K8sSettings(
+        InventorySettings(
+            node_selector=inv.node_selector,
+            zone_label=inv.zone_label,
+            rack_label=inv.rack_label,
+            models=dict(inv.models),
+            worker_pod={k: PodSize(v.cpus, v.memory_gib) for k, v in inv.worker_pod.items()},
+            nvlink_domains=dict(inv.nvlink_domains),
+        ),
+        RemediationSettings(
+            enabled=rem.enabled,
+            max_cordoned_share=rem.max_cordoned_share,
+            min_cordon_allowed=rem.min_cordon_allowed,
+            healthy_checks=rem.healthy_checks,
+            healthy_for_s=rem.healthy_for_s,
+            period_s=rem.period_s,
+            trigger_reasons=tuple(rem.trigger_reasons),
+            namespace=rem.namespace,
+        ),
     )
-
-
-def _remediation(p: Path, rem: dict[str, Any]) -> RemediationSettings:
-    d = RemediationSettings()
-    enabled = rem.get("enabled", d.enabled)
-    if not isinstance(enabled, bool):
-        raise K8sSettingsError(p, "remediation.enabled", enabled, "true or false")
-    share = number_at(
-        K8sSettingsError,
-        p,
-        "remediation.max_cordoned_share",
-        rem.get("max_cordoned_share", d.max_cordoned_share),
-        0.0,
-    )
-    if share > 1.0:
-        raise K8sSettingsError(p, "remediation.max_cordoned_share", share, "a share in [0, 1]")
-    triggers = rem.get("trigger_reasons", list(d.trigger_reasons))
-    if not isinstance(triggers, list) or not triggers:
-        raise K8sSettingsError(p, "remediation.trigger_reasons", triggers, "a non-empty list")
-    for i, t in enumerate(triggers):
-        if t not in TRIGGER_REASONS:
-            raise K8sSettingsError(
-                p, f"remediation.trigger_reasons[{i}]", t, "one of " + ", ".join(TRIGGER_REASONS)
-            )
-    return RemediationSettings(
-        enabled=enabled,
-        max_cordoned_share=share,
-        min_cordon_allowed=integer_at(
-            K8sSettingsError,
-            p,
-            "remediation.min_cordon_allowed",
-            rem.get("min_cordon_allowed", d.min_cordon_allowed),
-            0,
-        ),
-        healthy_checks=integer_at(
-            K8sSettingsError,
-            p,
-            "remediation.healthy_checks",
-            rem.get("healthy_checks", d.healthy_checks),
-            1,
-        ),
-        healthy_for_s=number_at(
-            K8sSettingsError,
-            p,
-            "remediation.healthy_for_s",
-            rem.get("healthy_for_s", d.healthy_for_s),
-            0.0,
-        ),
-        period_s=number_at(
-            K8sSettingsError, p, "remediation.period_s", rem.get("period_s", d.period_s), 0.1
-        ),
-        trigger_reasons=tuple(triggers),
-        namespace=_str(p, "remediation.namespace", rem.get("namespace", d.namespace)),
-    )
-
-
-def _mapping(p: Path, where: str, value: Any, keys: set[str] | None) -> None:
-    if not isinstance(value, dict):
-        raise K8sSettingsError(p, where, value, "a mapping")
-    if keys is not None:
-        extra = sorted(str(k) for k in value if k not in keys)
-        if extra:
-            raise K8sSettingsError(p, f"{where}.{extra[0]}", extra[0], "one of " + ", ".join(sorted(keys)))  # fmt: skip
-
-
-def _str_map(p: Path, where: str, value: Any) -> None:
-    _mapping(p, where, value, None)
-    for k, v in value.items():
-        if not isinstance(v, str) or not v:
-            raise K8sSettingsError(p, f"{where}.{k}", v, "a non-empty string")
-
-
-def _str(p: Path, where: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise K8sSettingsError(p, where, value, "a non-empty string")
-    return value

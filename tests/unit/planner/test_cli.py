@@ -36,7 +36,10 @@ def test_bad_input_is_one_line_and_exit_2(
     bad.write_text(Path(TINY).read_text().replace("pue: 1.3", "pue: 0.5", 1))
     assert main(["plan", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {bad}: sites[0].pue: 0.5 is not allowed (a number >= 1 and <= 3)"
+    assert (
+        err
+        == f"error: {bad}:38: sites[0].pue: Input should be greater than or equal to 1 (got 0.5)"
+    )
     assert main(["plan", TINY, "--out", str(tmp_path / "o"), "--gap", "2"]) == 2
     assert "--gap must be in [0, 1), got 2.0" in capsys.readouterr().err
     assert main(["plan", TINY, "--out", str(tmp_path / "o"), "--sweep", "growth=low"]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -45,55 +46,80 @@ def test_loads_teams_admins_and_env_tokens(tmp_path: Path) -> None:
     assert auth.authenticate(None) is None and auth.authenticate("") is None
 
 
+HASH_RULE = "64 hex digits, the SHA-256 of the token (hash_token(token)); never the plain token"
+ALLOWED = "allowed fields: team, admin, name, token_sha256, token_env"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[]", "document: [] is not allowed (a non-empty list of {team: NAME, token_sha256: HEX}"
-               " or {admin: true, name: NAME, token_sha256: HEX} entries)"),
-        ("team: [", "document: "),
-        ("- vision", "entries[0]: 'vision' is not allowed (a mapping with team or admin, and a"
-                     " token)"),
-        (f"- {{token_sha256: {H1}}}", "entries[0]: ['token_sha256'] is not allowed (exactly one of"
-                                      " 'team: NAME' or 'admin: true')"),
-        (f"- {{team: a, admin: true, token_sha256: {H1}}}", "entries[0]: ['admin', 'team', "
-                                                             "'token_sha256'] is not allowed"),
+        ("[]", ":1: document: List should have at least 1 item after validation, not 0 (got [])"),
+        ("team: [", ":1: document: invalid YAML: expected the node content, but found "
+                    "'<stream end>'"),
+        ("", ": document: the file is empty; expected a list of {team: NAME, token_sha256: HEX}"
+             " entries"),
+        ("- vision", ":1: [0]: Input should be a mapping with fields team, admin, name, "
+                     "token_sha256, token_env (got 'vision')"),
+        (f"- {{token_sha256: {H1}}}", ":1: [0]: give exactly one of 'team: NAME' or 'admin: true'"
+                                      " (got ['token_sha256'])"),
+        (f"- {{team: a, admin: true, token_sha256: {H1}}}", ":1: [0]: give exactly one of 'team: "
+         "NAME' or 'admin: true' (got ['admin', 'team', 'token_sha256'])"),
         (f"- {{team: a, token_sha256: {H1}}}\n- {{team: b, token_sha265: {H2}}}",
-         "entries[1].token_sha265: 'token_sha265' is not allowed (keys of a team entry: name, "
-         "team, token_env, token_sha256)"),
-        (f"- {{team: 42, token_sha256: {H1}}}", "entries[0].team: 42 is not allowed (a non-empty"
-                                                 " string without surrounding spaces; quote a"
-                                                 " name YAML reads as a number)"),
+         ":2: [1].token_sha265: unknown field 'token_sha265' in [1] (did you mean "
+         f"'token_sha256'?); {ALLOWED} (got '<64 characters>')"),
+        (f"- {{team: 42, token_sha256: {H1}}}", ":1: [0].team: Input should be a valid string;"
+                                                 " quote it in YAML (got 42)"),
+        (f"- {{team: ' a', token_sha256: {H1}}}", ":1: [0].team: a non-empty string without "
+         "surrounding spaces; quote a name YAML reads as a number (got ' a')"),
         (f"- {{admin: yes please, name: ops, token_sha256: {H1}}}",
-         "entries[0].admin: 'yes please' is not allowed (true (for a team's token write "
-         "'team: NAME' instead))"),
-        (f"- {{admin: true, token_sha256: {H1}}}",
-         "entries[0].name: None is not allowed (an admin entry needs a name)"),
-        ("- {team: a}", "entries[0]: ['team'] is not allowed (exactly one of token_sha256: HEX"
-                        " or token_env: VARIABLE)"),
-        ("- {team: a, token_sha256: hunter2}", "entries[0].token_sha256: '<7 characters>' is not"
-                                               " allowed (64 hex digits, the SHA-256 of the token"
-                                               " (hash_token(token)); never the plain token)"),
-        ("- {team: a, token_env: 'NOT SET'}", "entries[0].token_env: 'NOT SET' is not allowed"
-                                              " (an environment variable name)"),
-        ("- {team: a, token_env: MISSING_VAR}", "entries[0].token_env: 'MISSING_VAR' is not"
-                                                " allowed (a variable that is set to a non-empty"
-                                                " token in the service's environment)"),
+         ":1: [0].admin: Input should be a valid boolean (got 'yes please')"),
+        (f"- {{admin: false, name: ops, token_sha256: {H1}}}",
+         ":1: [0].admin: must be true (for a team's token write 'team: NAME' instead) (got "
+         "False)"),
+        (f"- {{admin: 1, name: ops, token_sha256: {H1}}}",
+         ":1: [0].admin: Input should be a valid boolean (got 1)"),
+        (f"- {{admin: true, token_sha256: {H1}}}", ":1: [0].name: an admin entry needs a name"),
+        ("- {team: a}", ":1: [0]: give exactly one of token_sha256: HEX or token_env: VARIABLE"
+                        " (got ['team'])"),
+        ("- {team: a, token_sha256: hunter2}", f":1: [0].token_sha256: {HASH_RULE} (got "
+                                               "'<7 characters>')"),
+        ("- {team: a, token_sha256: [hunter2]}", ":1: [0].token_sha256: Input should be a valid "
+                                                 "string (got ['<7 characters>'])"),
+        ("- {team: a, token: hunter2}", f":1: [0].token: unknown field 'token' in [0] (did you "
+         f"mean 'token_env'?); {ALLOWED} (got '<7 characters>')"),
+        ("- {team: a, token_env: 'NOT SET'}", ":1: [0].token_env: must be an environment "
+                                              "variable name (got 'NOT SET')"),
+        ("- {team: a, token_env: MISSING_VAR}", ":1: [0].token_env: must be a variable that is"
+         " set to a non-empty token in the service's environment (got 'MISSING_VAR')"),
+        (f"- {{team: a, token_sha256: {H1}}}\n- {{team: a, team: b, token_sha256: {H2}}}",
+         ":2: [1].team: key 'team' is given more than once (first on line 2); give each key "
+         "once (got 'team')"),
     ],
 )  # fmt: skip
-def test_loader_errors_name_file_entry_field_value_and_rule(
+def test_loader_errors_name_file_line_entry_field_value_and_rule(
     tmp_path: Path, text: str, message: str
 ) -> None:
     p = write(tmp_path, text)
     with pytest.raises(TokenFileError) as e:
         load_token_file(p, environ={})
-    assert str(e.value).startswith(f"{p}: {message}")
+    assert str(e.value) == f"{p}{message}"
 
 
 def test_plain_token_is_never_echoed(tmp_path: Path) -> None:
-    p = write(tmp_path, "- {team: a, token_sha256: my-plain-secret}")
-    with pytest.raises(TokenFileError) as e:
-        load_token_file(p)
-    assert "my-plain-secret" not in str(e.value)
+    for text in (
+        "- {team: a, token_sha256: my-plain-secret}",
+        "- {team: a, token_sha256: [my-plain-secret]}",
+        "- {team: a, tokn_sha256: my-plain-secret}",
+        "- {token_sha256: my-plain-secret}",
+        "tokenz: [{team: a, token_sha256: my-plain-secret}]",
+    ):
+        p = write(tmp_path, text)
+        with pytest.raises(TokenFileError) as e:
+            load_token_file(p)
+        assert "my-plain-secret" not in str(e.value)
+        assert "my-plain-secret" not in repr(e.value.errors)
+        again = pickle.loads(pickle.dumps(e.value))
+        assert again.errors == e.value.errors and "characters>" in str(again)
 
 
 def test_one_token_for_two_principals_is_refused(tmp_path: Path) -> None:
@@ -112,13 +138,20 @@ def test_a_tokens_key_may_hold_the_list(tmp_path: Path) -> None:
     p = write(tmp_path, f"# generated\ntokens:\n  - {{team: a, token_sha256: {H1}}}\n")
     assert TokenAuth.from_file(p).authenticate("secret-one") == Principal("a", "a", False)
     p = write(tmp_path, "tokens:\n  - {team: a}\n")
-    with pytest.raises(TokenFileError, match=r"tokens\[0\]: \['team'\] is not allowed"):
+    with pytest.raises(TokenFileError) as e:
         load_token_file(p)
+    assert str(e.value) == (
+        f"{p}:2: tokens[0]: give exactly one of token_sha256: HEX or token_env: VARIABLE "
+        "(got ['team'])"
+    )
     p = write(tmp_path, f"tokenz:\n  - {{team: a, token_sha256: {H1}}}\n")
-    with pytest.raises(
-        TokenFileError, match=r"tokenz: 'tokenz' is not allowed \(the one top-level"
-    ):
+    with pytest.raises(TokenFileError) as e:
         load_token_file(p)
+    assert str(e.value) == (
+        f"{p}:1: tokens: required field is missing\n"
+        f"{p}:1: tokenz: unknown field 'tokenz' (did you mean 'tokens'?); allowed fields: "
+        "tokens (got [{'team': 'a', 'token_sha256': '<64 characters>'}])"
+    )
 
 
 def test_dev_tokens_are_kept_across_a_second_gpuyard_up(tmp_path: Path) -> None:

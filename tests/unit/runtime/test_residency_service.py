@@ -67,15 +67,18 @@ def test_a_nodes_region_is_its_label_and_region_is_short_for_it() -> None:
     [
         (
             {"name": "x", "region": "CN", "labels": {REGION_LABEL: "US"}},
-            "nodes[0].region: 'CN' is not allowed (the region of "
-            "labels.gpuyard.io/region ('US'); give one of them)",
+            "nodes[0].region: must be the region of labels.gpuyard.io/region ('US'); give one "
+            "of them (got 'CN')",
         ),
-        ({"name": "x", "region": ""}, f"nodes[0].region: '' is not allowed ({REGION_RULE})"),
+        ({"name": "x", "region": ""}, f"nodes[0].region: {REGION_RULE} (got '')"),
         (
             {"name": "x", "labels": {REGION_LABEL: "cn north"}},
-            f"nodes[0].labels.gpuyard.io/region: 'cn north' is not allowed ({REGION_RULE})",
+            f"nodes[0].labels.gpuyard.io/region: {REGION_RULE} (got 'cn north')",
         ),
-        ({"name": "x", "region": False}, f"nodes[0].region: False is not allowed ({REGION_RULE})"),
+        (
+            {"name": "x", "region": False},
+            "nodes[0].region: Input should be a valid string; quote it in YAML (got False)",
+        ),
     ],
 )
 def test_a_bad_node_region_is_named(node: dict[str, Any], message: str) -> None:
@@ -115,14 +118,14 @@ def test_residency_rules_are_read_in_order_and_checked_against_the_fleet(tmp_pat
     with pytest.raises(ConfigFileError) as bad:
         load_config(f).residency_for(FLEET)
     assert str(bad.value) == (
-        f"{f}: residency.EU[0]: 'EU' is not allowed (a region of the fleet's nodes: CN, US)"
+        f"{f}:1: residency.EU[0]: must be a region of the fleet's nodes: CN, US (got 'EU')"
     )
     plain = parse_fleet({"nodes": [{"name": "a"}]}, F)
     with pytest.raises(ConfigFileError) as bad:
         load_config(f).residency_for(plain)
     assert str(bad.value) == (
-        f"{f}: residency.CN[0]: 'CN' is not allowed (a region of the fleet's nodes: none: "
-        "no fleet node has a gpuyard.io/region label)"
+        f"{f}:1: residency.CN[0]: must be a region of the fleet's nodes: none: no fleet node "
+        "has a gpuyard.io/region label (got 'CN')"
     )
 
 
@@ -132,23 +135,28 @@ def test_without_rules_each_fleet_region_is_processed_in_itself() -> None:
     assert residency.allowed() == {"CN": ("CN",), "US": ("US",)}
 
 
-LIST = "a non-empty list of node regions, e.g. [CN]"
-QUOTE = f"{REGION_RULE}; quote it in YAML"
+QUOTE = "Input should be a valid string; quote it in YAML"
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("residency: {CN: []}", f"residency.CN: [] is not allowed ({LIST})"),
-        ("residency: {CN: CN}", f"residency.CN: 'CN' is not allowed ({LIST})"),
-        ("residency: {NO: [NO]}", f"residency.False: False is not allowed ({QUOTE})"),
-        ("residency: {CN: [CN, 'x y']}", f"residency.CN[1]: 'x y' is not allowed ({QUOTE})"),
         (
-            "residency: {CN: [CN, CN]}",
-            "residency.CN[1]: 'CN' is not allowed (each node region once)",
+            "residency: {CN: []}",
+            "residency.CN: List should have at least 1 item after validation, not 0 (got [])",
         ),
-        ("residency: [CN]", "residency: ['CN'] is not allowed (dict)"),
-        ("require_data_region: 1", "require_data_region: 1 is not allowed (bool)"),
+        ("residency: {CN: CN}", "residency.CN: Input should be a valid list (got 'CN')"),
+        (
+            "residency: {NO: [CN]}",
+            f"residency.False: {QUOTE} (got False)",
+        ),
+        ("residency: {CN: [CN, 'x y']}", f"residency.CN[1]: {REGION_RULE} (got 'x y')"),
+        ("residency: {CN: [CN, CN]}", "residency.CN[1]: give each node region once (got 'CN')"),
+        ("residency: [CN]", "residency: Input should be a valid dictionary (got ['CN'])"),
+        (
+            "require_data_region: 1",
+            "require_data_region: Input should be a valid boolean (got 1)",
+        ),
     ],
 )
 def test_bad_residency_settings_are_named(tmp_path: Path, text: str, message: str) -> None:
@@ -156,7 +164,7 @@ def test_bad_residency_settings_are_named(tmp_path: Path, text: str, message: st
     f.write_text(text + "\n")
     with pytest.raises(ConfigFileError) as bad:
         load_config(f)
-    assert str(bad.value) == f"{f}: {message}"
+    assert str(bad.value) == f"{f}:1: {message}"
 
 
 def test_the_example_residency_config_suits_the_example_fleet() -> None:
