@@ -280,6 +280,21 @@ class Client:
                 return
             after = page.next_after
 
+    def job_page(
+        self, page: int = 1, limit: int = DEFAULT_PAGE_SIZE, state: JobState | str | None = None
+    ) -> JobPage:
+        """Page ``page`` (1-based, oldest first) of the caller's jobs, ``limit`` (1..1000) a
+        page: the server's cursor walked from the first page (``page`` requests). Past the
+        last page: no items, the ``total`` still counted."""
+        if page < 1:
+            raise ValueError(f"page must be >= 1, got {page}")
+        got: JobPage | None = None
+        for i, got in enumerate(self.job_pages(state, page_size=limit), start=1):
+            if i == page:
+                return got
+        assert got is not None  # job_pages yields at least one page
+        return JobPage(items=[], next_after=None, total=got.total)
+
     def jobs(self, state: JobState | str | None = None, limit: int | None = None) -> list[JobView]:
         """All the caller's jobs (admin: every team's), oldest first, or the first ``limit``;
         every page is fetched (:meth:`job_pages`)."""

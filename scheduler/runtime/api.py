@@ -17,7 +17,8 @@ POST   /v1/jobs                         submit a spec; 201 + JobView. ``Idempote
                                         team is 403; a priority or class above the team's
                                         grant is 403. An admin token must name ``team``.
 GET    /v1/jobs?state=S&limit=N&after=C the caller's jobs (admin: all), oldest first, one
-                                        page (``JobPage``: ``items``, ``next_after``)
+                                        page (``JobPage``: ``items``, ``next_after``,
+                                        ``total``)
 GET    /v1/jobs/{id}                    one job
 POST   /v1/jobs/{id}/cancel             cancel; 409 if the job has already ended
 GET    /v1/jobs/{id}/logs?tail=N        the last N lines of the job's log (1..100000)
@@ -34,6 +35,9 @@ GET    /v1/audit?since=T&team=X&limit=N the audit log, oldest first (admin)
 GET    /metrics                         Prometheus text; no token unless ``make_app(...,
                                         metrics_require_token=True)``
 GET    /healthz                         ``{"status": "ok"}``; no token (liveness probes)
+GET    /v1/whoami                       the caller: token name, team, admin (``ui``)
+GET    /ui                              the status page in the browser: static, it reads
+                                        this API with the user's token (``ui``)
 GET    /openapi.json, /docs             FastAPI's schema (bearer scheme declared) and UI
 ====== ================================ ==================================================
 
@@ -56,17 +60,22 @@ through the others. The 403 body does not name the owning team.
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime,
 # and the dependency aliases (Caller, OwnedJob) are local to make_app.
 
+import json
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from scheduler.runtime.auth import Principal, TokenAuth
 from scheduler.runtime.metrics import CONTENT_TYPE
 from scheduler.runtime.ray_jobs_api import install as install_ray_jobs_api
+from scheduler.runtime.ui import install as install_ui
 from scheduler.runtime.views import (
     AuditView,
     Backend,
@@ -79,10 +88,12 @@ from scheduler.runtime.views import (
     NodeOp,
     NodeView,
     QueueEntry,
+    Rejected,
     SpecRejected,
     Unavailable,
     UnknownJob,
     UnknownNode,
+    read_json,
 )
 
 API_VERSION = "v1"
@@ -105,6 +116,29 @@ class Health(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class _StrictJsonRequest(Request):
+    """A request whose JSON body is read by ``views.read_json``: no NaN, no duplicate keys,
+    no lone surrogates; a 422 naming the place otherwise (FastAPI would answer 400, or 500)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            try:
+                self._json = read_json(await self.body())
+            except SpecRejected as e:
+                raise HTTPException(422, _rooted(e.errors)) from None
+        return self._json
+
+
+class _StrictJsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(_StrictJsonRequest(request.scope, request.receive))
+
+        return strict
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -136,6 +170,7 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
         description="GPU cluster scheduler: submit and follow training jobs, see the queue "
         "and why jobs wait; operators: nodes, cordon, drain, uncordon, the audit log.",
     )
+    app.router.route_class = _StrictJsonRoute  # JSON bodies through views.read_json
 
     async def refuse(
         who: Principal, action: str, target: str, code: int, why: str, **headers: str
@@ -196,7 +231,7 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
         responses={
             **_ERRORS,
             409: {"model": ErrorBody, "description": "idempotency key reused, other body"},
-            422: {"description": "invalid spec: each error names its field"},
+            422: {"model": Rejected, "description": "invalid spec: each error names its field"},
         },
     )
     async def submit(
@@ -301,7 +336,9 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
     @app.get("/v1/audit", response_model=list[AuditView], responses=_ERRORS)
     async def audit(
         who: Admin,
-        since: Annotated[float | None, Query(description="seconds since the epoch")] = None,
+        since: Annotated[
+            float | None, Query(allow_inf_nan=False, description="seconds since the epoch")
+        ] = None,
         team: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_AUDIT)] = 1000,
     ) -> list[AuditView]:
@@ -318,6 +355,14 @@ def make_app(backend: Backend, auth: TokenAuth, *, metrics_require_token: bool =
         return Health(status="ok")
 
     install_ray_jobs_api(app, backend, auth, principal, refuse)
+    install_ui(app, principal)  # the status page at /ui, and /v1/whoami
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422, with every value made JSON (a body of bytes that are not UTF-8
+        # made its default handler fail with a 500)
+        errors = [{k: _plain(v) for k, v in e.items()} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
 
     @app.exception_handler(SpecRejected)
     async def spec_rejected(request: Request, exc: SpecRejected) -> JSONResponse:
@@ -390,9 +435,11 @@ def _rooted(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _plain(value: object) -> Any:
-    """``value`` as JSON data; what JSON cannot hold becomes its repr (an error body must
-    never fail to render)."""
+    """``value`` as JSON data; what JSON cannot hold (NaN, bytes that are not UTF-8, a lone
+    surrogate) becomes its ``ascii()`` (an error body must never fail to render)."""
     try:
-        return jsonable_encoder(value)
+        out = jsonable_encoder(value)
+        json.dumps(out, allow_nan=False).encode()
     except (TypeError, ValueError):
-        return repr(value)
+        return ascii(value)
+    return out

@@ -90,16 +90,21 @@ class Presenter:
     def page(
         self, team: str | None, state: JobState | None, limit: int, after: str | None
     ) -> JobPage:
-        """At most ``limit`` jobs whose id sorts after ``after``, oldest first."""
-        match = sorted(
-            (r for r in self.records.values()
-             if (team is None or r.team == team) and (state is None or r.state is state)
-             and (after is None or r.job_id > after)),
-            key=lambda r: r.job_id,
-        )  # fmt: skip
+        """At most ``limit`` jobs whose id sorts after ``after``, oldest first, and how many
+        match on every page (``total``: ``after`` aside)."""
+        total = 0
+        match = []
+        for r in self.records.values():
+            if (team is None or r.team == team) and (state is None or r.state is state):
+                total += 1
+                if after is None or r.job_id > after:
+                    match.append(r)
+        match.sort(key=lambda r: r.job_id)
         items = [self.job(r) for r in match[:limit]]
         more = len(match) > limit
-        return JobPage(items=items, next_after=items[-1].job_id if more and items else None)
+        return JobPage(
+            items=items, next_after=items[-1].job_id if more and items else None, total=total
+        )
 
     def queue(self, team: str | None) -> list[QueueEntry]:
         out = []

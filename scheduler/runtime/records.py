@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from scheduler.core.actions import Action, Launch, Preempt, Reject, Release
@@ -46,6 +47,7 @@ class Record:
     metrics: dict[str, float] = field(default_factory=dict)
     placement: Placement | None = None
     cancel_asked: bool = False
+    requeued_at_s: float | None = None  # when it last went back to the queue (preempted)
 
     @property
     def priority(self) -> int:
@@ -98,6 +100,8 @@ class Records:
                 rec.state, rec.reason = st.state, st.reason
                 if st.state.terminal:
                     rec.finished_at_s = st.updated_at_s
+                elif st.state is JobState.PENDING:  # only a requeue writes a PENDING row
+                    rec.requeued_at_s = st.updated_at_s
             summary = runs.get(job_id)
             if summary is not None:
                 rec.attempts, rec.started_at_s, rec.metrics = summary
@@ -129,6 +133,7 @@ class Records:
             elif isinstance(a, Preempt):
                 rec.preemptions += 1
                 rec.placement = None
+                rec.requeued_at_s = a.now_s
             if change is not None:
                 rec.state, rec.reason = change
                 if change[0].terminal:
@@ -136,9 +141,44 @@ class Records:
                     rec.placement = None
 
 
+def running_reason(placement: Placement, since_s: float) -> str:
+    """A running job's reason, in words: where (each node and its GPUs) and since when (UTC),
+    e.g. ``running on node-h100-0 (GPUs 0-3), node-h100-1 (GPUs 0-3) since 12:03:04 UTC``."""
+    by_node: dict[str, list[int]] = {}
+    shares: dict[str, int] = {}
+    for w in placement.workers:
+        by_node.setdefault(w.node, []).extend(w.gpu_indices)
+        if w.gpu_indices and w.gpu_milli < 1000:
+            shares[w.node] = w.gpu_milli
+    where = []
+    for node, gpus in by_node.items():
+        if not gpus:
+            where.append(f"{node} (no GPUs)")
+            continue
+        ids = sorted(set(gpus))
+        share = f", {shares[node] / 1000:g} of each" if node in shares else ""
+        where.append(f"{node} (GPU{'s' if len(ids) > 1 else ''} {_ranges(ids)}{share})")
+    when = datetime.fromtimestamp(since_s, tz=UTC).strftime("%H:%M:%S UTC")
+    return f"running on {', '.join(where) or 'no node'} since {when}"
+
+
+def _ranges(ids: list[int]) -> str:
+    """``[0, 1, 2, 3, 6]`` -> ``0-3,6``."""
+    out: list[str] = []
+    start = prev = ids[0]
+    for i in [*ids[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ",".join(out)
+
+
 def _state_of(a: Action, rec: Record | None) -> tuple[JobState, str] | None:
     if isinstance(a, Launch):
-        return JobState.RUNNING, f"placed ({a.cause})"
+        return JobState.RUNNING, running_reason(a.placement, a.now_s)
     if isinstance(a, Preempt):
         return JobState.PENDING, f"requeued: {a.cause}"
     if isinstance(a, Reject):

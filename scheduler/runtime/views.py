@@ -6,6 +6,9 @@ definition. Times are seconds since the Unix epoch.
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -72,10 +75,12 @@ class JobView(BaseModel):
 
 class JobPage(BaseModel):
     """One page of a job list, oldest first; ``next_after`` is the cursor of the next page
-    (pass it as ``after``), None on the last page."""
+    (pass it as ``after``), None on the last page; ``total``: the jobs of every page (the
+    caller's team, the ``state`` asked), None from a server that does not count them."""
 
     items: list[JobView]
     next_after: str | None = None
+    total: int | None = None
 
 
 class LogChunk(BaseModel):
@@ -156,6 +161,22 @@ class AuditView(BaseModel):
     detail: str = ""
 
 
+class FieldError(BaseModel, extra="allow"):
+    """One error of a 422: the field at fault, the rule broken, the value refused."""
+
+    loc: list[str | int] = Field(
+        description="where: 'body', 'query', 'path' or 'header', then the field's path"
+    )
+    msg: str = Field(description="the rule broken and what is allowed")
+    input: Any = Field(None, description="the value refused")
+
+
+class Rejected(BaseModel):
+    """The body of a 422: every error names its field."""
+
+    detail: list[FieldError]
+
+
 class SpecRejected(Exception):
     """A submitted spec is invalid; ``errors`` name each field (``loc``), value and rule."""
 
@@ -166,6 +187,130 @@ class SpecRejected(Exception):
     def __reduce__(self) -> tuple[type[SpecRejected], tuple[list[dict[str, Any]]]]:
         # crosses process boundaries (Ray actor -> API replica) with its errors intact
         return (SpecRejected, (self.errors,))
+
+
+MAX_JSON_DEPTH = 64  # arrays and objects inside each other; a job spec needs about 6
+MAX_JSON_INT_DIGITS = 4300  # Python's own limit for int(str)
+_JSON_ERRORS_SHOWN = 20
+
+
+class _NotJson:
+    """What the reader puts where a request's JSON holds what JSON does not allow."""
+
+    def __init__(self, text: str, why: str) -> None:
+        self.text, self.why = text, why
+
+
+class _KeysTwice(dict[str, Any]):
+    """An object in which some key is given more than once (``json.loads`` keeps the last)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]], twice: list[str]) -> None:
+        super().__init__(pairs)
+        self.twice = twice
+
+
+def _json_float(text: str) -> float | _NotJson:
+    value = float(text)
+    if math.isfinite(value):
+        return value
+    return _NotJson(text, f"the number {text} is out of range (a finite number is allowed)")
+
+
+def _json_int(text: str) -> int | _NotJson:
+    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        return _NotJson(
+            text[:20] + "...",
+            f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_JSON_INT_DIGITS})",
+        )
+    return int(text)
+
+
+def _json_constant(text: str) -> _NotJson:
+    return _NotJson(text, f"{text} is not JSON: numbers must be finite")
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    twice: list[str] = []
+    for key, _ in pairs:
+        if key in seen:
+            twice.append(key)
+        seen.add(key)
+    return _KeysTwice(pairs, twice) if twice else dict(pairs)
+
+
+def _printable(text: str) -> str:
+    """``text`` with a lone surrogate written as its escape (it cannot be encoded)."""
+    return text.encode("utf-8", "backslashreplace").decode()
+
+
+def read_json(raw: bytes | str, root: tuple[str | int, ...] = ("body",)) -> Any:
+    """A request's JSON text as data, refusing what ``json.loads`` lets through: ``NaN``
+    and ``Infinity`` (not JSON), numbers out of a float's range (``1e400``), a key given
+    twice in one object (the last would win silently), a lone surrogate (``"\\ud800"``, not
+    Unicode), nesting deeper than :data:`MAX_JSON_DEPTH`, bytes that are not UTF-8. Raises
+    :class:`SpecRejected` naming each place (``loc`` under ``root``) and what is allowed."""
+
+    def fail(loc: tuple[str | int, ...], msg: str, value: Any = None) -> SpecRejected:
+        return SpecRejected([{"loc": loc, "msg": msg, "input": value}])
+
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise fail(root, f"not valid JSON: not UTF-8 (byte {e.start}: {e.reason})") from None
+    try:
+        data = json.loads(
+            raw,
+            parse_float=_json_float,
+            parse_int=_json_int,
+            parse_constant=_json_constant,
+            object_pairs_hook=_json_object,
+        )
+    except RecursionError:
+        raise fail(root, f"not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as e:
+        raise fail(root, f"not valid JSON: {e}") from None
+    errors: list[dict[str, Any]] = []
+
+    def check(node: Any, loc: tuple[str | int, ...], depth: int) -> None:
+        if len(errors) >= _JSON_ERRORS_SHOWN:
+            return
+        if isinstance(node, _NotJson):
+            errors.append({"loc": loc, "msg": node.why, "input": node.text})
+        elif isinstance(node, str):
+            if _printable(node) != node:
+                errors.append(
+                    {"loc": loc, "msg": "not valid Unicode: a lone surrogate (\\ud800 to "
+                     "\\udfff without its pair)", "input": _printable(node)}
+                )  # fmt: skip
+        elif isinstance(node, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                errors.append(
+                    {
+                        "loc": loc,
+                        "msg": f"nested deeper than {MAX_JSON_DEPTH} levels",
+                        "input": None,
+                    }
+                )
+                return
+            for twice in node.twice if isinstance(node, _KeysTwice) else ():
+                errors.append(
+                    {"loc": (*loc, _printable(twice)), "msg": f"key {twice!r} is given more "
+                     "than once in this object; give it once", "input": _printable(twice)}
+                )  # fmt: skip
+            items: Iterable[tuple[str | int, Any]]
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in items:
+                if isinstance(key, str) and _printable(key) != key:
+                    check(key, loc, depth + 1)  # the key itself is not Unicode
+                    continue
+                check(value, (*loc, key), depth + 1)
+
+    check(data, root, 0)
+    if errors:
+        raise SpecRejected(errors)
+    return data
 
 
 class Forbidden(Exception):

@@ -75,9 +75,12 @@ class FakeBackend:
         workers = spec.get("workers")
         if not isinstance(workers, int) or workers < 1:
             errors.append({"loc": ["workers"], "msg": "must be an integer >= 1", "input": workers})
+        priority = spec.get("priority", 0)
+        if not isinstance(priority, int):
+            errors.append({"loc": ["priority"], "msg": "must be an integer", "input": priority})
         if errors:
             raise SpecRejected(errors)
-        if spec.get("priority", 0) > 0 and not who.admin:
+        if priority > 0 and not who.admin:
             raise Forbidden("priority: above the team's grant", "priority")
         job = self.add(spec["team"], spec["name"])
         if scoped is not None:
@@ -88,12 +91,13 @@ class FakeBackend:
         self, team: str | None, state: JobState | None, limit: int, after: str | None
     ) -> JobPage:
         self.calls.append(("list_jobs", (team, state, limit, after)))
-        match = [j for j in sorted(self.jobs.values(), key=lambda j: j.job_id)
-                 if (team is None or j.team == team) and (state is None or j.state == state)
-                 and (after is None or j.job_id > after)]  # fmt: skip
+        mine = [j for j in sorted(self.jobs.values(), key=lambda j: j.job_id)
+                if (team is None or j.team == team) and (state is None or j.state == state)]  # fmt: skip
+        match = [j for j in mine if after is None or j.job_id > after]
         page = match[:limit]
         more = len(match) > limit
-        return JobPage(items=page, next_after=page[-1].job_id if more and page else None)
+        return JobPage(items=page, next_after=page[-1].job_id if more and page else None,
+                       total=len(mine))  # fmt: skip
 
     async def find_job(self, team: str, key: str) -> JobView:
         job_id = self.by_key.get(f"{team}/{key}")

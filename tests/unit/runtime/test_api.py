@@ -245,7 +245,7 @@ def test_openapi_lists_paths_and_bearer_scheme(api: TestClient) -> None:
     assert {p for p in doc["paths"] if not p.startswith("/api/")} == {
         "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/jobs/{job_id}/logs",
         "/v1/jobs/{job_id}/logs/chunk", "/v1/queue", "/v1/nodes", "/v1/nodes/{name}/cordon", "/v1/nodes/{name}/drain",
-        "/v1/nodes/{name}/uncordon", "/v1/audit", "/metrics", "/healthz",
+        "/v1/nodes/{name}/uncordon", "/v1/audit", "/metrics", "/healthz", "/v1/whoami",
     }  # fmt: skip
     assert doc["components"]["securitySchemes"]["bearer"] == {
         "type": "http",
