@@ -59,6 +59,9 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
     from simulations.plan_sim.options import add_plan_sim_options
 
     add_plan_sim_options(p, common=False)
+    from scheduler.cli.output import add_output_option  # every gpuyard table's --output
+
+    add_output_option(p)
     p.set_defaults(func=cmd_plan)
     return p
 
@@ -97,14 +100,33 @@ def _verify(args: argparse.Namespace, sc: Any, options: SolveOptions, console: C
                       args.workers, on_plan, on_replay, on_tasks)  # fmt: skip
 
 
-def _write_verified(v: Any, out: Path, console: Console, plots: bool) -> None:
-    from rich.table import Table as RichTable
-
+def _write_verified(v: Any, out: Path, plots: bool) -> list[Path]:
     from simulations.plan_sim.replay import write_outputs as write_sim
-    from simulations.plan_sim.verify import ITERATIONS_COLUMNS, write_iterations
+    from simulations.plan_sim.verify import write_iterations
 
     write_iterations(v, out / "verify" / "iterations.csv")
-    write_sim(v.kept.sim, out / "verify", plots=plots)
+    return [out / "verify" / "iterations.csv", *write_sim(v.kept.sim, out / "verify", plots=plots)]
+
+
+def _verified_document(v: Any) -> dict[str, Any]:
+    """``plan --verify --output json``: the loop's iterations and the kept plan's verdict."""
+    from simulations.plan_sim.verify import ITERATIONS_COLUMNS
+
+    return {
+        "slo": {"wait_p95_hours": v.slo.wait_p95_hours,
+                "max_unserved_fraction": v.slo.max_unserved_fraction},
+        "slo_met": v.slo_met,
+        "verdict": v.verdict,
+        "iterations": [dict(zip(ITERATIONS_COLUMNS, it.row(), strict=True)) for it in v.iterations],
+        "bound": [{"site": r.site, "quarter": r.quarter, "why": why} for r, why in v.kept.bound],
+    }  # fmt: skip
+
+
+def _print_verified(v: Any, out: Path, console: Console, plots: bool) -> None:
+    from rich.table import Table as RichTable
+
+    from simulations.plan_sim.verify import ITERATIONS_COLUMNS
+
     table = RichTable(
         title=f"plan --verify: SLO wait P95 <= {v.slo.wait_p95_hours:g} h, unserved <= {v.slo.max_unserved_fraction:g}"
     )
@@ -154,8 +176,10 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     from planner.shadow import lp_duals, rule_prices
     from planner.solve import solve
     from planner.sweep import parse_sweep, run_sweep
+    from scheduler.cli.output import emit, notes
 
     err = Console(stderr=True, soft_wrap=True)
+    shell = notes(args, console)  # progress and notes; stderr with --output json
     try:
         sc = load_scenario(args.scenario)
         options = _options(args)
@@ -165,7 +189,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         return 2
     out = Path(args.out)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True, disable=args.quiet) as progress:  # fmt: skip
+                  console=shell, transient=True, disable=args.quiet) as progress:  # fmt: skip
         task = progress.add_task(f"building {sc.name}")
 
         def step(text: str) -> None:
@@ -174,7 +198,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         verified = None
         if args.verify:
             progress.stop()
-            verified = _verify(args, sc, options, console)
+            verified = _verify(args, sc, options, shell)
             progress.start()
             m, outcome = verified.kept.model, verified.kept.outcome
         else:
@@ -185,7 +209,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         res = collect(m, outcome)
         if not outcome.has_solution:
             step("no solution: diagnosing with the elastic model")
-            return _no_plan(console, res, sc_source=args.scenario, out=out, m=m, options=options)
+            return _no_plan(console, res, args, out=out, m=m, options=options)
         step("shadow prices (LP)")
         _, shadow = lp_duals(sc, options, m, args.shadow)
         rules = None
@@ -197,31 +221,68 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
             result = run_sweep(sc, sweep[1], options, tick=lambda s: step(f"sweep: {s}"))
             sweep_tables = [result.regret, result.summary]
     extra = [t for t in (shadow, rules, *sweep_tables) if t is not None]
-    write_outputs(res, out, extra)
+    files = write_outputs(res, out, extra)
+    if not args.no_plots:
+        files += plot(res, out)
+    if verified is not None:
+        files += _write_verified(verified, out, plots=not args.no_plots)
+    doc = _plan_document(res, args.scenario, [*res.tables.values(), *extra], files)
+    if verified is not None:
+        doc["verify"] = _verified_document(verified)
+    if emit(args, console, doc):
+        shell.print(f"wrote {len(files)} files in {out}")
+        return 0
     print_results(console, res, shadow, rules)
     for t in sweep_tables:
         console.print(rich_table(t))
-    if not args.no_plots:
-        plot(res, out)
     if verified is not None:
-        _write_verified(verified, out, console, plots=not args.no_plots)
+        _print_verified(verified, out, console, plots=not args.no_plots)
     console.print(f"wrote {out}/summary.json, purchases.csv, shadow_prices.csv and {len(res.tables) + len(extra) - 1} "
                   f"more CSVs{'' if args.no_plots else ', installed_gpus.png, power.png, costs.png'}")  # fmt: skip
     return 0
 
 
+def _plan_document(
+    res: Results, source: str, tables: list[Any], files: list[Path]
+) -> dict[str, Any]:
+    """``plan --output json``: summary.json's keys, the outcome in words, every table written
+    (as in its CSV, one object a row) and the files written."""
+    return {
+        "scenario": res.scenario,
+        "source": source,
+        "headline": res.outcome.headline,
+        "summary": res.summary(),
+        "tables": {"purchases": [], **{t.name: t.records() for t in tables}},
+        "files": files,
+    }
+
+
 def _no_plan(
-    console: Console, res: Results, sc_source: str, out: Path, m: Model, options: SolveOptions
+    console: Console,
+    res: Results,
+    args: argparse.Namespace,
+    out: Path,
+    m: Model,
+    options: SolveOptions,
 ) -> int:
     from planner.diagnose import diagnose
     from planner.report import rich_table, write_csv, write_outputs
+    from scheduler.cli.output import emit
 
     o = res.outcome
-    write_outputs(res, out)
-    console.print(f"[bold red]no plan[/] for {sc_source}: {o.headline}")
-    if o.status in ("infeasible", "unbounded") or o.stop_reason == "error":
+    files = write_outputs(res, out)
+    diagnosed = o.status in ("infeasible", "unbounded") or o.stop_reason == "error"
+    if diagnosed:
         _, findings, table = diagnose(m.scenario, options)
         write_csv(table, out / "diagnosis.csv")
+        files.append(out / "diagnosis.csv")
+    doc = _plan_document(
+        res, args.scenario, [*res.tables.values(), *([table] if diagnosed else [])], files
+    )
+    if emit(args, console, doc):
+        return 1
+    console.print(f"[bold red]no plan[/] for {args.scenario}: {o.headline}")
+    if diagnosed:
         if findings:
             console.print(
                 rich_table(

@@ -19,6 +19,7 @@ import json
 import os
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from scheduler.cli.output import add_output_option, emit
+
 if TYPE_CHECKING:
     from scheduler.client import Client, Upload
-    from scheduler.runtime.views import JobView, NodeView
+    from scheduler.runtime.views import JobPage, JobView, NodeView
 
 # requests (through scheduler.client) loads when one of these commands runs, not for every
 # `gpuyard` command.
@@ -45,6 +48,7 @@ _STATE_STYLE = {
 }
 _STATES = tuple(_STATE_STYLE)
 _CHUNK_BYTES = 1024 * 1024  # log read per request by `logs -f --tail N` before following
+_JOBS_PAGE = 50  # `gpuyard jobs` shows this many a page unless --limit
 
 Command = Callable[["Client", argparse.Namespace, Console], int]
 
@@ -54,7 +58,7 @@ def add_job_commands(subparsers: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--api", help=f"API URL (default $GPUYARD_API or {DEFAULT_API})")
     common.add_argument("--token", help="bearer token (default $GPUYARD_TOKEN)")
-    common.add_argument("--output", choices=("table", "json"), default="table")
+    add_output_option(common)
 
     def add(name: str, help: str, command: Command) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = subparsers.add_parser(name, help=help, parents=[common])
@@ -73,9 +77,14 @@ def add_job_commands(subparsers: Any) -> None:
         "runtime_env.working_dir, as `ray job submit --working-dir`; or a URI",
     )
     p.add_argument("--idempotency-key", help="a retry with the same key returns the same job")
-    p = add("jobs", "list your team's jobs (admin: all)", _jobs)
+    p = add("jobs", "list your team's jobs (admin: all), oldest first, a page at a time", _jobs)
     p.add_argument("--state", choices=_STATES, type=str.upper, help="only jobs in this state")
-    p.add_argument("--limit", type=int, help="at most this many, oldest first (default all)")
+    p.add_argument(
+        "--limit", type=int, default=_JOBS_PAGE, help=f"jobs a page (default {_JOBS_PAGE})"
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--page", type=int, default=1, help="this page, 1 the oldest (default 1)")
+    which.add_argument("--all", action="store_true", help="every job, no pages")
     add("job", "one job: state, why, placement, metrics", _job).add_argument("job_id")
     add("cancel", "cancel a job", _cancel).add_argument("job_id")
     p = add("logs", "the last lines of a job's log, or follow it (-f)", _logs)
@@ -158,7 +167,7 @@ def _submit(client: Client, args: argparse.Namespace, console: Console) -> int:
         )
     except (ValueError, TypeError) as e:  # a local path or requirements file (Ray's words)
         raise _BadInput(f"{path}: {e}") from None
-    if _json(args, console, job):
+    if emit(args, console, job):
         return 0
     console.print(
         Text.assemble("submitted ", (job.job_id, "bold"), " ", _state(job.state), ": ", job.reason)
@@ -167,12 +176,23 @@ def _submit(client: Client, args: argparse.Namespace, console: Console) -> int:
 
 
 def _jobs(client: Client, args: argparse.Namespace, console: Console) -> int:
-    if args.limit is not None and args.limit < 1:
-        raise _BadInput(f"--limit {args.limit}: must be >= 1")
-    jobs = client.jobs(args.state, limit=args.limit)
-    if _json(args, console, jobs):
+    from scheduler.client import MAX_PAGE_SIZE
+
+    if not 1 <= args.limit <= MAX_PAGE_SIZE:
+        raise _BadInput(f"--limit {args.limit}: must be 1..{MAX_PAGE_SIZE}")
+    if args.page < 1:
+        raise _BadInput(f"--page {args.page}: must be >= 1 (1 is the oldest jobs)")
+    if args.all:
+        jobs = client.jobs(args.state)
+        listing = JobListing(jobs, page=1, pages=1, limit=None, total=len(jobs))
+    else:
+        got = client.job_page(args.page, args.limit, args.state)
+        listing = JobListing.of(got, args.page, args.limit)
+    if emit(args, console, listing.document()):
         return 0
-    table = Table(title=f"{len(jobs)} jobs" + (f" ({args.state})" if args.state else ""))
+    jobs = listing.items
+    what = f" ({args.state})" if args.state else ""
+    table = Table(title=listing.title() + what, caption=listing.hint())
     for col in ("ID", "NAME", "TEAM", "PRIO", "STATE", "SUBMITTED", "REASON"):
         table.add_column(col, justify="right" if col == "PRIO" else "left")
     for j in jobs:
@@ -191,7 +211,7 @@ def _jobs(client: Client, args: argparse.Namespace, console: Console) -> int:
 
 def _job(client: Client, args: argparse.Namespace, console: Console) -> int:
     j = client.job(args.job_id)
-    if _json(args, console, j):
+    if emit(args, console, j):
         return 0
     _print_job(j, console)
     return 0
@@ -199,7 +219,7 @@ def _job(client: Client, args: argparse.Namespace, console: Console) -> int:
 
 def _cancel(client: Client, args: argparse.Namespace, console: Console) -> int:
     j = client.cancel(args.job_id)
-    if _json(args, console, j):
+    if emit(args, console, j):
         return 0
     console.print(Text.assemble((j.job_id, "bold"), " ", _state(j.state), ": ", j.reason))
     return 0
@@ -217,7 +237,7 @@ def _logs(client: Client, args: argparse.Namespace, console: Console) -> int:
         return 0
     tail = 200 if args.tail is None else args.tail
     text = client.logs(args.job_id, tail)
-    if _json(args, console, {"job_id": args.job_id, "tail_lines": tail, "text": text}):
+    if emit(args, console, {"job_id": args.job_id, "tail_lines": tail, "text": text}):
         return 0
     console.file.write(text if not text or text.endswith("\n") else text + "\n")
     return 0
@@ -263,7 +283,7 @@ def _follow(client: Client, args: argparse.Namespace, console: Console) -> None:
 
 def _queue(client: Client, args: argparse.Namespace, console: Console) -> int:
     rows = client.queue()
-    if _json(args, console, rows):
+    if emit(args, console, rows):
         return 0
     table = Table(title=f"queue: {len(rows)} pending")
     for col in ("POS", "ID", "NAME", "TEAM", "WHY", "EST. START", "REASON"):
@@ -284,7 +304,7 @@ def _queue(client: Client, args: argparse.Namespace, console: Console) -> int:
 
 def _nodes(client: Client, args: argparse.Namespace, console: Console) -> int:
     nodes = client.nodes()
-    if _json(args, console, nodes):
+    if emit(args, console, nodes):
         return 0
     table = Table(title=f"{len(nodes)} nodes")
     for col in ("NODE", "STATUS", "GPUS", "ALLOCATED", "UNHEALTHY", "UTIL %", "TELEMETRY"):
@@ -313,7 +333,7 @@ def _nodes(client: Client, args: argparse.Namespace, console: Console) -> int:
 def _node_command(verb: str) -> Command:
     def run(client: Client, args: argparse.Namespace, console: Console) -> int:
         node = getattr(client, verb)(args.node)
-        if _json(args, console, node):
+        if emit(args, console, node):
             return 0
         console.print(Text.assemble((f"{node.name}: ", "bold"), _node_status(node)))
         return 0
@@ -340,7 +360,7 @@ def _audit(client: Client, args: argparse.Namespace, console: Console) -> int:
     if args.limit < 1:
         raise _BadInput(f"--limit {args.limit}: must be >= 1")
     rows = client.audit(_since(args.since), args.team, args.limit)
-    if _json(args, console, rows):
+    if emit(args, console, rows):
         return 0
     table = Table(title=f"{len(rows)} audit entries")
     for col in ("TIME", "WHO", "TEAM", "ACTION", "TARGET", "OUTCOME", "DETAIL"):
@@ -392,20 +412,71 @@ def _print_job(j: JobView, console: Console) -> None:
     console.print(table)
 
 
-def _json(args: argparse.Namespace, console: Console, data: Any) -> bool:
-    if args.output != "json":
-        return False
-    console.file.write(json.dumps(_plain(data), indent=2) + "\n")
-    return True
+@dataclass(frozen=True, slots=True)
+class JobListing:
+    """What ``gpuyard jobs`` shows: one page of ``limit`` jobs (``limit`` None: all of them),
+    page ``page`` of ``pages``, of ``total`` jobs (None when the server does not count)."""
 
+    items: list[JobView]
+    page: int
+    pages: int | None
+    limit: int | None
+    total: int | None
 
-def _plain(data: Any) -> Any:
-    """The client's views (pydantic models, lists of them) as the API's JSON."""
-    if isinstance(data, list):
-        return [_plain(x) for x in data]
-    if hasattr(data, "model_dump"):
-        return data.model_dump(mode="json")
-    return data
+    @classmethod
+    def of(cls, got: JobPage, page: int, limit: int) -> JobListing:
+        total = got.total
+        pages = None if total is None else max(1, -(-total // limit))
+        return cls(list(got.items), page, pages, limit, total)
+
+    @property
+    def first(self) -> int:  # 1-based index of the page's first job
+        return (self.page - 1) * (self.limit or 0) + 1
+
+    @property
+    def next_page(self) -> int | None:
+        if self.limit is None:
+            return None
+        if self.pages is not None:
+            return self.page + 1 if self.page < self.pages else None
+        return self.page + 1 if len(self.items) == self.limit else None
+
+    def title(self) -> str:
+        n = len(self.items)
+        if self.limit is None or self.total == 0:
+            return f"{n} jobs"
+        if not n:
+            tail = "" if self.total is None else f": {self.total} jobs in {self.pages} page(s)"
+            return f"no jobs on page {self.page}{tail}"
+        shown = f"jobs {self.first}-{self.first + n - 1}"
+        if self.total is None:
+            return f"{shown}, page {self.page}"
+        return f"{shown} of {self.total}, page {self.page} of {self.pages}"
+
+    def hint(self) -> str | None:
+        """What is left, and the flag that shows it."""
+        if self.limit is None:
+            return None
+        if not self.items and self.page > 1:
+            last = f" is --page {self.pages}" if self.pages else " is before it"
+            return f"no page {self.page}: the last{last}"
+        if self.next_page is None:
+            return None
+        if self.total is None:
+            return f"more: --page {self.next_page}"
+        more = self.total - (self.first - 1) - len(self.items)
+        return f"{more} more: --page {self.next_page} (or --all)"
+
+    def document(self) -> dict[str, Any]:
+        """The ``--output json`` document: fixed keys."""
+        return {
+            "items": self.items,
+            "page": self.page,
+            "pages": self.pages,
+            "limit": self.limit,
+            "total": self.total,
+            "next_page": self.next_page,
+        }
 
 
 def _state(state: str) -> Text:

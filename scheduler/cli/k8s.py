@@ -23,6 +23,8 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from scheduler.cli.output import add_output_option, emit
+
 
 def _fleet(args: argparse.Namespace, err: Console) -> list[Any]:
     from scheduler.runtime.config import load_fleet
@@ -51,18 +53,22 @@ def cmd_inventory(args: argparse.Namespace, console: Console) -> int:
 
     err = Console(stderr=True, soft_wrap=True)
     doc = fleet_document(_fleet(args, err))
-    console.print(yaml.safe_dump(doc, sort_keys=False), end="", markup=False, highlight=False)
+    if not emit(args, console, doc):
+        console.print(yaml.safe_dump(doc, sort_keys=False), end="", markup=False, highlight=False)
     return 0
 
 
 def cmd_up(args: argparse.Namespace, console: Console) -> int:
     from scheduler.runtime.config import load_config
+    from scheduler.runtime.k8s.inventory import fleet_document
     from scheduler.runtime.ray_service import start_service
 
     err = Console(stderr=True, soft_wrap=True)
     cfg = load_config(args.config)
     fleet = _fleet(args, err)
     info = start_service(cfg, fleet, args.address, args.simulated, args.wait_for_ray)
+    if emit(args, console, {**info, "fleet": fleet_document(fleet)["nodes"]}):
+        return 0
     sim = " with simulated GPUs and telemetry" if info["simulated"] else ""
     console.print(f"gpuyard is up in {info['up_s']} s{sim}: API {info['api']}, Ray {info['address']}")  # fmt: skip
     console.print("fleet: " + ", ".join(f"{n.name} ({n.gpus}x{n.gpu_model})" for n in fleet))
@@ -92,8 +98,11 @@ def cmd_remediate(args: argparse.Namespace, console: Console) -> int:
         dry_run=args.dry_run,
     )
     if args.once:
-        for a in rem.check():
-            console.print(f"{type(a).__name__} {a.node}: {a.reason}", markup=False)
+        actions = rem.check()
+        rows = [{"action": type(a).__name__, "node": a.node, "reason": a.reason} for a in actions]
+        if not emit(args, console, rows):
+            for a in actions:
+                console.print(f"{type(a).__name__} {a.node}: {a.reason}", markup=False)
         return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -109,6 +118,7 @@ def add_k8s_commands(sub: Any) -> None:
     common.add_argument("--server", help="Kubernetes API URL (default: in-cluster/kubeconfig)")
 
     inv = ks.add_parser("inventory", parents=[common], help="the fleet from GPU nodes' labels")
+    add_output_option(inv, people="yaml")
     inv.set_defaults(func=cmd_inventory)
 
     up = ks.add_parser("up", parents=[common], help="start the scheduler in the Ray head pod")
@@ -119,6 +129,7 @@ def add_k8s_commands(sub: Any) -> None:
         "--simulated", action="store_true", help="simulated GPUs and NVML (no NVIDIA GPUs)"
     )
     up.add_argument("--wait-for-ray", type=float, default=120.0, help="seconds (default 120)")
+    add_output_option(up, people="text")
     up.set_defaults(func=cmd_up)
 
     rem = ks.add_parser("remediate", parents=[common], help="cordon nodes with failing GPUs")
@@ -126,4 +137,5 @@ def add_k8s_commands(sub: Any) -> None:
     rem.add_argument("--token", help="admin token (default $GPUYARD_TOKEN)")
     rem.add_argument("--once", action="store_true", help="one check, then exit")
     rem.add_argument("--dry-run", action="store_true", help="decide and print, change nothing")
+    add_output_option(rem, people="text")
     rem.set_defaults(func=cmd_remediate)

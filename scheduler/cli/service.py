@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from scheduler.cli.output import add_output_option, emit, notes
+
 if TYPE_CHECKING:
     from scheduler.client import Client
 
@@ -36,10 +38,31 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
     cfg = _config(args)
     fleet = load_fleet(args.fleet)
     cfg.residency_for(fleet)  # a residency rule naming a region the fleet lacks: before Ray
-    with console.status("starting Ray, the scheduler and the API"):
+    with notes(args, console).status("starting Ray, the scheduler and the API"):
         info = up(cfg, fleet, args.address, DEMO_TEAMS)
-    _print_up(info, fleet, console)
+    if not emit(args, console, up_document(info, fleet)):
+        _print_up(info, fleet, console)
     return 0
+
+
+def up_document(info: dict[str, Any], fleet: list[Any]) -> dict[str, Any]:
+    """``gpuyard up --output json``: what the table and the lines under it say."""
+    tokens = Path(info["state_dir"]) / "tokens"
+    return {
+        "up_s": info["up_s"],
+        "simulated": info["simulated"],
+        "api": info["api"],
+        "docs": f"{info['api']}/docs",
+        "ray_address": info["address"],
+        "ray_dashboard": info.get("dashboard"),
+        "state_dir": info["state_dir"],
+        "tokens_dir": str(tokens) if tokens.exists() else None,
+        "nodes": [
+            {"name": n.name, "gpus": n.gpus, "gpu_model": n.gpu_model, "cpus": n.cpus,
+             "labels": dict(n.labels)}
+            for n in fleet
+        ],
+    }  # fmt: skip
 
 
 def _print_up(info: dict[str, Any], fleet: list[Any], console: Console) -> None:
@@ -52,7 +75,10 @@ def _print_up(info: dict[str, Any], fleet: list[Any], console: Console) -> None:
         labels = ", ".join(f"{k}={v}" for k, v in n.labels)
         table.add_row(n.name, str(n.gpus), model, str(n.cpus), labels)
     console.print(table)
-    console.print(f"API: {info['api']}  (OpenAPI: {info['api']}/docs)   Ray: {info['address']}")
+    dashboard = f" (dashboard {info['dashboard']})" if info.get("dashboard") else ""
+    console.print(
+        f"API: {info['api']}  (OpenAPI: {info['api']}/docs)   Ray: {info['address']}{dashboard}"
+    )
     tokens = Path(info["state_dir"]) / "tokens"
     if tokens.exists():
         console.print(f"tokens: {tokens}/<team>; e.g. export GPUYARD_TOKEN=$(cat {tokens}/admin)")
@@ -61,9 +87,27 @@ def _print_up(info: dict[str, Any], fleet: list[Any], console: Console) -> None:
 def cmd_down(args: argparse.Namespace, console: Console) -> int:
     from scheduler.runtime.local import down
 
-    for line in down(Path(args.state_dir or "~/.gpuyard").expanduser()):
+    for line in tidy_down(down(Path(args.state_dir or "~/.gpuyard").expanduser())):
         console.print(line)
     return 0
+
+
+def tidy_down(lines: list[str]) -> list[str]:
+    """What ``down`` did, with its "killed gpuyard-runner-3b44ee01f1ec" lines (one per actor
+    left running) counted into one line by kind: ``killed 12 actors still running (11
+    runners, 1 sampler)``."""
+    killed = [line.removeprefix("killed ") for line in lines if line.startswith("killed ")]
+    if len(killed) < 2:
+        return lines
+    kinds: dict[str, int] = {}
+    for name in killed:
+        kind = name.removeprefix("gpuyard-").split("-")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    what = ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in kinds.items())
+    summary = f"killed {len(killed)} actors still running ({what})"
+    first = next(i for i, line in enumerate(lines) if line.startswith("killed "))
+    rest = [line for line in lines if not line.startswith("killed ")]
+    return [*rest[:first], summary, *rest[first:]]
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
@@ -85,6 +129,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     fleet = load_fleet(None)
     with console.status("starting a local Ray cluster with simulated GPU nodes"):
         info = up(cfg, fleet, None, DEMO_TEAMS)
+    _leave_ray()  # from here on the demo is a client of the API, as a team is
     _print_up(info, fleet, console)
     try:
         tokens = {t: (state_dir / "tokens" / t).read_text().strip() for t in ["admin", *DEMO_TEAMS]}
@@ -134,8 +179,30 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         return 0 if ok else 1
     finally:
         with console.status("shutting down"):
-            for line in down(state_dir):
+            for line in tidy_down(down(state_dir)):
                 console.print(line)
+
+
+def _leave_ray() -> None:
+    """Disconnect this process from Ray once the service is up (its actors are detached and
+    keep running). A connected driver prints every message the raylets publish to the
+    cluster, e.g. "N PYTHON worker processes have been started ... the maximum expected
+    startup concurrency" each time Ray Train starts workers on a 2-CPU node: advice for a Ray
+    operator, not for someone watching jobs. Those stay in Ray's logs
+    (``<ray temp dir>/session_latest/logs/raylet.out``); what happens to a job is in its state
+    and reason, which the demo shows."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _where(j: Any) -> str:
+    """A job's placement: each node once, with its GPUs (``node-h100-0: 0,1``)."""
+    by_node: dict[str, list[int]] = {}
+    for p in j.placement:
+        by_node.setdefault(p.node, []).extend(p.gpu_indices)
+    return "; ".join(f"{n}: {','.join(map(str, sorted(set(g))))}" for n, g in by_node.items())
 
 
 def _show_queue(client: Client, console: Console) -> None:
@@ -155,7 +222,7 @@ def _show_jobs(client: Client, console: Console, title: str) -> None:
     for col in ("job", "name", "team", "state", "placement", "attempts", "loss", "reason"):
         table.add_column(col)
     for j in client.jobs():
-        where = "; ".join(f"{p.node}:{p.gpu_indices}" for p in j.placement)
+        where = _where(j)
         loss = j.metrics.get("loss")
         table.add_row(j.job_id, j.name, j.team, j.state.value, where or "-",
                       str(j.attempts), "-" if loss is None else f"{loss:.4f}", j.reason)  # fmt: skip
@@ -195,6 +262,7 @@ def add_service_commands(sub: Any) -> None:
     u.add_argument("--config", help="service config YAML (policies, quotas, tokens, ports)")
     u.add_argument("--state-dir", default=default_state)
     u.add_argument("--port", type=int, help="API port (default 8000)")
+    add_output_option(u)
     u.set_defaults(func=cmd_up)
     d = sub.add_parser("down", help="stop what `gpuyard up` started")
     d.add_argument("--state-dir", default=default_state)

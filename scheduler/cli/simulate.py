@@ -10,10 +10,24 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from scheduler.cli.output import add_output_option, emit, notes, plain
 
-def _packing_table(results: list, title: str) -> Table:  # type: ignore[type-arg]
+
+def _packing_rows(results: list) -> list[dict[str, object]]:  # type: ignore[type-arg]
+    """Per policy: its runs and the medians the table shows (``--output json``'s rows)."""
     from simulations.packing_experiment import medians
 
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.curve.policy] = counts.get(r.curve.policy, 0) + 1
+    return [
+        {"policy": policy, "runs": counts[policy], "unallocated_pct_at_100": u100,
+         "unallocated_pct_at_130": u130, "wall_s": wall}
+        for policy, (u100, u130, wall) in medians(results).items()
+    ]  # fmt: skip
+
+
+def _packing_table(results: list, title: str) -> Table:  # type: ignore[type-arg]
     table = Table(title=title)
     for col in (
         "policy",
@@ -23,11 +37,9 @@ def _packing_table(results: list, title: str) -> Table:  # type: ignore[type-arg
         "wall s (median)",
     ):
         table.add_column(col, justify="right" if col != "policy" else "left")
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.curve.policy] = counts.get(r.curve.policy, 0) + 1
-    for policy, (u100, u130, wall) in medians(results).items():
-        table.add_row(policy, str(counts[policy]), f"{u100:.2f}", f"{u130:.2f}", f"{wall:.2f}")
+    for row in _packing_rows(results):
+        table.add_row(str(row["policy"]), str(row["runs"]),
+                      *(f"{row[k]:.2f}" for k in ("unallocated_pct_at_100", "unallocated_pct_at_130", "wall_s")))  # fmt: skip
     return table
 
 
@@ -45,7 +57,7 @@ def cmd_simulate_packing(args: argparse.Namespace, console: Console) -> int:
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=console,
+        console=notes(args, console),
         transient=False,
         disable=args.quiet,
     ) as progress:
@@ -61,8 +73,14 @@ def cmd_simulate_packing(args: argparse.Namespace, console: Console) -> int:
         results = run_grid(args.nodes, args.trace, policies, seeds, args.inflate, args.jobs, tick)
     out = Path(args.out)
     write_outputs(results, out)
-    console.print(_packing_table(results, f"{Path(args.trace).name} on {Path(args.nodes).name}"))
-    console.print(f"wrote {out / 'curves.csv'}, {out / 'summary.csv'}, {out / 'curves.png'}")
+    files = [out / "curves.csv", out / "summary.csv", out / "curves.png"]
+    doc = {"trace": args.trace, "nodes": args.nodes, "seeds": seeds, "inflate": args.inflate,
+           "policies": _packing_rows(results), "files": files}  # fmt: skip
+    if not emit(args, console, doc):
+        console.print(
+            _packing_table(results, f"{Path(args.trace).name} on {Path(args.nodes).name}")
+        )
+    notes(args, console).print("wrote " + ", ".join(map(str, files)))
     return 0
 
 
@@ -85,11 +103,14 @@ def cmd_simulate_mixes(args: argparse.Namespace, console: Console) -> int:
     from simulations.synthetic import families
 
     if args.list:
+        rows = [{"mix": s.name, "nodes": s.nodes, "description": s.description} for s in families()]
+        if emit(args, console, rows):
+            return 0
         table = Table(title="synthetic mixes (simulations/synthetic.py)")
         for col in ("mix", "nodes", "description"):
             table.add_column(col)
-        for s in families():
-            table.add_row(s.name, str(s.nodes), s.description)
+        for row in rows:
+            table.add_row(str(row["mix"]), str(row["nodes"]), str(row["description"]))
         console.print(table)
         return 0
     if not args.out:
@@ -105,7 +126,7 @@ def cmd_simulate_mixes(args: argparse.Namespace, console: Console) -> int:
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=console,
+        console=notes(args, console),
         disable=args.quiet,
     ) as progress:
         task = progress.add_task("", total=len(specs) * len(policies) * len(seeds))
@@ -120,6 +141,11 @@ def cmd_simulate_mixes(args: argparse.Namespace, console: Console) -> int:
         runs = run_mixes(specs, policies, seeds, args.inflate, args.jobs, tick)
     out = Path(args.out)
     summaries = write_mixes_outputs(runs, out)
+    files = [out / "mixes.csv", out / "summary.csv"]
+    if emit(args, console, {"seeds": seeds, "inflate": args.inflate, "mixes": summaries,
+                            "files": files}):  # fmt: skip
+        notes(args, console).print("wrote " + ", ".join(map(str, files)))
+        return 0
     table = Table(title=f"median unallocated GPU % at arrived 100 % ({len(seeds)} seeds)")
     for col in ("mix", "best of six", "%", "fgd", "frag_pack"):
         table.add_column(col, justify="left" if col in ("mix", "best of six") else "right")
@@ -143,13 +169,16 @@ def cmd_simulate_mix_csv(args: argparse.Namespace, console: Console) -> int:
     from simulations.synthetic import generate, write_mix
 
     out = Path(args.out)
+    written = []
     for spec in _mix_specs(args):
         for seed in parse_seeds(args.seeds):
             nodes_csv, pods_csv = write_mix(generate(replace(spec, seed=seed)), out)
-            console.print(
+            written.append({"mix": spec.name, "seed": seed, "nodes": nodes_csv, "pods": pods_csv})
+            notes(args, console).print(
                 f"wrote {nodes_csv}, {pods_csv}; run: gpuyard simulate packing "
                 f"--nodes {nodes_csv} --trace {pods_csv} --seeds {seed} --out OUT"
             )
+    emit(args, console, written)
     return 0
 
 
@@ -194,7 +223,7 @@ def cmd_simulate_queue(args: argparse.Namespace, console: Console) -> int:
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=console,
+        console=notes(args, console),
         disable=args.quiet,
     ) as progress:
         task = progress.add_task(f"{len(jobs)} jobs", total=len(policies))
@@ -204,6 +233,12 @@ def cmd_simulate_queue(args: argparse.Namespace, console: Console) -> int:
 
         runs = run_queue_grid(jobs, args.gpus, args.gpus_per_node, policies, options, tick)
     summaries = write_queue_outputs(runs, Path(args.out))
+    files = [Path(args.out) / f for f in ("jobs.csv", "summary.csv", "jct_cdf.png")]
+    if emit(args, console, {"trace": args.trace, "jobs": len(jobs), "gpus": args.gpus,
+                            "gpus_per_node": args.gpus_per_node, "backfill": args.backfill,
+                            "policies": summaries, "files": files}):  # fmt: skip
+        notes(args, console).print("wrote " + ", ".join(map(str, files)))
+        return 0
     table = Table(
         title=f"{Path(args.trace).name}: {len(jobs)} jobs on {args.gpus} GPUs ({args.gpus_per_node} per node)"
     )
@@ -229,13 +264,15 @@ def cmd_simulate_scale(args: argparse.Namespace, console: Console) -> int:
     for policy in parse_policies(args.policy):
         r = run_scale(policy, nodes=args.nodes, jobs=args.jobs, seed=args.seed,
                       gpus_per_node=args.gpus_per_node)  # fmt: skip
-        console.print(
+        notes(args, console).print(
             f"{policy}: {r.placed_jobs} of {r.jobs} jobs placed, {r.placements_per_s:.0f} "
             f"placements/s, p99 cycle {r.p99_cycle_ms:.1f} ms"
         )
         results.append(r)
     path = write_summary(results, Path(args.out))
-    console.print(f"wrote {path}")
+    emit(args, console, {"policies": [{**plain(r), "placements_per_s": r.placements_per_s}
+                                      for r in results], "files": [path]})  # fmt: skip
+    notes(args, console).print(f"wrote {path}")
     return 0
 
 
@@ -246,14 +283,18 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
     out = Path(args.out)
     nodes_csv, pods_csv = write_sample(out)
-    console.print(
+    notes(args, console).print(
         f"[bold]gpuyard demo[/]: packing replay of a synthetic pod list ({pods_csv}) on a synthetic "
         f"fleet ({nodes_csv}); simulated, arrivals only, inflated to 130 % of the fleet's GPUs"
     )
     results = run_grid(nodes_csv, pods_csv, ["random", "best_fit", "fgd"], [42, 43, 44], 1.3, 1)
     write_outputs(results, out)
-    console.print(_packing_table(results, "demo: median over 3 seeds"))
-    console.print(f"wrote {out}/curves.csv, summary.csv, curves.png")
+    files = [out / "curves.csv", out / "summary.csv", out / "curves.png"]
+    doc = {"trace": pods_csv, "nodes": nodes_csv, "seeds": [42, 43, 44], "inflate": 1.3,
+           "policies": _packing_rows(results), "files": files}  # fmt: skip
+    if not emit(args, console, doc):
+        console.print(_packing_table(results, "demo: median over 3 seeds"))
+    notes(args, console).print("wrote " + ", ".join(map(str, files)))
     return 0
 
 
@@ -295,7 +336,7 @@ def cmd_simulate_plan(args: argparse.Namespace, console: Console) -> int:
     settings = plan_sim_settings(args, scenario)
     seeds = parse_seeds(args.seeds)
     plan_dir = Path(args.plan_dir)
-    with _plan_progress(console, args.quiet) as (progress, task):
+    with _plan_progress(notes(args, console), args.quiet) as (progress, task):
 
         def tick(r) -> None:  # type: ignore[no-untyped-def]
             progress.update(
@@ -309,10 +350,12 @@ def cmd_simulate_plan(args: argparse.Namespace, console: Console) -> int:
         )  # fmt: skip
     out = Path(args.out)
     paths = write_outputs(sim, out, plots=not args.no_plots)
-    console.print(
-        _sites_table(list(sim.sites), f"{scenario.name}: {plan_dir} replayed ({sim.wall_s:.0f} s)")
-    )
-    console.print("wrote " + ", ".join(str(p) for p in paths))
+    doc = {"scenario": scenario.name, "plan_dir": plan_dir, "seeds": seeds,
+           "wall_s": sim.wall_s, "sites": sim.sites, "files": paths}  # fmt: skip
+    if not emit(args, console, doc):
+        title = f"{scenario.name}: {plan_dir} replayed ({sim.wall_s:.0f} s)"
+        console.print(_sites_table(list(sim.sites), title))
+    notes(args, console).print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -354,6 +397,7 @@ def add_simulate_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     pk.add_argument("--out", required=True, help="output directory")
     pk.add_argument("--jobs", type=int, default=1, help="worker processes")
     pk.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_option(pk)
     pk.set_defaults(func=cmd_simulate_packing)
 
     mx = simsub.add_parser(
@@ -371,6 +415,7 @@ def add_simulate_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     mx.add_argument("--jobs", type=int, default=1, help="worker processes")
     mx.add_argument("--list", action="store_true", help="list the mixes and exit")
     mx.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_option(mx)
     mx.set_defaults(func=cmd_simulate_mixes)
 
     mc = simsub.add_parser(
@@ -381,6 +426,7 @@ def add_simulate_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     mc.add_argument("--seeds", default="42", help="e.g. 42-44 or 42,43")
     mc.add_argument("--nodes", type=int, help="resize every mix's fleet to this many nodes")
     mc.add_argument("--out", required=True, help="output directory (MIX_sSEED_{nodes,pods}.csv)")
+    add_output_option(mc)
     mc.set_defaults(func=cmd_simulate_mix_csv)
 
     qu = simsub.add_parser(
@@ -411,6 +457,7 @@ def add_simulate_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     )
     qu.add_argument("--out", required=True)
     qu.add_argument("--quiet", action="store_true")
+    add_output_option(qu)
     qu.set_defaults(func=cmd_simulate_queue)
 
     sc = simsub.add_parser(
@@ -422,6 +469,7 @@ def add_simulate_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     sc.add_argument("--jobs", type=int, default=10_000, help="pending gang jobs")
     sc.add_argument("--seed", type=int, default=0)
     sc.add_argument("--out", required=True, help="output directory (summary.csv)")
+    add_output_option(sc)
     sc.set_defaults(func=cmd_simulate_scale)
 
     pl = simsub.add_parser(
@@ -434,8 +482,10 @@ def add_simulate_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     from simulations.plan_sim.options import add_plan_sim_options
 
     add_plan_sim_options(pl)
+    add_output_option(pl)
     pl.set_defaults(func=cmd_simulate_plan)
 
     demo = sub.add_parser("demo-packing", help="a short packing replay on a synthetic pod list")
     demo.add_argument("--out", default="out/demo")
+    add_output_option(demo)
     demo.set_defaults(func=cmd_demo)

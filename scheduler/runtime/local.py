@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import socket
@@ -152,7 +153,8 @@ def down(state_dir: Path) -> list[str]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled" if info.get("local") else "token")
     try:
         if not ray.is_initialized():
-            ray.init(address=info["address"], namespace="gpuyard", log_to_driver=False)
+            ray.init(address=info["address"], namespace="gpuyard", log_to_driver=False,
+                     logging_level=logging.WARNING)  # fmt: skip
         from scheduler.runtime.ray_service import scheduler_handle
 
         try:

@@ -11,6 +11,7 @@ cluster views it uses, and the backend the HTTP API calls.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -287,7 +288,10 @@ def connect(address: str, wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+            # WARNING: not Ray's "Connecting to / Connected to Ray cluster" INFO lines (gpuyard
+            # prints the address and the dashboard itself); Ray's warnings and errors still show
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
+                     logging_level=logging.WARNING)  # fmt: skip
             return
         except (ConnectionError, RuntimeError, TimeoutError):
             if time.monotonic() >= deadline:

@@ -97,10 +97,11 @@ def test_jobs_table_and_json(url: str, capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = gpuyard(capsys, url, VISION_TOKEN, "jobs")
     assert code == 0 and "job-0001" in out and "job-0002" not in out and "v1" in out
     code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--output", "json")
-    assert [j["job_id"] for j in json.loads(out)] == ["job-0001", "job-0002"]
+    assert [j["job_id"] for j in json.loads(out)["items"]] == ["job-0001", "job-0002"]
     code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--state", "running", "--output",
                            "json")  # fmt: skip
-    assert (code, json.loads(out)) == (0, [])
+    assert (code, json.loads(out)) == (0, {"items": [], "page": 1, "pages": 1, "limit": 50,
+                                           "total": 0, "next_page": None})  # fmt: skip
 
 
 def test_job_cancel_logs(url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,7 +162,7 @@ def test_token_and_api_from_the_environment(
     monkeypatch.setenv("GPUYARD_TOKEN", VISION_TOKEN)
     monkeypatch.setenv("GPUYARD_API", url)
     assert main(["jobs", "--output", "json"]) == 0
-    assert [j["team"] for j in json.loads(capsys.readouterr().out)] == ["vision"]
+    assert [j["team"] for j in json.loads(capsys.readouterr().out)["items"]] == ["vision"]
 
 
 def test_client_raises_api_error_with_the_servers_reason(url: str) -> None:
@@ -240,15 +241,15 @@ def test_jobs_reads_every_page(
 ) -> None:
     for i in range(248):
         backend.add("vision", f"j{i}")
-    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--output", "json")
-    assert code == 0 and [j["job_id"] for j in json.loads(out)] == sorted(backend.jobs)
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--all", "--output", "json")
+    assert code == 0 and [j["job_id"] for j in json.loads(out)["items"]] == sorted(backend.jobs)
     assert [c[1][3] for c in backend.calls if c[0] == "list_jobs"] == [None, "job-0100", "job-0200"]
-    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs")
+    code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--all")
     assert code == 0 and "250 jobs" in out
     code, out, _ = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--limit", "5", "--output", "json")
-    assert [j["job_id"] for j in json.loads(out)] == sorted(backend.jobs)[:5]
+    assert [j["job_id"] for j in json.loads(out)["items"]] == sorted(backend.jobs)[:5]
     code, _, err = gpuyard(capsys, url, ADMIN_TOKEN, "jobs", "--limit", "0")
-    assert code == 2 and "--limit 0: must be >= 1" in err
+    assert code == 2 and "--limit 0: must be 1..1000" in err
 
 
 def test_the_demo_defaults_name_the_repositorys_examples() -> None:
