@@ -20,14 +20,15 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 USER root
 WORKDIR /opt/gpuyard
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY scheduler ./scheduler
 COPY planner ./planner
 COPY simulations ./simulations
 COPY examples ./examples
-# torch first, from the chosen index, so that installing gpuyard does not pull another build
+# torch first, from the chosen index, so that installing gpuyard does not pull another build;
+# the image runs the service, the remediator and Ray's workers: the service and k8s extras
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}" \
- && pip install --no-cache-dir "/opt/gpuyard" \
+ && pip install --no-cache-dir "/opt/gpuyard[service,k8s]" \
  && mkdir -p /var/lib/gpuyard && chown 1000:100 /var/lib/gpuyard
 
 # the rayproject/ray images' user (uid 1000, gid 100)

@@ -3,18 +3,34 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the versions CI installs (every install of the venv takes them); none while the file is absent
+CONSTRAINTS := $(wildcard constraints.txt)
+PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
-.PHONY: demo test lint bench plan clean venv gpu-check
+.PHONY: demo test lint bench plan clean venv gpu-check constraints
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first: 2.13.0 is the CPU wheel on local disk; anything else pulls a multi-GB CUDA build
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet $(PIP_C) torch==2.13.0
+	$(BIN)/pip install --quiet $(PIP_C) -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# constraints.txt from the venv: pip freeze less gpuyard itself (editable) and any direct URL,
+# torch's local tag dropped (torch==2.13.0 takes the CPU wheel on local disk, PyPI's CUDA one
+# elsewhere). After a change to pyproject.toml's dependencies: make constraints, commit both.
+# Newer versions of everything: make clean; rm constraints.txt; make constraints.
+constraints: $(STAMP)
+	@{ echo "# The versions CI installs: make test runs pip install -c constraints.txt -e '.[dev]'."; \
+	   echo "# Written by 'make constraints' (pip freeze of .venv, Python $$($(BIN)/python -c 'import platform; print(platform.python_version(), platform.machine())')); do not edit by hand."; \
+	   $(BIN)/pip freeze --exclude-editable --exclude gpuyard \
+	     | grep -v ' @ ' | sed -E 's/^(torch==[^+]+)[+].*/\1/'; } > constraints.txt.tmp
+	@mv constraints.txt.tmp constraints.txt
+	@touch $(STAMP)   # the venv is what the file says
+	@echo "constraints.txt: $$(grep -c '==' constraints.txt) pinned versions"
 
 demo: $(STAMP)
 	$(BIN)/gpuyard demo

@@ -8,7 +8,9 @@ planner's ``planner.cli``):
 * ``service.py``: ``up``, ``down``, ``demo``, ``journal verify`` (the live service);
 * ``jobs.py``: ``submit``, ``jobs``, ``job``, ``cancel``, ``logs``, ``queue``, ``nodes``,
   ``cordon``/``drain``/``uncordon``, ``audit`` (clients of its API);
-* ``k8s.py``: ``k8s inventory|up|remediate``.
+* ``k8s.py``: ``k8s inventory|up|remediate``;
+* ``completion.py``: ``completion bash|zsh|fish``; ``output.py``: every table's
+  ``--output table|json``.
 """
 
 from __future__ import annotations
@@ -42,15 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
     from scheduler.cli.k8s import add_k8s_commands  # gpuyard k8s inventory|up|remediate
 
     add_k8s_commands(sub)
+    from scheduler.cli.completion import add_completion_command  # gpuyard completion bash|...
+
+    add_completion_command(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    from scheduler.cli.completion import complete
+
+    complete(parser)  # a shell asking for completions (TAB) is answered here, then exits
+    args = parser.parse_args(argv)
     console = Console()
     err = Console(stderr=True, soft_wrap=True)
     try:
         return int(args.func(args, console))
+    except ModuleNotFoundError as e:  # a module of an extra that this install lacks
+        from rich.markup import escape
+
+        from scheduler.cli.extras import command_words, missing_extra_message
+
+        message = missing_extra_message(e, command_words(args))
+        if message is None:
+            raise
+        err.print(f"[red]error:[/] {escape(message)}")
+        return 2
     except (UnknownPolicy, TraceError, ValueError, OSError) as e:
         err.print(f"[red]error:[/] {e}")
         return 2
