@@ -50,7 +50,9 @@ caller may not do this (another team's job or spec, a priority above its grant, 
 route with a team token), with the reason; 404 no such job or node; 409 cancel of an ended
 job, an idempotency key reused with another body; 422 an invalid request or spec:
 ``{"detail": [{"loc": [...], "msg": ..., "input": ...}]}`` with ``loc`` starting at
-``"body"``; 503 the journal cannot be written (disk full, locked): nothing was applied.
+``"body"`` (a JSON body is read strictly, ``views.read_json``: ``NaN``, ``Infinity``,
+``1e400``, a key given twice, a lone surrogate, nesting past 64 levels are 422s naming the
+place); 503 the journal cannot be written (disk full, locked): nothing was applied.
 
 Another team's job is 403, not 404: job ids are not secrets (they appear in logs, Ray and
 dashboards), cancel must say 403, and one answer for every per-job route does not leak

@@ -90,7 +90,6 @@ raises them as ``RuntimeError("Request failed with status code 422: {body}.")``;
 import asyncio
 import contextlib
 import difflib
-import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -111,9 +110,11 @@ from scheduler.runtime.views import (
     JobState,
     JobView,
     PackageRejected,
+    Rejected,
     SpecRejected,
     Unavailable,
     UnknownJob,
+    read_json,
 )
 
 Refuse = Callable[..., Awaitable[HTTPException]]
@@ -152,6 +153,56 @@ WS_NO_JOB = 4404  # close code: no such job (application range)
 WS_UNAVAILABLE = 1011  # close code: the server could not go on
 DEFAULT_NAME = "ray-job"
 _ANONYMOUS = Principal("anonymous", None, False)
+
+_WHY = {
+    400: "nothing was done; the body says why",
+    401: "missing or unknown bearer token",
+    403: "another team's job or spec; the body says why",
+    404: "no such job (a package: not stored)",
+    409: "the submission_id was used for another request",
+    413: "too large; the body says the limit",
+    503: "journal unwritable; nothing was applied",
+}
+_DETAIL = {"type": "object", "required": ["detail"], "properties": {"detail": {}}}
+
+
+def _answers(*codes: int, text: tuple[int, ...] = ()) -> dict[int | str, dict[str, Any]]:
+    """The error statuses a route answers, for its OpenAPI document: gpuyard's JSON
+    ``{"detail": ...}``, or plain text for those in ``text`` (Ray's package routes)."""
+    out: dict[int | str, dict[str, Any]] = {
+        c: {"description": _WHY[c], "content": {"text/plain": {"schema": {"type": "string"}}}
+            if c in text else {"application/json": {"schema": _DETAIL}}}
+        for c in codes
+    }  # fmt: skip
+    return out
+
+
+_SUBMIT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "title": "Ray's JobSubmitRequest",
+                "description": "gpuyard's fields in metadata (see the module's docstring)",
+                "required": ["entrypoint"],
+                "additionalProperties": False,
+                "properties": {
+                    "entrypoint": {"type": "string", "minLength": 1},
+                    "submission_id": {"type": ["string", "null"], "minLength": 1},
+                    "job_id": {"type": ["string", "null"], "minLength": 1},
+                    "runtime_env": {"type": ["object", "null"]},
+                    "metadata": {"type": ["object", "null"]},
+                    "entrypoint_num_cpus": {"type": ["number", "null"]},
+                    "entrypoint_num_gpus": {"type": ["number", "null"]},
+                    "entrypoint_memory": {"type": ["integer", "null"]},
+                    "entrypoint_resources": {"type": ["object", "null"]},
+                    "entrypoint_label_selector": {"type": ["object", "null"]},
+                },
+            }
+        }
+    },
+}
 
 _REQUEST_FIELDS = frozenset(
     {
@@ -256,9 +307,12 @@ def _parse_object(raw: object, out: GpuyardMetadata, errors: list[dict[str, Any]
     obj = raw
     if isinstance(raw, str):
         try:
-            obj = json.loads(raw)
-        except ValueError as e:
-            errors.append(_err(base, f"must be a JSON object of gpuyard fields: {e}", raw))
+            obj = read_json(raw, base)
+        except SpecRejected as e:
+            errors.extend(
+                {**x, "msg": f"must be a JSON object of gpuyard fields: {x['msg']}"}
+                for x in e.errors
+            )
             return
     if not isinstance(obj, dict):
         errors.append(
@@ -299,8 +353,8 @@ def _flat_value(name: str, value: object) -> Any:
     if not isinstance(value, str) or name in STRING_FIELDS:
         return value
     try:
-        return json.loads(value)
-    except ValueError:
+        return read_json(value)  # NaN, 1e400 and the like stay strings (then refused)
+    except SpecRejected:
         if name == "gpu_models":
             return [m.strip() for m in value.split(",") if m.strip()]
         return value
@@ -383,7 +437,17 @@ def submission_from_request(body: object) -> RaySubmission:
         elif value != 0:
             errors.append(_err(("body", key), f"must be 0: {why}", value))
     fields, locs = dict(parsed.fields), dict(parsed.locs)
-    _gang_gpus(body.get("entrypoint_num_gpus"), fields, locs, errors)
+    try:
+        _gang_gpus(body.get("entrypoint_num_gpus"), fields, locs, errors)
+    except OverflowError:  # an integer past a float's range, in the total or in metadata
+        errors.append(
+            _err(
+                ("body", "entrypoint_num_gpus"),
+                "a number of GPUs or workers out of range (this or metadata gpuyard.workers, "
+                "gpuyard.gpus_per_worker, gpuyard.gpu_milli)",
+                body.get("entrypoint_num_gpus"),
+            )
+        )
     if errors:
         raise SpecRejected(errors)
     spec: dict[str, Any] = dict(fields)
@@ -532,7 +596,10 @@ def _relocated(errors: list[dict[str, Any]], locs: dict[str, Loc]) -> list[dict[
 def _iso(ts: float | None) -> str:
     if ts is None:
         return "unknown"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):  # an estimate from a huge estimated_duration_s
+        return "after the year 9999"
 
 
 def _ms(ts: float | None) -> int | None:
@@ -648,14 +715,24 @@ def install(
             "session_name": SESSION_NAME,
         }
 
-    @app.get("/api/packages/{protocol}/{package_name}", tags=["ray-jobs"])
+    @app.get(
+        "/api/packages/{protocol}/{package_name}",
+        tags=["ray-jobs"],
+        response_class=PlainTextResponse,
+        responses=_answers(401, 404, text=(404,)),
+    )
     async def package_exists(who: Caller, protocol: str, package_name: str) -> Response:
         uri = f"{protocol}://{package_name}"
         if await backend.package_exists(uri):
             return PlainTextResponse("")
         return PlainTextResponse(f"Package {uri} does not exist", status_code=404)
 
-    @app.put("/api/packages/{protocol}/{package_name}", tags=["ray-jobs"])
+    @app.put(
+        "/api/packages/{protocol}/{package_name}",
+        tags=["ray-jobs"],
+        response_class=PlainTextResponse,
+        responses=_answers(400, 401, 413, 503, text=(400, 413)),
+    )
     async def put_package(
         request: Request, who: Caller, protocol: str, package_name: str
     ) -> Response:
@@ -685,7 +762,15 @@ def install(
             return PlainTextResponse(e.message, status_code=413 if e.too_large else 400)
         return PlainTextResponse("")
 
-    @app.post("/api/jobs/", tags=["ray-jobs"])
+    @app.post(
+        "/api/jobs/",
+        tags=["ray-jobs"],
+        openapi_extra={"requestBody": _SUBMIT_BODY},
+        responses={
+            **_answers(401, 403, 409, 413, 503),
+            422: {"model": Rejected, "description": "invalid request: each error names its field"},
+        },
+    )
     async def submit_job(request: Request, who: Caller) -> dict[str, str]:
         raw = bytearray()
         async for part in request.stream():
@@ -694,10 +779,7 @@ def install(
                 raise HTTPException(
                     413, f"a job submission is at most {MAX_SUBMIT_BYTES} bytes of JSON"
                 )
-        try:
-            body = json.loads(bytes(raw))
-        except ValueError as e:
-            raise SpecRejected([_err(("body",), f"not valid JSON: {e}", None)]) from None
+        body = read_json(bytes(raw))  # SpecRejected (422) naming the place if not JSON
         sub = submission_from_request(body)
         spec, locs = sub.spec, sub.locs
         team = spec.get("team")
@@ -730,7 +812,7 @@ def install(
             raise SpecRejected(_relocated(e.errors, locs)) from None
         return {"job_id": job.job_id, "submission_id": job.job_id}
 
-    @app.get("/api/jobs/", tags=["ray-jobs"])
+    @app.get("/api/jobs/", tags=["ray-jobs"], responses=_answers(401))
     async def list_jobs(who: Caller) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         after: str | None = None
@@ -741,11 +823,11 @@ def install(
                 return out
             after = page.next_after
 
-    @app.get("/api/jobs/{job_ref}", tags=["ray-jobs"])
+    @app.get("/api/jobs/{job_ref}", tags=["ray-jobs"], responses=_answers(401, 403, 404))
     async def get_job(request: Request, who: Caller, job_ref: JobRef) -> dict[str, Any]:
         return job_details(await owned(request, who, job_ref))
 
-    @app.post("/api/jobs/{job_ref}/stop", tags=["ray-jobs"])
+    @app.post("/api/jobs/{job_ref}/stop", tags=["ray-jobs"], responses=_answers(401, 403, 404, 503))
     async def stop_job(request: Request, who: Caller, job_ref: JobRef) -> dict[str, bool]:
         job = await owned(request, who, job_ref)
         if job.state.terminal:
@@ -758,7 +840,7 @@ def install(
             raise HTTPException(404, _no_job(who, job_ref)) from None
         return {"stopped": True}
 
-    @app.delete("/api/jobs/{job_ref}", tags=["ray-jobs"])
+    @app.delete("/api/jobs/{job_ref}", tags=["ray-jobs"], responses=_answers(400, 401, 403, 404))
     async def delete_job(request: Request, who: Caller, job_ref: JobRef) -> dict[str, bool]:
         job = await owned(request, who, job_ref)
         raise HTTPException(
@@ -768,7 +850,7 @@ def install(
             + ("" if job.state.terminal else f"; to end it: ray job stop {job.job_id}"),
         )
 
-    @app.get("/api/jobs/{job_ref}/logs", tags=["ray-jobs"])
+    @app.get("/api/jobs/{job_ref}/logs", tags=["ray-jobs"], responses=_answers(401, 403, 404))
     async def job_logs(request: Request, who: Caller, job_ref: JobRef) -> dict[str, str]:
         job = await owned(request, who, job_ref)
         parts: list[str] = []

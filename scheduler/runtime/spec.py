@@ -125,13 +125,16 @@ Command = Annotated[
 
 MAX_CPUS = 1_000_000.0  # CPU cores of one worker
 MAX_GIB = 1_000_000_000.0  # GiB of one worker's memory or of one GPU's (an exbibyte)
+MAX_WORKERS = 1_000_000  # workers of one gang
 
 
 class JobSpec(BaseModel):
     """A job: a gang of identical workers running one Ray Train loop (``entrypoint``), or a
     shell command run as a Ray job (``command``) on the gang's resources."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="gpuyard job spec")
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, title="gpuyard job spec"
+    )
 
     name: DnsLabel = Field(description="job name; " + DNS_LABEL_RULE)
     team: DnsLabel | None = Field(
@@ -146,7 +149,9 @@ class JobSpec(BaseModel):
         max_length=63,
         description="a named priority class from the service config (sets the priority)",
     )
-    workers: int = Field(strict=True, ge=1, description="number of workers in the gang")
+    workers: int = Field(
+        strict=True, ge=1, le=MAX_WORKERS, description="number of workers in the gang"
+    )
     gpus_per_worker: int = Field(
         1, strict=True, ge=0, description="whole GPUs per worker (1 when sharing a GPU)"
     )
