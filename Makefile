@@ -35,8 +35,12 @@ constraints: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/gpuyard demo
 
+# every test, in two runs: those without Ray on both cores (pytest-xdist, one module per worker
+# at a time), then the Ray integration tests one after another (each starts local Ray clusters
+# whose timing the other core's load would disturb); fails if either fails
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	@rc=0; $(BIN)/python -m pytest -q -m 'not ray' -n 2 --dist loadfile || rc=$$?; \
+	 $(BIN)/python -m pytest -q -m ray || rc=$$?; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check scheduler planner simulations tests examples

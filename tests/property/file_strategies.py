@@ -302,7 +302,8 @@ def exists(doc: Any, loc: Loc) -> bool:
     return True
 
 
-MISSING = ("required field is missing", "an admin entry needs a name")
+# the messages of a required field that is absent (its parent is in the document)
+MISSING = ("required field is missing", "an admin entry needs a name", "give exactly one of")
 
 
 def names_a_field(doc: Any, error: Mapping[str, Any]) -> bool:

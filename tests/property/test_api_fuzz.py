@@ -68,7 +68,7 @@ from tests.unit.runtime.fake_backend import (
 from tests.unit.runtime.test_service import Clock, FakeCluster, FakeLauncher
 
 if TYPE_CHECKING:
-    from tests.property.conftest import FuzzTally
+    from tests.fuzz_tally import FuzzTally
 
 EXAMPLES = int(os.environ.get("GPUYARD_FUZZ_EXAMPLES", "10"))
 RAW_EXAMPLES = 10 * EXAMPLES

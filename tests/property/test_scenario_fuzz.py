@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from planner.inputs import Scenario
 from planner.schema import ScenarioError, ScenarioFile, load_scenario, parse_scenario
 from scheduler.files.document import line_of
+from tests.property.file_strategies import exists, names_a_field
 
 ROOT = Path(__file__).parents[2]
 DEFAULT = ROOT / "simulations" / "scenarios" / "china-dc.yaml"
@@ -59,34 +60,6 @@ def _settings(n: int) -> settings:
 
 
 # --- what a rejection must say -----------------------------------------------------------------
-
-
-def _child(node: Any, part: str | int) -> tuple[bool, Any]:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k == part or str(k) == str(part):
-                return True, v
-    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-        return True, node[part]
-    return False, None
-
-
-def _exists(doc: Any, loc: tuple[str | int, ...]) -> bool:
-    node = doc
-    for part in loc:
-        found, node = _child(node, part)
-        if not found:
-            return False
-    return True
-
-
-def _names_a_field(doc: Any, e: dict[str, Any]) -> bool:
-    """The problem's field is in the document, or is a required one missing from it."""
-    loc = tuple(e["loc"])
-    if _exists(doc, loc):
-        return True
-    missing = str(e["msg"]).startswith(("required field is missing", "give exactly one of"))
-    return bool(loc) and missing and _exists(doc, loc[:-1])
 
 
 def _load(doc: Any, source: str = "fuzz.yaml") -> Scenario | ScenarioError:
@@ -175,7 +148,7 @@ def test_documents_from_the_schema_are_models_and_load_or_name_a_field(doc: Any)
     ScenarioFile.model_validate(doc)  # the published schema and the model agree
     got = _load(doc)
     if isinstance(got, ScenarioError):
-        assert all(_names_a_field(doc, e) for e in got.errors), got
+        assert all(names_a_field(doc, e) for e in got.errors), got
         CASES["schema rejected"] += 1
 
 
@@ -279,7 +252,7 @@ def test_malformed_documents_only_raise_scenario_errors_naming_a_field(doc: Any)
     if isinstance(got, ScenarioError):
         CASES["malformed rejected"] += 1
         for e in got.errors:
-            assert _names_a_field(doc, e), (e, got)
+            assert names_a_field(doc, e), (e, got)
             assert e["line"] is None  # a parsed document has no lines
 
 
@@ -339,8 +312,8 @@ def test_malformed_files_only_raise_scenario_errors_with_lines_in_the_file(text:
             return  # a syntax error: the line checked above is all it has
         for x in e.errors:
             if x["loc"] and "given more than once" not in x["msg"]:
-                assert _names_a_field(doc, x), (x, e)
-                if _exists(doc, tuple(x["loc"])):
+                assert names_a_field(doc, x), (x, e)
+                if exists(doc, tuple(x["loc"])):
                     assert x["line"] == line_of(root, tuple(x["loc"])) is not None, (x, e)
     except Exception:
         CASES["crashes"] += 1
@@ -470,11 +443,7 @@ def test_loading_twice_gives_equal_scenarios(path: Path, tmp_path: Path) -> None
                                "source": str(again)})  # fmt: skip
 
 
-def test_zz_report_the_case_counts(capsys: pytest.CaptureFixture[str]) -> None:
-    assert CASES["crashes"] == 0
-    line = f"file fuzz: scenario {CASES['cases']} cases, {CASES['crashes']} crashes"
-    detail = ", ".join(
-        f"{k} {v}" for k, v in sorted(CASES.items()) if k not in ("cases", "crashes")
-    )
-    with capsys.disabled():
-        print(f"\n{line} ({detail})")
+def test_zz_report_the_case_counts(fuzz_counts: dict[str, Counter[str]]) -> None:
+    """Runs last in this file (one worker runs a whole file): the counts go to the summary."""
+    assert CASES["crashes"] == 0 and CASES["cases"] > 0
+    fuzz_counts["scenario"] = Counter(CASES)
