@@ -354,7 +354,8 @@ def test_restart_with_a_node_added_one_removed_and_a_changed_quota(
         OPS, job("mover", "planning", workers=1, gpus=4, epochs=30, sleep=0.1,
                  checkpoint_interval_s=1), None,
     ))  # fmt: skip
-    wait_for(lambda: get(scheduler, mover.job_id).state == "RUNNING", 60, "mover runs")
+    # it starts once the earlier tests' planning jobs have finished (planning's quota is 4 GPUs)
+    wait_for(lambda: get(scheduler, mover.job_id).state == "RUNNING", 240, "mover runs")
     node = get(scheduler, mover.job_id).placement[0].node
     runs = run_dir(state, mover.team, mover.job_id)
     wait_for(lambda: registered_checkpoints(runs) >= 1, 120, "a checkpoint")
