@@ -65,6 +65,7 @@ __all__ = [
     "CONTROLLER_ENV",
     "ENV_VAR",
     "GPUS_ENV",
+    "RUN_ENV",
     "STATE_FILE",
     "RunContext",
     "Superseded",
@@ -423,11 +424,18 @@ def real_gpus(info: dict[str, Any]) -> bool:
 # process runs claim_gpus() first (runtime_env worker_process_setup_hook).
 CONTROLLER_ENV = {"TRAIN_ENABLE_SHARE_CUDA_VISIBLE_DEVICES": "0"}
 
+# Every run, simulated or not: Ray Train's preemption watcher (one more actor process per
+# attempt, ~240 MB and 2 s of CPU to start) logs Ray's node-drain notices and hands them to
+# the workers (ray.train.get_preemption_info). Those notices come from Ray's autoscaler, and
+# gpuyard's fleet has none (k8s/base/raycluster.yaml): gpuyard drains nodes itself, and a
+# loop learns of it from scheduler.train.stop_requested, with time to checkpoint.
+RUN_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+
 
 def worker_env(info: dict[str, Any]) -> dict[str, str]:
     """The environment every worker of the run gets: the run info, and on real GPUs the
     switches that leave the choice of GPUs to the scheduler (see ``claim_gpus``)."""
-    env = {ENV_VAR: json.dumps(info, sort_keys=True)}
+    env = {**RUN_ENV, ENV_VAR: json.dumps(info, sort_keys=True)}
     if real_gpus(info):
         env["RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"] = "1"
         env.update(CONTROLLER_ENV)

@@ -199,6 +199,7 @@ class JobRunner:
         self.req: RunRequest | None = None
         self.status_ = RunStatus("", 0, "idle")
         self._stop_asked = False
+        self._stop_why = ""
         self._killed = False
         self._outside = ""  # why a script job's workers were found outside the placement
         self._thread: threading.Thread | None = None
@@ -220,6 +221,9 @@ class JobRunner:
             f"rank {i}: {w.node} GPUs {list(w.gpu_indices)}" for i, w in enumerate(req.workers)
         )
         self.log(f"attempt {req.attempt} ({req.kind}) launching on {where}")
+        if self._stop_asked:  # a threaded actor: a stop may have been served before this call
+            RunChannel(req.name, req.attempt).ask_stop(self._stop_why)
+            self.log(f"attempt {req.attempt}: stop requested before the launch ({self._stop_why})")
         target = self._run_script if req.kind == "script" else self._run_train
         self._thread = threading.Thread(target=self._guard, args=(target, req), daemon=True)
         self._thread.start()
@@ -379,6 +383,7 @@ class JobRunner:
     def stop(self, why: str = "") -> None:
         """Ask the run to checkpoint and return (its loop polls ``stop_requested``)."""
         self._stop_asked = True
+        self._stop_why = why or "stop requested"
         if self.req is None:
             return
         RunChannel(self.req.name, self.req.attempt).ask_stop(why or "stop requested")
@@ -422,8 +427,9 @@ def _dashboard_url() -> str:
 
 def new_runner(head_node_id: str, simulated: bool = True) -> tuple[str, Any]:
     """Create an idle, detached runner actor on the head node (where the service runs);
-    returns its name (journaled with the run, to find it after a restart) and handle. On
-    real GPUs its Train controllers inherit ``scheduler.train.CONTROLLER_ENV``."""
+    returns its name (journaled with the run, to find it after a restart) and handle. Its
+    Train controllers inherit ``scheduler.train.RUN_ENV``, and on real GPUs
+    ``scheduler.train.CONTROLLER_ENV``."""
     import ray
 
     from scheduler import train
@@ -437,7 +443,7 @@ def new_runner(head_node_id: str, simulated: bool = True) -> tuple[str, Any]:
         num_cpus=0,
         max_concurrency=8,
         label_selector={"ray.io/node-id": head_node_id},
-        runtime_env=None if simulated else {"env_vars": dict(train.CONTROLLER_ENV)},
+        runtime_env={"env_vars": {**train.RUN_ENV, **({} if simulated else train.CONTROLLER_ENV)}},
     ).remote()
     return name, handle
 

@@ -149,6 +149,7 @@ class Runs:
         self.clock = clock
         self.active: dict[str, ActiveRun] = {}
         self.deferred: list[Launch] = []
+        self.retired: list[Any] = []  # runners of ended runs, killed by the next execute()
 
     # ----------------------------------------------------------- watching
     def poll(self) -> list[RunReport]:
@@ -175,7 +176,13 @@ class Runs:
                 request_of: Callable[[Launch, int], RunRequest | None]) -> None:  # fmt: skip
         """Carry out the effects in order, then retry deferred launches. ``is_current``
         says whether a launch is still what the core wants; ``request_of`` builds the
-        attempt's ``RunRequest`` (None: not now, e.g. a node Ray has not shown yet)."""
+        attempt's ``RunRequest`` (None: not now, e.g. a node Ray has not shown yet). First
+        the runners of runs whose end is journaled are killed: each is a process of its own on
+        the head (Ray and torch imported), and nothing is asked of it any more."""
+        with self.lock:
+            retired, self.retired = self.retired, []
+        for handle in retired:
+            self.launcher.kill(handle)
         for eff in effects:
             if isinstance(eff, Start):
                 self._start(eff.launch, is_current, request_of)
@@ -267,8 +274,12 @@ class Runs:
             self.launcher.kill(handle)
 
     def ended(self, job_id: str) -> ActiveRun | None:
-        """Forget a run whose end is journaled (lock held by the caller)."""
-        return self.active.pop(job_id, None)
+        """Forget a run whose end is journaled (lock held by the caller); its runner is
+        killed by the next ``execute``."""
+        run = self.active.pop(job_id, None)
+        if run is not None:
+            self.retired.append(run.handle)
+        return run
 
 
 def run_request(

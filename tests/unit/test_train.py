@@ -222,3 +222,31 @@ def test_claiming_is_a_no_op_for_simulated_gpus_and_outside_runs(
         "worker_process_setup_hook"
         not in train.run_config({**info, "storage_path": "/x"}).worker_runtime_env
     )
+
+
+def test_every_run_goes_without_ray_trains_preemption_watcher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The switch is the one Ray Train's controller reads, and it reads as off, for the
+    runner's controllers and a script's driver alike, simulated GPUs or real."""
+    from ray._private import ray_constants
+    from ray.train.v2._internal import constants
+
+    from scheduler.runtime.executor import RunRequest, WorkerSlot, script_runtime_env
+
+    assert list(train.RUN_ENV) == [constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR]
+    for key, value in train.RUN_ENV.items():
+        monkeypatch.setenv(key, value)
+        assert ray_constants.env_bool(key, constants.DEFAULT_ENABLE_PREEMPTION_WATCHER) is False
+    for simulated in (True, False):
+        info = {"job_id": "j-3", "run_name": "j-3-aa", "attempt": 1, "gpu_indices": [[0]],
+                "gpus_per_worker": 1.0, "simulated_gpus": simulated}  # fmt: skip
+        assert train.worker_env(info).items() >= train.RUN_ENV.items()
+    req = RunRequest(
+        job_id="j-4", attempt=1, entrypoint=None, config={},
+        workers=(WorkerSlot("node-a", "aa", (0,)),), cpus_per_worker=1.0, gpus_per_worker=1.0,
+        storage_path="/tmp/ckpt", log_path="/tmp/j-4.log", simulated_gpus=True,
+        command="python train.py", runtime_env={"env_vars": {"A": "1"}},
+    )  # fmt: skip
+    env = script_runtime_env(req)["env_vars"]
+    assert env["A"] == "1" and env.items() >= train.RUN_ENV.items()

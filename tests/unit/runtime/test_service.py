@@ -143,6 +143,22 @@ def test_a_launch_runs_pinned_to_the_chosen_nodes_and_success_is_recorded(world:
         assert [(r.attempt, r.outcome) for r in journal.runs(job.job_id)] == [(1, "succeeded")]
 
 
+def test_the_runner_of_an_ended_run_is_killed_once_its_end_is_journaled(world: Any) -> None:
+    launcher, _, clock, _ = world
+    svc = service(world)
+    a, b = svc.submit(spec("a")), svc.submit(spec("b"))
+    (run_a,), (run_b,) = launcher.of(a.job_id), launcher.of(b.job_id)
+    run_a.end("succeeded", loss=0.1)
+    clock.t += 1
+    svc.step()  # the end is journaled; the runner is killed on the next step's effects
+    assert svc.get_job(a.job_id).state is JobState.SUCCEEDED
+    svc.step()
+    assert (run_a.alive, run_b.alive) == (False, True)  # the running one is left alone
+    assert svc.get_job(a.job_id).metrics == {"loss": 0.1}  # kept from the end, not the runner
+    idle = [r for r in launcher.runs.values() if r.req is None]
+    assert all(r.alive for r in idle)  # the runner kept ready for the next launch too
+
+
 def test_a_failed_run_fails_the_job_with_the_runner_s_reason(world: Any) -> None:
     launcher, *_ = world
     svc = service(world)
