@@ -222,8 +222,7 @@ class JobRunner:
         )
         self.log(f"attempt {req.attempt} ({req.kind}) launching on {where}")
         if self._stop_asked:  # a threaded actor: a stop may have been served before this call
-            RunChannel(req.name, req.attempt).ask_stop(self._stop_why)
-            self.log(f"attempt {req.attempt}: stop requested before the launch ({self._stop_why})")
+            self._pass_stop(req, " before the launch")
         target = self._run_script if req.kind == "script" else self._run_train
         self._thread = threading.Thread(target=self._guard, args=(target, req), daemon=True)
         self._thread.start()
@@ -384,10 +383,12 @@ class JobRunner:
         """Ask the run to checkpoint and return (its loop polls ``stop_requested``)."""
         self._stop_asked = True
         self._stop_why = why or "stop requested"
-        if self.req is None:
-            return
-        RunChannel(self.req.name, self.req.attempt).ask_stop(why or "stop requested")
-        self.log(f"attempt {self.req.attempt}: stop requested ({why or 'stop'})")
+        if self.req is not None:  # else run() passes it on
+            self._pass_stop(self.req)
+
+    def _pass_stop(self, req: RunRequest, when: str = "") -> None:
+        RunChannel(req.name, req.attempt).ask_stop(self._stop_why)
+        self.log(f"attempt {req.attempt}: stop requested{when} ({self._stop_why})")
 
     def terminate(self) -> None:
         """End the run now, before this runner is killed: a script job's Ray job is stopped
